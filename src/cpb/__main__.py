@@ -1,0 +1,3 @@
+from cpb.cli import entry
+
+entry()

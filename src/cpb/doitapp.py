@@ -1,0 +1,158 @@
+"""Running the task graph with doit.
+
+`task_dicts` turns the graph into doit task dictionaries (each with an
+`uptodate` check from `tasks.UPTODATE` and its graph predecessors as
+`task_dep`); `CpbLoader` hands them to doit for `cpb build`, and
+`cpb.dodo.task_cpb` yields the same dictionaries to a project's dodo.py so
+that a plain `doit` does the same work.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from doit.cmd_base import TaskLoader2
+from doit.doit_cmd import DoitMain
+from doit.exceptions import TaskFailed
+from doit.reporter import ConsoleReporter
+from doit.task import Task, dict_to_task
+
+from .errors import CpbError
+from .graph import ordered, split_task
+from .project import Project
+from .tasks import ACTIONS, UPTODATE
+
+log = logging.getLogger(__name__)
+
+
+def _run_action(project: Project, kind: str, image: str) -> TaskFailed | None:
+    try:
+        ACTIONS[kind](project, image)
+    except CpbError as exc:
+        return TaskFailed(str(exc))
+    return None  # never a Path or other non-JSON value: it would truncate doit's db
+
+
+def task_dicts(project: Project) -> list[dict[str, Any]]:
+    result = []
+    for task in ordered(project.graph):
+        kind, image = split_task(task)
+        result.append({
+            "name": task,
+            "doc": f"{kind} image {image}",
+            "actions": [(_run_action, [project, kind, image])],
+            "uptodate": [functools.partial(UPTODATE[kind], project, image)],
+            "task_dep": sorted(project.graph.predecessors(task)),
+            "verbosity": 0,
+        })
+    return result
+
+
+def doit_config(project_root: Path) -> dict[str, Any]:
+    return {
+        "dep_file": str(project_root / ".cpb" / "doit.json"),
+        "backend": "json",
+        "par_type": "thread",
+        "reporter": CpbReporter,
+        "check_file_uptodate": "timestamp",
+    }
+
+
+def prepare_dep_file(project_root: Path) -> None:
+    """Make doit's dependency file safe to open.
+
+    doit writes it once at the end of a run, so a killed run can leave it
+    truncated; doit would then refuse to start. cpb's own checks do not need
+    it, so a damaged one is replaced with a warning.
+    """
+    path = project_root / ".cpb" / "doit.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    try:
+        json.loads(text)
+    except ValueError:
+        log.warning("%s was damaged (an interrupted run?); starting it afresh", path)
+        path.unlink()
+
+
+class CpbLoader(TaskLoader2):
+    def __init__(self, project: Project) -> None:
+        super().__init__()
+        self.project = project
+
+    def setup(self, opt_values: dict[str, Any]) -> None:
+        pass
+
+    def load_doit_config(self) -> dict[str, Any]:
+        return doit_config(self.project.spec.root)
+
+    def load_tasks(self, cmd: Any, pos_args: Sequence[str]) -> list[Task]:
+        return [dict_to_task(d) for d in task_dicts(self.project)]
+
+
+class CpbReporter(ConsoleReporter):
+    """One line when a task starts and ends; failures summarised at the end."""
+
+    desc = "cpb progress"
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        super().__init__(outstream, options)
+        self.started: dict[str, float] = {}
+        self.done: list[str] = []
+        self.skipped = 0
+
+    def execute_task(self, task: Task) -> None:
+        self.started[task.name] = time.monotonic()
+        self.write(f"  ... {task.name}\n")
+        self.outstream.flush()
+
+    def add_success(self, task: Task) -> None:
+        took = time.monotonic() - self.started.get(task.name, time.monotonic())
+        self.done.append(task.name)
+        self.write(f"  ok  {task.name} ({took:.1f} s)\n")
+        self.outstream.flush()
+
+    def add_failure(self, task: Task, fail: Any) -> None:
+        self.failures.append({"task": task, "exception": fail})
+        message = fail.get_msg().strip() if fail.report else ""
+        if not task.executed:
+            message = "not run: a task it needs failed"
+        self.write(f"  FAIL {task.name}: {message}\n")
+        self.outstream.flush()
+
+    def skip_uptodate(self, task: Task) -> None:
+        self.skipped += 1
+
+    def skip_ignore(self, task: Task) -> None:
+        self.skipped += 1
+
+    def complete_run(self) -> None:
+        failed = [r["task"].name for r in self.failures]
+        summary = f"{len(self.done)} done, {self.skipped} up to date"
+        if failed:
+            summary += f", {len(failed)} failed: {', '.join(failed)}"
+        self.write(summary + "\n")
+        for msg in self.runtime_errors:
+            self.write(msg + "\n")
+
+
+def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
+             keep_going: bool = True, extra: Sequence[str] = ()) -> int:
+    """Run doit over the project's graph; doit's return code (0 ok, 1 failed, 2/3 errors)."""
+    prepare_dep_file(project.spec.root)
+    argv = ["run", "-n", str(jobs), "-P", "thread"]
+    if keep_going:
+        argv.append("--continue")
+    argv += [*extra, *targets]
+    main = DoitMain(CpbLoader(project), config_filenames=())
+    return int(main.run(argv))
+

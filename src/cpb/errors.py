@@ -1,0 +1,54 @@
+"""One error hierarchy; each error knows the exit code the CLI turns it into."""
+
+from __future__ import annotations
+
+# Documented exit codes (README "Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # a task failed, or `plan --exit-code` found pending work
+EXIT_SPEC = 2  # bad cpb.yaml or bad command-line usage
+EXIT_ENVIRONMENT = 3  # podman/cekit missing or not working, state locked
+EXIT_INTERRUPTED = 130
+
+
+class CpbError(Exception):
+    """Base of every error cpb reports to a user as one line."""
+
+    exit_code = EXIT_FAILED
+
+
+class SpecError(CpbError):
+    """cpb.yaml is malformed or inconsistent; the message names file:line:col."""
+
+    exit_code = EXIT_SPEC
+
+    def __init__(self, message: str, *, file: str = "", line: int = 0,
+                 column: int = 0, field: str = "") -> None:
+        self.file, self.line, self.column, self.field = file, line, column, field
+        self.reason = message
+        where = file
+        if file and line:
+            where = f"{file}:{line}:{column}" if column else f"{file}:{line}"
+        prefix = f"{where}: " if where else ""
+        if field:
+            prefix += f"{field}: "
+        super().__init__(prefix + message)
+
+
+class GraphError(SpecError):
+    """The task graph cannot be built (a cycle, a missing reference)."""
+
+
+class EnvironmentProblem(CpbError):
+    """A required program is missing or broken on this machine."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class StateLocked(EnvironmentProblem):
+    """Another cpb process holds the project lock."""
+
+
+class BuildError(CpbError):
+    """A task's external command failed; the message names its log file."""
+
+    exit_code = EXIT_FAILED

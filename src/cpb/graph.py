@@ -1,0 +1,71 @@
+"""The spec as a networkx graph of file-level tasks.
+
+Nodes are task names, `KIND:IMAGE`; an edge A → B means B needs A's output.
+The graph is built from the spec alone, before anything runs, and its order
+is deterministic (lexicographic among tasks that are free to go).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import networkx as nx
+
+from .errors import GraphError
+from .spec import ProjectSpec
+
+# Task kinds in the order they happen for one image. fetch:, push: and pod:
+# nodes join the same graph later.
+KINDS = ("rootfs", "render", "build", "tag")
+
+
+def task_name(kind: str, image: str) -> str:
+    return f"{kind}:{image}"
+
+
+def split_task(name: str) -> tuple[str, str]:
+    kind, _, image = name.partition(":")
+    return kind, image
+
+
+def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    for name, image in spec.images.items():
+        render, build, tag = (task_name(k, name) for k in ("render", "build", "tag"))
+        graph.add_node(render, kind="render", image=name)
+        graph.add_node(build, kind="build", image=name)
+        graph.add_node(tag, kind="tag", image=name)
+        graph.add_edge(render, build)
+        graph.add_edge(build, tag)
+        if image.rootfs is not None:
+            rootfs = task_name("rootfs", name)
+            graph.add_node(rootfs, kind="rootfs", image=name)
+            graph.add_edge(rootfs, build)
+        if image.parent is not None:
+            graph.add_edge(task_name("build", image.parent), build)
+    if not nx.is_directed_acyclic_graph(graph):
+        cycle = [edge[0] for edge in nx.find_cycle(graph)]
+        raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))
+    return graph
+
+
+def ordered(graph: nx.DiGraph) -> list[str]:
+    """Every task, dependencies first, ties broken by name."""
+    return list(nx.lexicographical_topological_sort(graph))
+
+
+def image_order(spec: ProjectSpec) -> list[str]:
+    """Images, each after the image it is built from."""
+    images = nx.DiGraph()
+    images.add_nodes_from(spec.images)
+    images.add_edges_from((i.parent, i.name) for i in spec.images.values() if i.parent)
+    return list(nx.lexicographical_topological_sort(images))
+
+
+def closure(graph: nx.DiGraph, targets: Iterable[str]) -> set[str]:
+    """The targets and everything they need."""
+    needed: set[str] = set()
+    for target in targets:
+        needed.add(target)
+        needed.update(nx.ancestors(graph, target))
+    return needed

@@ -1,0 +1,91 @@
+"""Podman adapter: what local storage holds, and the few changes cpb makes to it.
+
+`ImageStore.snapshot` asks podman once for every image; all up-to-date
+checks read that one answer, so a no-op run starts one podman process no
+matter how many images the project has.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EnvironmentProblem
+from .runner import CommandFailed, Runner
+
+PODMAN = "podman"
+# Podman's local short names: `foo/bar:1` is stored as `localhost/foo/bar:1`.
+LOCAL_PREFIX = "localhost/"
+
+SANDBOX_HINT = ("podman cannot start containers here; set CONTAINERS_CONF to a containers.conf "
+                "with default_ulimits and runtime = \"runc\" (see `cpb doctor`)")
+_SANDBOX_SIGNS = ("setrlimit", "cgroups in hybrid mode")
+
+
+def local_ref(ref: str) -> str:
+    first = ref.split("/", 1)[0]
+    if "/" in ref and ("." in first or ":" in first or first == "localhost"):
+        return ref
+    return LOCAL_PREFIX + ref
+
+
+def sandbox_hint(output: str) -> str:
+    return SANDBOX_HINT if any(sign in output for sign in _SANDBOX_SIGNS) else ""
+
+
+@dataclass
+class Snapshot:
+    ids: dict[str, str] = field(default_factory=dict)  # full reference -> image id
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)  # image id -> labels
+
+    def image_id(self, ref: str) -> str | None:
+        return self.ids.get(local_ref(ref))
+
+    def label(self, ref: str, key: str) -> str | None:
+        image_id = self.image_id(ref)
+        return None if image_id is None else self.labels.get(image_id, {}).get(key)
+
+
+class ImageStore:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self._snapshot: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            if self._snapshot is None:
+                self._snapshot = self._query()
+            return self._snapshot
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._snapshot = None
+
+    def _query(self) -> Snapshot:
+        try:
+            out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=120)
+        except CommandFailed as exc:
+            raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+        snap = Snapshot()
+        for entry in json.loads(out or "[]"):
+            image_id = entry.get("Id", "")
+            snap.labels[image_id] = entry.get("Labels") or {}
+            for name in entry.get("Names") or []:
+                snap.ids[name] = image_id
+        return snap
+
+    def tag(self, source: str, *targets: str) -> None:
+        self.runner.run([PODMAN, "tag", source, *targets], timeout=120)
+        self.invalidate()
+
+    def import_tar(self, tar: Path, ref: str, log_file: Path) -> None:
+        self.runner.run([PODMAN, "import", "--quiet", str(tar), ref], log_file=log_file)
+        self.invalidate()
+
+    def remove(self, refs: list[str]) -> None:
+        if refs:
+            self.runner.run([PODMAN, "rmi", "--ignore", *refs], timeout=300)
+            self.invalidate()

@@ -1,0 +1,79 @@
+"""Rendering cekit image descriptors from templates/image.yaml.j2.
+
+`render_descriptor` returns the descriptor text with placeholders in place
+of host paths and of the digest label; `fill_placeholders` turns it into the
+file cekit reads. The digest is taken between the two, so moving the project
+(or cpb's site-packages) does not change any image's identity.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from .resources import templates_dir
+from .spec import ImageSpec, deep_merge
+
+TEMPLATE = "image.yaml.j2"
+DIGEST_PLACEHOLDER = "@cpb:digest@"
+
+
+def _quote(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@cache
+def environment(folder: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder or templates_dir())),
+        undefined=jinja2.StrictUndefined, autoescape=False,
+        keep_trailing_newline=True, trim_blocks=False, lstrip_blocks=False)
+    env.filters["q"] = _quote
+    return env
+
+
+def template_source() -> str:
+    return (templates_dir() / TEMPLATE).read_text()
+
+
+def path_placeholder(label: str) -> str:
+    return f"@cpb:path:{label}@"
+
+
+def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_ref: str,
+                      spec_file: str, artifact_sums: Mapping[str, str]) -> str:
+    labels = dict(image.labels)
+    labels.update({"io.cpb.project": project, "io.cpb.image": image.name,
+                   "io.cpb.digest": DIGEST_PLACEHOLDER})
+    return environment().get_template(TEMPLATE).render(
+        spec_file=spec_file, image=image.name, repository=repository,
+        version=image.version, from_ref=from_ref, description=image.description,
+        labels=sorted(labels.items()), env=image.env, ports=image.ports,
+        packages=image.packages, packages_manager=image.packages_manager,
+        artifacts=[{"name": a.name, "path": path_placeholder(f"artifact:{a.name}"),
+                    "sha256": artifact_sums[a.name], "target": a.target, "dest": a.dest}
+                   for a in image.artifacts],
+        modules=[{"name": m.name, "path": path_placeholder(m.label)} for m in image.modules],
+        user=image.user, workdir=image.workdir, cmd=list(image.cmd),
+        entrypoint=list(image.entrypoint))
+
+
+def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],
+                      cekit_overrides: Mapping[str, Any]) -> str:
+    """The descriptor cekit reads: real paths, the digest, the escape hatch merged."""
+    text = text.replace(_quote(DIGEST_PLACEHOLDER), _quote(digest))
+    for label, path in paths.items():
+        text = text.replace(_quote(path_placeholder(label)), _quote(str(path)))
+    if not cekit_overrides:
+        return text
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    merged = deep_merge(yaml.safe_load(text), cekit_overrides)
+    # JSON is YAML: dumping as JSON keeps the quoting rules in one place.
+    return header + json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+

@@ -1,0 +1,124 @@
+"""Input digests: what each image is made of, hashed as a Merkle tree.
+
+An image's *components* are everything that can change its bytes: the
+rendered descriptor, the spec fields behind it, the template, every module
+file, every artifact's checksum, its base (the parent's input digest, the
+root file system's recipe, or an external image's id), cekit's version and
+the builder flags. The input digest is the hash of the components; a
+parent's digest is a component of its children, so a change anywhere below
+an image changes that image's digest, and nothing else's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cekit import BUILDER_FLAGS, cekit_version
+from .digest import FileHasher, digest_of, sha256_text, short
+from .modules import module_files
+from .podman import Snapshot, local_ref
+from .render import fill_placeholders, render_descriptor, template_source
+from .rootfs import recipe
+from .spec import ImageSpec, ProjectSpec
+
+# Spec fields whose change is named in `cpb plan` reasons.
+SPEC_FIELDS = ("version", "description", "modules", "packages", "packages_manager", "artifacts",
+               "env", "labels", "ports", "user", "workdir", "cmd", "entrypoint", "cekit")
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    """One image of the spec with its inputs resolved."""
+
+    name: str
+    repository: str  # "<project>/<image>", stored by podman as localhost/<project>/<image>
+    version: str
+    digest: str
+    components: dict[str, Any] = field(compare=False)
+    descriptor: str = field(compare=False, repr=False)
+    parent: str | None = None
+    base_ref: str | None = None
+    rootfs_ref: str | None = None
+    rootfs_digest: str | None = None
+
+    @property
+    def digest_ref(self) -> str:
+        return local_ref(f"{self.repository}:cpb-{short(self.digest)}")
+
+    @property
+    def version_ref(self) -> str:
+        return local_ref(f"{self.repository}:{self.version}")
+
+
+def resolve_images(spec: ProjectSpec, order: list[str], snapshot: Callable[[], Snapshot],
+                   hasher: FileHasher) -> dict[str, ImageBuild]:
+    """ImageBuild for every image, parents before children (`order`)."""
+    template_hash = sha256_text(template_source())[:16]
+    cekit = cekit_version()
+    resolved: dict[str, ImageBuild] = {}
+    for name in order:
+        resolved[name] = _resolve(spec, spec.images[name], resolved, snapshot, hasher,
+                                  template_hash, cekit)
+    return resolved
+
+
+def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
+             snapshot: Callable[[], Snapshot], hasher: FileHasher, template_hash: str,
+             cekit: str) -> ImageBuild:
+    repository = f"{spec.project}/{image.name}"
+    rootfs_ref = rootfs_digest = None
+    base: dict[str, Any]
+    if image.parent is not None:
+        parent = done[image.parent]
+        from_ref, base = parent.digest_ref, {"image": image.parent, "digest": parent.digest}
+    elif image.rootfs is not None:
+        tar_sum = hasher.hash(image.rootfs.tar) if image.rootfs.tar else None
+        rootfs_digest = digest_of(recipe(image.rootfs, tar_sum))
+        rootfs_ref = local_ref(f"{spec.project}/rootfs/{image.name}:cpb-{short(rootfs_digest)}")
+        from_ref, base = rootfs_ref, {"rootfs": rootfs_digest}
+    else:
+        assert image.base_ref is not None
+        from_ref = image.base_ref
+        base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
+
+    artifact_sums = {a.name: hasher.hash(a.path) for a in image.artifacts}
+    paths: dict[str, Path] = {f"artifact:{a.name}": a.path for a in image.artifacts}
+    files: dict[str, str] = {}
+    for module in image.modules:
+        paths[module.label] = module.path.resolve()
+        for shown, path in module_files(module):
+            files[shown] = hasher.hash(path)
+    text = render_descriptor(image, project=spec.project, repository=repository,
+                             from_ref=from_ref, spec_file=spec.file.name,
+                             artifact_sums=artifact_sums)
+    components = {
+        "spec": {f: digest_of(_field_value(image, f))[:16] for f in SPEC_FIELDS},
+        "template": template_hash,
+        "descriptor": sha256_text(text),
+        "files": files,
+        "artifacts": artifact_sums,
+        "base": base,
+        "cekit": cekit,
+        "flags": list(BUILDER_FLAGS),
+    }
+    digest = digest_of(components)
+    return ImageBuild(
+        name=image.name, repository=repository, version=image.version, digest=digest,
+        components=components,
+        descriptor=fill_placeholders(text, digest, paths, image.cekit),
+        parent=image.parent, base_ref=image.base_ref,
+        rootfs_ref=rootfs_ref, rootfs_digest=rootfs_digest)
+
+
+def _field_value(image: ImageSpec, name: str) -> Any:
+    value = getattr(image, name)
+    if name == "modules":
+        return [m.name for m in value]
+    if name == "artifacts":
+        return [[a.name, a.target, a.dest] for a in value]
+    if name == "cekit":
+        return dict(value)
+    return value

@@ -1,0 +1,246 @@
+"""The JSON Schema of cpb.yaml, and a small validator for the subset it uses.
+
+The schema is the single source of truth: the loader validates against it,
+and `cpb schema` (and the shipped `cpb.schema.json`) give it to editors.
+The validator knows only the keywords used here, so its messages can be
+specific: the field path, the position, and "did you mean" for a typo.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from .errors import SpecError
+from .yamlload import Located, LocatedList, Mark
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
+MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\x00]{1,255}$"
+IMAGE_PATH_PATTERN = r"^/(?!.*(^|/)\.\.(/|$))[^\x00]*$"
+
+_STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+# cekit writes CMD/ENTRYPOINT into the Containerfile without escaping, so a
+# double quote or backslash would silently produce a broken image.
+_ARGV = {"type": "array", "minItems": 1,
+         "items": {"type": "string", "pattern": r'^[^"\\]*$',
+                   "x-message": "contains a double quote or backslash, which cekit writes "
+                                "into the Containerfile unescaped; avoid them here"},
+         "description": "exec form: a list of arguments, never a shell string; "
+                        "no double quotes or backslashes (cekit does not escape them)"}
+_SCALAR = {"type": ["string", "integer", "number", "boolean"]}
+
+
+def _image_common() -> dict[str, Any]:
+    """Properties an image and the `defaults` section share."""
+    return {
+        "modules": {"type": "array", "description": "modules/ beside cpb.yaml first, then cpb's",
+                    "items": {"type": "string", "pattern": MODULE_PATTERN}},
+        "packages": {"type": "array", "items": {
+            "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9+._:=~*-]*$"}},
+        "packages_manager": {"enum": ["apt-get", "apk", "dnf", "microdnf", "yum", "zypper"]},
+        "artifacts": {"type": "array", "items": {"$ref": "#/$defs/artifact"}},
+        "env": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                "additionalProperties": _SCALAR},
+        "labels": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"},
+                   "additionalProperties": _SCALAR},
+        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+        "user": {"type": ["string", "integer"]},
+        "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+        "cmd": _ARGV,
+        "entrypoint": _ARGV,
+        "cekit": {"type": "object", "description":
+                  "merged into the rendered cekit descriptor (escape hatch)"},
+    }
+
+
+def build_schema() -> dict[str, Any]:
+    image = {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "from": {"type": "string", "pattern": r"^\S+$", "description":
+                     "another image of this spec, or an external image reference"},
+            "rootfs": {"$ref": "#/$defs/rootfs"},
+            "version": {"type": "string", "pattern": TAG_PATTERN},
+            "description": {"type": "string"},
+            **_image_common(),
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "cpb.yaml: images and pods for a ComputePod",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["project", "images"],
+        "properties": {
+            "project": {"type": "string", "pattern": NAME_PATTERN},
+            "defaults": {"type": "object", "additionalProperties": False,
+                         "properties": _image_common()},
+            "images": {"type": "object", "minProperties": 1,
+                       "propertyNames": {"pattern": NAME_PATTERN},
+                       "additionalProperties": {"$ref": "#/$defs/image"}},
+        },
+        "$defs": {
+            "image": image,
+            "rootfs": {
+                "type": "object", "additionalProperties": False,
+                "minProperties": 1, "maxProperties": 1,
+                "properties": {
+                    "tar": {"type": "string", "minLength": 1},
+                    "debootstrap": {"$ref": "#/$defs/debootstrap"},
+                },
+            },
+            "debootstrap": {
+                "type": "object", "additionalProperties": False, "required": ["suite"],
+                "properties": {
+                    "suite": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
+                    "variant": {"enum": ["minbase", "buildd", "fakechroot", "-"]},
+                    "include": {"type": "array", "items": {
+                        "type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"}},
+                    "components": {"type": "array", "items": {
+                        "type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}},
+                    "mirror": {"type": "string", "pattern": r"^(https?|file)://\S+$"},
+                },
+            },
+            "artifact": {
+                "type": "object", "additionalProperties": False, "required": ["path"],
+                "properties": {
+                    "path": {"type": "string", "minLength": 1,
+                             "description": "a local file, relative to cpb.yaml"},
+                    "name": {"type": "string", "pattern": FILE_NAME_PATTERN},
+                    "target": {"type": "string", "pattern": FILE_NAME_PATTERN},
+                    "dest": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                },
+            },
+        },
+    }
+
+
+SCHEMA = build_schema()
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
+               "integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
+def _describe(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if _TYPES[name](value):
+            return _TYPE_WORDS[name]
+    return "null" if value is None else type(value).__name__
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class Validator:
+    """Checks a located YAML document against SCHEMA; raises `SpecError`."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.locations: dict[str, Mark] = {}
+
+    def fail(self, message: str, path: str, mark: Mark | None) -> SpecError:
+        return SpecError(message, file=self.file, line=mark.line if mark else 0,
+                         column=mark.column if mark else 0, field=path or "(top level)")
+
+    def validate(self, value: Any, schema: dict[str, Any] = SCHEMA, path: str = "",
+                 mark: Mark | None = None) -> None:
+        if mark is None and hasattr(value, "mark"):
+            mark = value.mark
+        if "$ref" in schema:
+            schema = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+        self.locations[path] = mark or Mark(1, 1)
+        types = schema.get("type")
+        if types is not None:
+            names = types if isinstance(types, list) else [types]
+            if not any(_TYPES[t](value) for t in names):
+                wanted = " or ".join(_TYPE_WORDS[t] for t in names)
+                hint = ""
+                if "string" in names and isinstance(value, (int, float)) and not isinstance(value, bool):
+                    hint = f'; quote it: "{value}"'
+                raise self.fail(f"expected {wanted}, got {_describe(value)}{hint}", path, mark)
+        if "enum" in schema and value not in schema["enum"]:
+            choices = ", ".join(str(c) for c in schema["enum"])
+            extra = did_you_mean(value, schema["enum"]) if isinstance(value, str) else ""
+            raise self.fail(f"{value!r} is not one of: {choices}{extra}", path, mark)
+        if isinstance(value, str):
+            self._string(value, schema, path, mark)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in schema and value < schema["minimum"]:
+                raise self.fail(f"{value} is below the minimum {schema['minimum']}", path, mark)
+            if "maximum" in schema and value > schema["maximum"]:
+                raise self.fail(f"{value} is above the maximum {schema['maximum']}", path, mark)
+        elif isinstance(value, list):
+            self._array(value, schema, path, mark)
+        elif isinstance(value, dict):
+            self._object(value, schema, path, mark)
+
+    def _string(self, value: str, schema: dict[str, Any], path: str, mark: Mark | None) -> None:
+        if len(value) < schema.get("minLength", 0):
+            raise self.fail("must not be empty", path, mark)
+        pattern = schema.get("pattern")
+        if pattern and not re.search(pattern, value):
+            why = schema.get("x-message", f"is not allowed here (must match {pattern})")
+            raise self.fail(f"{value!r} {why}", path, mark)
+
+    def _array(self, value: list[Any], schema: dict[str, Any], path: str,
+               mark: Mark | None) -> None:
+        if len(value) < schema.get("minItems", 0):
+            raise self.fail(f"needs at least {schema['minItems']} item(s)", path, mark)
+        items = schema.get("items")
+        if items is None:
+            return
+        marks = value.item_marks if isinstance(value, LocatedList) else [mark] * len(value)
+        for index, item in enumerate(value):
+            self.validate(item, items, f"{path}[{index}]", marks[index])
+
+    def _object(self, value: dict[str, Any], schema: dict[str, Any], path: str,
+                mark: Mark | None) -> None:
+        props: dict[str, Any] = schema.get("properties", {})
+        key_marks = value.key_marks if isinstance(value, Located) else {}
+        value_marks = value.value_marks if isinstance(value, Located) else {}
+        prefix = f"{path}." if path else ""
+        for key in schema.get("required", []):
+            if key not in value:
+                raise self.fail(f"missing required key '{key}'", path, mark)
+        count = len(value)
+        if count < schema.get("minProperties", 0):
+            raise self.fail("must not be empty" if count == 0 else "too few keys", path, mark)
+        if count > schema.get("maxProperties", count):
+            keys = ", ".join(props)
+            raise self.fail(f"give exactly one of: {keys}", path, mark)
+        names = schema.get("propertyNames")
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            where = f"{prefix}{key}"
+            if names is not None:
+                try:
+                    self._string(key, names, where, key_marks.get(key))
+                except SpecError:
+                    raise self.fail(f"{key!r} is not a valid name (allowed: {names['pattern']})",
+                                    where, key_marks.get(key)) from None
+            if key in props:
+                self.validate(item, props[key], where, value_marks.get(key))
+            elif extra is False:
+                raise self.fail(f"unknown key '{key}'{did_you_mean(key, list(props))}",
+                                where, key_marks.get(key))
+            elif isinstance(extra, dict):
+                self.validate(item, extra, where, value_marks.get(key))
+
+
+def schema_json() -> str:
+    return json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,264 @@
+"""cpb.yaml → a validated, immutable `ProjectSpec`.
+
+`load_spec` is the YAML boundary: after it, every value is typed, defaults
+are merged into each image, references between images are resolved and
+checked for cycles, and module and artifact files are known to exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import GraphError, SpecError
+from .modules import ModuleRef, find_module, known_modules
+from .schema import Validator, did_you_mean
+from .yamlload import Located, Mark, load_yaml
+
+SPEC_FILE = "cpb.yaml"
+# cekit keys cpb owns: letting the escape hatch change them would break the
+# image's identity (its name, tags and the parent edge of the graph).
+RESERVED_CEKIT_KEYS = ("name", "version", "from", "schema_version")
+
+
+@dataclass(frozen=True)
+class DebootstrapSpec:
+    suite: str
+    variant: str = "minbase"
+    include: tuple[str, ...] = ()
+    components: tuple[str, ...] = ()
+    mirror: str = "http://deb.debian.org/debian"
+
+
+@dataclass(frozen=True)
+class RootfsSpec:
+    tar: Path | None = None
+    debootstrap: DebootstrapSpec | None = None
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    path: Path  # absolute, on the host
+    rel: str  # as written, relative to the project: what digests and messages use
+    name: str
+    target: str | None = None
+    dest: str | None = None
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    name: str
+    version: str = "latest"
+    parent: str | None = None  # another image of this spec
+    base_ref: str | None = None  # an external image reference
+    rootfs: RootfsSpec | None = None
+    description: str = ""
+    modules: tuple[ModuleRef, ...] = ()
+    packages: tuple[str, ...] = ()
+    packages_manager: str = "apt-get"
+    artifacts: tuple[ArtifactSpec, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    ports: tuple[int, ...] = ()
+    user: str | None = None
+    workdir: str | None = None
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    cekit: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    project: str
+    root: Path  # the folder holding cpb.yaml
+    file: Path
+    images: Mapping[str, ImageSpec]  # sorted by name
+    locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
+
+    def where(self, path: str) -> tuple[str, int, int]:
+        mark = self.locations.get(path)
+        return (str(self.file.name), mark.line if mark else 0, mark.column if mark else 0)
+
+
+def find_spec_file(start: Path) -> Path:
+    """cpb.yaml in `start` or the nearest folder above it."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / SPEC_FILE
+        if candidate.is_file():
+            return candidate
+    raise SpecError(f"no {SPEC_FILE} here or in any folder above {start}")
+
+
+def load_spec(path: Path, *, builtin_modules: Path | None = None) -> ProjectSpec:
+    """Read, validate and normalise one cpb.yaml."""
+    path = path.resolve()
+    display = path.name
+    data = load_yaml(path, display)
+    if data is None:
+        raise SpecError("file is empty; it needs at least 'project' and 'images'", file=display)
+    validator = Validator(display)
+    validator.validate(data)
+    return _Builder(path, validator, builtin_modules).build(data)
+
+
+class _Builder:
+    def __init__(self, path: Path, validator: Validator, builtin: Path | None) -> None:
+        self.path, self.root = path, path.parent
+        self.validator, self.builtin = validator, builtin
+        self.display = path.name
+
+    def fail(self, message: str, field_path: str, cls: type[SpecError] = SpecError) -> SpecError:
+        mark = self.validator.locations.get(field_path)
+        return cls(message, file=self.display, line=mark.line if mark else 0,
+                   column=mark.column if mark else 0, field=field_path)
+
+    def build(self, data: Located) -> ProjectSpec:
+        defaults = data.get("defaults") or {}
+        raw_images: dict[str, Any] = data["images"]
+        images = {name: self.image(name, raw_images[name], defaults, raw_images)
+                  for name in sorted(raw_images)}
+        self.check_cycles(images)
+        return ProjectSpec(project=data["project"], root=self.root, file=self.path,
+                           images=MappingProxyType(images),
+                           locations=MappingProxyType(dict(self.validator.locations)))
+
+    def image(self, name: str, raw: dict[str, Any], defaults: dict[str, Any],
+              all_images: dict[str, Any]) -> ImageSpec:
+        at = f"images.{name}"
+        parent, base_ref, rootfs = self.origin(name, raw, all_images)
+        cekit = deep_merge(defaults.get("cekit", {}), raw.get("cekit", {}))
+        for key in RESERVED_CEKIT_KEYS:
+            if key in cekit:
+                where = f"{at}.cekit.{key}" if key in raw.get("cekit", {}) else f"defaults.cekit.{key}"
+                raise self.fail(f"'{key}' is set by cpb and cannot be overridden here", where)
+        return ImageSpec(
+            name=name,
+            version=raw.get("version", "latest"),
+            parent=parent, base_ref=base_ref, rootfs=rootfs,
+            description=raw.get("description", ""),
+            modules=tuple(self.module(m, at) for m in _merged_list(defaults, raw, "modules")),
+            packages=tuple(_merged_list(defaults, raw, "packages")),
+            packages_manager=raw.get("packages_manager", defaults.get("packages_manager", "apt-get")),
+            artifacts=self.artifacts(defaults, raw, at),
+            env=_merged_map(defaults, raw, "env"),
+            labels=_merged_map(defaults, raw, "labels"),
+            ports=tuple(_merged_list(defaults, raw, "ports")),
+            user=_opt_str(raw.get("user", defaults.get("user"))),
+            workdir=raw.get("workdir", defaults.get("workdir")),
+            cmd=tuple(raw.get("cmd", defaults.get("cmd", ()))),
+            entrypoint=tuple(raw.get("entrypoint", defaults.get("entrypoint", ()))),
+            cekit=MappingProxyType(cekit),
+        )
+
+    def origin(self, name: str, raw: dict[str, Any], all_images: dict[str, Any]
+               ) -> tuple[str | None, str | None, RootfsSpec | None]:
+        at = f"images.{name}"
+        has_from, has_rootfs = "from" in raw, "rootfs" in raw
+        if has_from == has_rootfs:
+            which = "both" if has_from else "neither"
+            raise self.fail(f"give exactly one of 'from' or 'rootfs' ({which} given)", at)
+        if has_rootfs:
+            return None, None, self.rootfs(raw["rootfs"], f"{at}.rootfs")
+        ref: str = raw["from"]
+        if ref in all_images:
+            return ref, None, None
+        if not any(c in ref for c in "/:.@"):
+            # A bare word is almost always a typo for one of our images; an
+            # external image needs a tag or registry path to be unambiguous.
+            hint = did_you_mean(ref, sorted(all_images))
+            raise self.fail(f"'{ref}' is not an image of this spec{hint}; an external image "
+                            f"needs a tag or registry, e.g. '{ref}:latest'", f"{at}.from",
+                            GraphError)
+        return None, ref, None
+
+    def rootfs(self, raw: dict[str, Any], at: str) -> RootfsSpec:
+        if "tar" in raw:
+            return RootfsSpec(tar=self.local_file(raw["tar"], f"{at}.tar"))
+        boot = raw["debootstrap"]
+        return RootfsSpec(debootstrap=DebootstrapSpec(
+            suite=boot["suite"], variant=boot.get("variant", "minbase"),
+            include=tuple(boot.get("include", ())), components=tuple(boot.get("components", ())),
+            mirror=boot.get("mirror", DebootstrapSpec.mirror)))
+
+    def module(self, name: str, at: str) -> ModuleRef:
+        found = find_module(name, self.root, self.builtin)
+        if found is None:
+            hint = did_you_mean(name, known_modules(self.root, self.builtin))
+            raise self.fail(f"module '{name}' not found in modules/ or cpb's built-in "
+                            f"modules{hint}", f"{at}.modules")
+        return found
+
+    def local_file(self, written: str, at: str) -> Path:
+        path = (self.root / written).resolve()
+        if not path.is_file():
+            raise self.fail(f"file not found: {written}", at)
+        return path
+
+    def artifacts(self, defaults: dict[str, Any], raw: dict[str, Any],
+                  at: str) -> tuple[ArtifactSpec, ...]:
+        result: list[ArtifactSpec] = []
+        seen: dict[str, str] = {}
+        for section, entries in (("defaults", defaults.get("artifacts", [])),
+                                 (at, raw.get("artifacts", []))):
+            for index, entry in enumerate(entries):
+                where = f"{section}.artifacts[{index}]"
+                path = self.local_file(entry["path"], f"{where}.path")
+                name = entry.get("name", path.name)
+                if name in seen:
+                    raise self.fail(f"artifact name '{name}' is already used by {seen[name]}",
+                                    where)
+                seen[name] = where
+                result.append(ArtifactSpec(path=path, rel=entry["path"], name=name,
+                                           target=entry.get("target"), dest=entry.get("dest")))
+        return tuple(result)
+
+    def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        for start in images:
+            path: list[str] = []
+            node: str | None = start
+            while node is not None and state.get(node) is None:
+                state[node] = 1
+                path.append(node)
+                node = images[node].parent
+            if node is not None and state[node] == 1:
+                cycle = path[path.index(node):] + [node]
+                raise self.fail("images built from each other form a cycle: "
+                                + " -> ".join(cycle), f"images.{cycle[0]}.from", GraphError)
+            for done in path:
+                state[done] = 2
+
+
+def _merged_list(defaults: dict[str, Any], raw: dict[str, Any], key: str) -> list[Any]:
+    """Defaults first, then the image's own; duplicates dropped, order kept."""
+    return list(dict.fromkeys([*defaults.get(key, []), *raw.get(key, [])]))
+
+
+def _merged_map(defaults: dict[str, Any], raw: dict[str, Any],
+                key: str) -> tuple[tuple[str, str], ...]:
+    merged = {**defaults.get(key, {}), **raw.get(key, {})}
+    return tuple(sorted((k, _scalar_text(v)) for k, v in merged.items()))
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    result = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result

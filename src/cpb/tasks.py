@@ -1,0 +1,148 @@
+"""What each kind of task does, and how it knows it is up to date.
+
+Up to date means: the output really exists *and* was made from the current
+inputs. For images that is one look at local storage, where the digest tag
+and the `io.cpb.digest` label are the record; stamps under `.cpb/state`
+only remember the components of the last build so reasons can be given.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from .cekit import build_command
+from .errors import BuildError
+from .podman import sandbox_hint
+from .project import Project
+from .rootfs import make_rootfs
+from .runner import CommandFailed
+from .state import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+DIGEST_LABEL = "io.cpb.digest"
+_image_locks: dict[str, threading.Lock] = {}
+
+
+# -- up-to-date checks: cheap, read-only, no process started ----------------
+
+def render_uptodate(project: Project, image: str) -> bool:
+    path = project.state.render_path(image)
+    try:
+        return path.read_text() == project.images[image].descriptor
+    except OSError:
+        return False
+
+
+def build_uptodate(project: Project, image: str) -> bool:
+    build = project.images[image]
+    snap = project.store.snapshot()
+    return snap.label(build.digest_ref, DIGEST_LABEL) == build.digest
+
+
+def rootfs_uptodate(project: Project, image: str) -> bool:
+    build = project.images[image]
+    assert build.rootfs_ref is not None
+    # The root file system is only an input of this image's build: when that
+    # image is already there, making the rootfs again would be wasted work.
+    return (project.store.snapshot().image_id(build.rootfs_ref) is not None
+            or build_uptodate(project, image))
+
+
+def tag_uptodate(project: Project, image: str) -> bool:
+    build = project.images[image]
+    snap = project.store.snapshot()
+    built = snap.image_id(build.digest_ref)
+    return built is not None and snap.image_id(build.version_ref) == built
+
+
+UPTODATE: dict[str, Callable[[Project, str], bool]] = {
+    "render": render_uptodate, "rootfs": rootfs_uptodate,
+    "build": build_uptodate, "tag": tag_uptodate,
+}
+
+
+# -- actions ------------------------------------------------------------------
+
+def do_render(project: Project, image: str) -> None:
+    build = project.images[image]
+    write_bytes_atomic(project.state.render_path(image), build.descriptor.encode())
+    project.state.write_stamp(f"render:{image}", {"digest": build.digest})
+
+
+def do_rootfs(project: Project, image: str) -> None:
+    build = project.images[image]
+    spec = project.spec.images[image]
+    assert spec.rootfs is not None and build.rootfs_ref is not None
+    task = f"rootfs:{image}"
+    log_file = _fresh_log(project, task)
+    try:
+        make_rootfs(spec.rootfs, build.rootfs_ref, project.state.build_dir(image) / "rootfs",
+                    log_file, project.runner, project.store)
+    except CommandFailed as exc:
+        raise _failed(task, exc) from None
+    project.state.write_stamp(task, {"digest": build.rootfs_digest,
+                                     "recipe": build.components["base"]})
+
+
+def do_build(project: Project, image: str) -> None:
+    build = project.images[image]
+    task = f"build:{image}"
+    if build.base_ref is not None and build.components["base"]["id"] is None:
+        raise BuildError(f"{task}: base image {build.base_ref} is not in local storage; "
+                         "pull or import it first (no registry is reached during a build)")
+    with _image_locks.setdefault(image, threading.Lock()):
+        log_file = _fresh_log(project, task)
+        descriptor = project.state.render_path(image)
+        args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
+        try:
+            project.runner.run(args, log_file=log_file)
+        except CommandFailed as exc:
+            raise _failed(task, exc) from None
+        finally:
+            project.store.invalidate()
+    snap = project.store.snapshot()
+    if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
+        raise BuildError(f"{task}: cekit finished but {build.digest_ref} is not in local "
+                         f"storage; see {_shown(project, log_file)}")
+    project.state.write_stamp(task, {"digest": build.digest, "components": build.components,
+                                     "image_id": snap.image_id(build.digest_ref)})
+
+
+def do_tag(project: Project, image: str) -> None:
+    build = project.images[image]
+    project.store.tag(build.digest_ref, build.version_ref)
+    project.state.write_stamp(f"tag:{image}", {"digest": build.digest,
+                                               "tags": [build.version_ref, build.digest_ref]})
+
+
+ACTIONS: dict[str, Callable[[Project, str], None]] = {
+    "render": do_render, "rootfs": do_rootfs, "build": do_build, "tag": do_tag,
+}
+
+
+def _fresh_log(project: Project, task: str) -> Path:
+    path = project.state.log_path(task)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def _shown(project: Project, path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _failed(task: str, exc: CommandFailed) -> BuildError:
+    where = f"; log: {exc.log_file}" if exc.log_file else ""
+    hint = sandbox_hint(exc.output)
+    tail = "\n".join("    " + line for line in exc.tail().splitlines())
+    message = f"{task}: {exc}{where}"
+    if hint:
+        message += f"\n  hint: {hint}"
+    return BuildError(f"{message}\n  last lines:\n{tail}" if tail else message)
+

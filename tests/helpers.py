@@ -1,0 +1,55 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import textwrap
+from pathlib import Path
+
+BUSYBOX = Path("/bin/busybox")
+APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "chmod", "rm", "id", "true", "false",
+           "test", "grep", "sleep", "env")
+
+
+def build_file_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write {relative path: text} under root (text is dedented); return root."""
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+    return root
+
+
+def busybox_rootfs_tar(path: Path) -> Path:
+    """A tiny root file system: busybox, its applets, and /etc/passwd with root.
+
+    cekit's generated Containerfile switches to `USER root`, which needs
+    /etc/passwd; everything else a module script uses comes from busybox.
+    """
+    def add_dir(tar: tarfile.TarFile, name: str, mode: int = 0o755) -> None:
+        info = tarfile.TarInfo(name)
+        info.type, info.mode = tarfile.DIRTYPE, mode
+        tar.addfile(info)
+
+    def add_text(tar: tarfile.TarFile, name: str, text: str) -> None:
+        data = text.encode()
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(path, "w") as tar:
+        for folder in ("bin", "etc", "tmp", "root", "usr", "usr/bin"):
+            add_dir(tar, folder, 0o1777 if folder == "tmp" else 0o755)
+        info = tar.gettarinfo(str(BUSYBOX), arcname="bin/busybox")
+        with BUSYBOX.open("rb") as handle:
+            tar.addfile(info, handle)
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+        add_text(tar, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+        add_text(tar, "etc/group", "root:x:0:\n")
+    return path
