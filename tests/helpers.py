@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 import tarfile
 import textwrap
 from pathlib import Path
@@ -53,3 +55,28 @@ def busybox_rootfs_tar(path: Path) -> Path:
         add_text(tar, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
         add_text(tar, "etc/group", "root:x:0:\n")
     return path
+
+
+def podman(*args: str) -> str:
+    return subprocess.run(["podman", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def image_ids(project: str) -> dict[str, str]:
+    """{"<image>:<tag>": image id} for every image of `project` in local storage."""
+    prefix = f"localhost/{project}/"
+    found: dict[str, str] = {}
+    for entry in json.loads(podman("images", "--format", "json") or "[]"):
+        for name in entry.get("Names") or []:
+            if name.startswith(prefix) and "/rootfs/" not in name:
+                found[name[len(prefix):]] = entry["Id"]
+    return found
+
+
+def remove_project_images(project: str) -> None:
+    prefix = f"localhost/{project}/"
+    names = [n for e in json.loads(podman("images", "--format", "json") or "[]")
+             for n in e.get("Names") or [] if n.startswith(prefix)]
+    if names:
+        subprocess.run(["podman", "rmi", "--force", "--ignore", *names], check=False,
+                       capture_output=True)

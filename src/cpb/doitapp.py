@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -106,20 +107,25 @@ class CpbReporter(ConsoleReporter):
 
     def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
         super().__init__(outstream, options)
+        # doit binds its default stream when it is imported, and swaps
+        # sys.stdout while python-actions run; take the caller's stream now.
+        self.out = sys.stdout
         self.started: dict[str, float] = {}
         self.done: list[str] = []
         self.skipped = 0
 
+    def write(self, text: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
     def execute_task(self, task: Task) -> None:
         self.started[task.name] = time.monotonic()
         self.write(f"  ... {task.name}\n")
-        self.outstream.flush()
 
     def add_success(self, task: Task) -> None:
         took = time.monotonic() - self.started.get(task.name, time.monotonic())
         self.done.append(task.name)
         self.write(f"  ok  {task.name} ({took:.1f} s)\n")
-        self.outstream.flush()
 
     def add_failure(self, task: Task, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})
@@ -127,7 +133,6 @@ class CpbReporter(ConsoleReporter):
         if not task.executed:
             message = "not run: a task it needs failed"
         self.write(f"  FAIL {task.name}: {message}\n")
-        self.outstream.flush()
 
     def skip_uptodate(self, task: Task) -> None:
         self.skipped += 1
@@ -136,10 +141,13 @@ class CpbReporter(ConsoleReporter):
         self.skipped += 1
 
     def complete_run(self) -> None:
-        failed = [r["task"].name for r in self.failures]
+        failed = [r["task"].name for r in self.failures if r["task"].executed]
+        blocked = [r["task"].name for r in self.failures if not r["task"].executed]
         summary = f"{len(self.done)} done, {self.skipped} up to date"
         if failed:
             summary += f", {len(failed)} failed: {', '.join(failed)}"
+        if blocked:
+            summary += f"; {len(blocked)} not run because of it"
         self.write(summary + "\n")
         for msg in self.runtime_errors:
             self.write(msg + "\n")

@@ -82,7 +82,7 @@ def do_rootfs(project: Project, image: str) -> None:
         make_rootfs(spec.rootfs, build.rootfs_ref, project.state.build_dir(image) / "rootfs",
                     log_file, project.runner, project.store)
     except CommandFailed as exc:
-        raise _failed(task, exc) from None
+        raise _failed(exc) from None
     project.state.write_stamp(task, {"digest": build.rootfs_digest,
                                      "recipe": build.components["base"]})
 
@@ -100,7 +100,7 @@ def do_build(project: Project, image: str) -> None:
         try:
             project.runner.run(args, log_file=log_file)
         except CommandFailed as exc:
-            raise _failed(task, exc) from None
+            raise _failed(exc) from None
         finally:
             project.store.invalidate()
     snap = project.store.snapshot()
@@ -137,11 +137,12 @@ def _shown(project: Project, path: Path) -> str:
         return str(path)
 
 
-def _failed(task: str, exc: CommandFailed) -> BuildError:
+def _failed(exc: CommandFailed) -> BuildError:
+    """The error doit reports as `FAIL <task>: <message>`."""
     where = f"; log: {exc.log_file}" if exc.log_file else ""
     hint = sandbox_hint(exc.output)
     tail = "\n".join("    " + line for line in exc.tail().splitlines())
-    message = f"{task}: {exc}{where}"
+    message = f"{exc}{where}"
     if hint:
         message += f"\n  hint: {hint}"
     return BuildError(f"{message}\n  last lines:\n{tail}" if tail else message)
