@@ -198,8 +198,8 @@ def test_spec_errors_exit_2_without_traceback(make_project,  # type: ignore[no-u
     assert code == 2
     assert err == ("cpb: error: cpb.yaml:17:5: images.leaf2.modlues: unknown key 'modlues' "
                    "(did you mean 'modules'?)\n")
-    (root / "cpb.yaml").write_text(SPEC.replace("    rootfs: {tar: busybox.tar}",
-                                                "    from: other"))
+    (root / "cpb.yaml").write_text(SPEC.replace("@PROJECT@", "cycle").replace(
+        "    rootfs: {tar: busybox.tar}", "    from: other"))
     code, out, err = cli(root, "plan", capsys=capsys)
     assert code == 2
     assert err.startswith("cpb: error: cpb.yaml:")
