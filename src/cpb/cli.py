@@ -12,17 +12,26 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import click
 
 from . import __version__
+from .doctor import run_checks
 from .doitapp import run_doit
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, CpbError, SpecError
+from .errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SPEC,
+    CpbError,
+    EnvironmentProblem,
+    SpecError,
+)
 from .graph import task_name
 from .plan import make_plan
 from .project import Project, open_project
 from .resources import templates_dir
+from .runner import Runner
 from .schema import did_you_mean, schema_json
 from .spec import SPEC_FILE, find_spec_file
 
@@ -128,7 +137,8 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) ->
 
 
 @cli.command()
-@click.option("--images", is_flag=True, help="Also remove this project's images from local storage.")
+@click.option("--images", is_flag=True,
+              help="Also remove this project's images from local storage.")
 @click.pass_obj
 def clean(opts: _Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
@@ -147,6 +157,17 @@ def clean(opts: _Options, images: bool) -> None:
             else:
                 child.unlink()
     click.echo(f"removed the contents of {project.state.root}")
+
+
+@cli.command()
+def doctor() -> None:
+    """Check that this machine can build: podman, cekit, starting a container."""
+    checks = run_checks(Runner())
+    for check in checks:
+        mark = "ok " if check.ok else ("!! " if check.required else "-- ")
+        click.echo(f"{mark} {check.name}: {check.detail}")
+    if any(not c.ok and c.required for c in checks):
+        raise EnvironmentProblem("this machine cannot build yet; fix the checks marked !!")
 
 
 @cli.command()

@@ -85,7 +85,7 @@ def prepare_dep_file(project_root: Path) -> None:
         path.unlink()
 
 
-class CpbLoader(TaskLoader2):
+class CpbLoader(TaskLoader2):  # type: ignore[misc]
     def __init__(self, project: Project) -> None:
         super().__init__()
         self.project = project
@@ -100,7 +100,7 @@ class CpbLoader(TaskLoader2):
         return [dict_to_task(d) for d in task_dicts(self.project)]
 
 
-class CpbReporter(ConsoleReporter):
+class CpbReporter(ConsoleReporter):  # type: ignore[misc]
     """One line when a task starts and ends; failures summarised at the end."""
 
     desc = "cpb progress"

@@ -57,12 +57,12 @@ def module_files(module: ModuleRef) -> list[tuple[str, Path]]:
     for folder, dirs, names in os.walk(module.path):
         dirs.sort()
         for entry in [*dirs, *names]:
-            full = Path(folder, entry)
-            if full.is_symlink():
-                target = full.resolve()
+            link = Path(folder, entry)
+            if link.is_symlink():
+                target = link.resolve()
                 if target != root and root not in target.parents:
-                    rel = full.relative_to(module.path)
-                    raise SpecError(f"{module.label}/{rel} is a symlink to {target}, outside "
+                    shown = link.relative_to(module.path)
+                    raise SpecError(f"{module.label}/{shown} is a symlink to {target}, outside "
                                     "the module; copy the file into the module instead")
         for entry in sorted(names):
             full = Path(folder, entry)

@@ -19,9 +19,11 @@ PODMAN = "podman"
 # Podman's local short names: `foo/bar:1` is stored as `localhost/foo/bar:1`.
 LOCAL_PREFIX = "localhost/"
 
-SANDBOX_HINT = ("podman cannot start containers here; set CONTAINERS_CONF to a containers.conf "
-                "with default_ulimits and runtime = \"runc\" (see `cpb doctor`)")
-_SANDBOX_SIGNS = ("setrlimit", "cgroups in hybrid mode")
+SANDBOX_HINT = ("podman cannot start containers here (a sandbox that forbids raising rlimits); "
+                "point CONTAINERS_CONF at a containers.conf with [containers] default_ulimits = "
+                "[\"nofile=1024:1024\", \"nproc=4096:4096\"] and [engine] runtime = \"runc\" "
+                "(cpb's repository has one: .ci/containers.conf)")
+_SANDBOX_SIGNS = ("setrlimit", "error setting rlimit", "cgroups in hybrid mode")
 
 
 def local_ref(ref: str) -> str:

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 class CommandFailed(Exception):
     def __init__(self, args: Sequence[str], returncode: int, output: str,
                  log_file: Path | None) -> None:
-        self.args_list, self.returncode, self.output, self.log_file = list(args), returncode, output, log_file
+        self.args_list, self.returncode = list(args), returncode
+        self.output, self.log_file = output, log_file
         super().__init__(f"{Path(args[0]).name} exited with {returncode}")
 
     def tail(self, lines: int = 12) -> str:

@@ -170,7 +170,7 @@ class Validator:
             if not any(_TYPES[t](value) for t in names):
                 wanted = " or ".join(_TYPE_WORDS[t] for t in names)
                 hint = ""
-                if "string" in names and isinstance(value, (int, float)) and not isinstance(value, bool):
+                if "string" in names and _TYPES["number"](value):
                     hint = f'; quote it: "{value}"'
                 raise self.fail(f"expected {wanted}, got {_describe(value)}{hint}", path, mark)
         if "enum" in schema and value not in schema["enum"]:

@@ -133,7 +133,8 @@ class _Builder:
         cekit = deep_merge(defaults.get("cekit", {}), raw.get("cekit", {}))
         for key in RESERVED_CEKIT_KEYS:
             if key in cekit:
-                where = f"{at}.cekit.{key}" if key in raw.get("cekit", {}) else f"defaults.cekit.{key}"
+                section = at if key in raw.get("cekit", {}) else "defaults"
+                where = f"{section}.cekit.{key}"
                 raise self.fail(f"'{key}' is set by cpb and cannot be overridden here", where)
         return ImageSpec(
             name=name,
@@ -142,7 +143,8 @@ class _Builder:
             description=raw.get("description", ""),
             modules=tuple(self.module(m, at) for m in _merged_list(defaults, raw, "modules")),
             packages=tuple(_merged_list(defaults, raw, "packages")),
-            packages_manager=raw.get("packages_manager", defaults.get("packages_manager", "apt-get")),
+            packages_manager=raw.get("packages_manager",
+                                     defaults.get("packages_manager", "apt-get")),
             artifacts=self.artifacts(defaults, raw, at),
             env=_merged_map(defaults, raw, "env"),
             labels=_merged_map(defaults, raw, "labels"),

@@ -14,7 +14,6 @@ from cpb.cli import main
 from cpb.doitapp import run_doit
 from cpb.project import open_project
 from cpb.runner import Runner
-
 from helpers import image_ids, podman
 
 pytestmark = pytest.mark.integration

@@ -1,0 +1,47 @@
+"""The README's first command, on a copy of examples/farm (debootstrap + apt: minutes)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cpb.cli import main
+from helpers import image_ids, podman, remove_project_images
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+EXAMPLE = Path(__file__).parents[2] / "examples" / "farm"
+
+
+def test_example_farm_builds_runs_and_then_is_a_no_op(
+        tmp_path: Path, project_name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "farm"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".cpb"))
+    spec = root / "cpb.yaml"
+    spec.write_text(spec.read_text().replace("project: compile-farm", f"project: {project_name}"))
+    try:
+        assert main(["-f", str(spec), "build", "-j", "2"]) == 0
+        capsys.readouterr()
+        assert {"base:12", "nats:2.9", "worker-gcc:1.0"} <= set(image_ids(project_name))
+        out = podman("run", "--rm", f"{project_name}/worker-gcc:1.0")
+        assert out == "hello from the compile farm\n"
+        assert "v2.9" in podman("run", "--rm", f"{project_name}/nats:2.9", "nats-server",
+                                "--version")
+        assert main(["-f", str(spec), "plan", "--exit-code"]) == 0
+        assert "nothing to do: all 10 tasks up to date" in capsys.readouterr().out
+        # the same through doit in the project folder
+        done = subprocess.run([sys.executable, "-m", "doit"], cwd=root, text=True,
+                              capture_output=True, check=True)
+        assert "0 done, 10 up to date" in done.stdout
+    finally:
+        remove_project_images(project_name)
+
+
+def test_doctor_passes_on_a_machine_set_up_by_ci_setup(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "ok  containers start: the runtime starts containers" in out

@@ -1,0 +1,94 @@
+"""Plan reasons, computed against a fake view of local storage (pure logic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cpb.plan import make_plan
+from cpb.project import open_project
+from fakes import FakeRunner
+from helpers import build_file_tree
+
+FILES = {
+    "cpb.yaml": """
+        project: p
+        images:
+          base: {rootfs: {tar: base.tar}}
+          mid: {from: base, modules: [m1]}
+          leaf: {from: mid}
+        """,
+    "base.tar": "x",
+    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/install.sh": "echo 1\n",
+}
+
+
+def pretend_built(root: Path) -> FakeRunner:
+    """Render and record every image as built, and a storage that holds them."""
+    runner = FakeRunner()
+    project = open_project(root / "cpb.yaml", runner=runner)
+    for name, build in project.images.items():
+        runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
+                         {"io.cpb.digest": build.digest})
+        project.state.render_path(name).parent.mkdir(parents=True, exist_ok=True)
+        project.state.render_path(name).write_text(build.descriptor)
+        project.state.write_stamp(f"build:{name}", {"digest": build.digest,
+                                                    "components": build.components})
+    return runner
+
+
+def pending(root: Path, runner: FakeRunner) -> dict[str, list[str]]:
+    project = open_project(root / "cpb.yaml", runner=runner)
+    return {p.task: p.reasons for p in make_plan(project) if p.pending}
+
+
+def test_fresh_project_plans_everything(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    plan = pending(root, FakeRunner())
+    assert len(plan) == 10
+    assert plan["build:mid"] == ["never built in this project (no record in .cpb/)"]
+    assert plan["tag:mid"] == ["image mid will be built"]
+
+
+def test_nothing_pending_after_a_build(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    assert pending(root, runner) == {}
+    assert runner.started["podman"] == 1  # the plan asked podman once, for all images
+
+
+def test_module_change_names_the_file_and_propagates(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    (root / "modules/m1/install.sh").write_text("echo 2\n")
+    plan = pending(root, runner)
+    assert plan["build:mid"] == ["module file modules/m1/install.sh changed"]
+    assert plan["build:leaf"] == ["parent image mid will be rebuilt"]
+    assert "build:base" not in plan
+
+
+def test_spec_field_change_is_named(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    spec = root / "cpb.yaml"
+    spec.write_text(spec.read_text().replace("leaf: {from: mid}",
+                                             "leaf: {from: mid, env: {A: b}}"))
+    assert pending(root, runner)["build:leaf"] == ["spec field images.leaf.env changed"]
+
+
+def test_missing_image_is_the_reason(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    runner.images = [i for i in runner.images if i["Id"] != "id-leaf"]
+    plan = pending(root, runner)
+    assert list(plan) == ["build:leaf", "tag:leaf"]
+    assert plan["build:leaf"][0].startswith("image missing from local storage")
+
+
+def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    for image in runner.images:
+        if image["Id"] == "id-leaf":
+            image["Labels"] = {"io.cpb.digest": "0" * 64}
+    assert "build:leaf" in pending(root, runner)
