@@ -50,8 +50,15 @@ def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
 
 
 def ordered(graph: nx.DiGraph) -> list[str]:
-    """Every task, dependencies first, ties broken by name."""
-    return list(nx.lexicographical_topological_sort(graph))
+    """Every task, dependencies first; among tasks free to go, one image's
+    tasks together (by image name, then in the order they happen)."""
+    rank = {kind: index for index, kind in enumerate(KINDS)}
+
+    def key(task: str) -> tuple[str, int, str]:
+        kind, image = split_task(task)
+        return (image, rank.get(kind, len(rank)), kind)
+
+    return list(nx.lexicographical_topological_sort(graph, key=key))
 
 
 def image_order(spec: ProjectSpec) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ SANDBOX_HINT = ("podman cannot start containers here (a sandbox that forbids rai
                 "point CONTAINERS_CONF at a containers.conf with [containers] default_ulimits = "
                 "[\"nofile=1024:1024\", \"nproc=4096:4096\"] and [engine] runtime = \"runc\" "
                 "(cpb's repository has one: .ci/containers.conf)")
+_LIST_ATTEMPTS = 4
 _SANDBOX_SIGNS = ("setrlimit", "error setting rlimit", "cgroups in hybrid mode")
 
 
@@ -67,10 +69,16 @@ class ImageStore:
             self._snapshot = None
 
     def _query(self) -> Snapshot:
-        try:
-            out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=120)
-        except CommandFailed as exc:
-            raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+        for attempt in range(_LIST_ATTEMPTS):
+            try:
+                out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=600)
+                break
+            except CommandFailed as exc:
+                # Another process removing an image while podman lists them
+                # makes the listing fail; a moment later it succeeds.
+                if "image not known" not in exc.output or attempt == _LIST_ATTEMPTS - 1:
+                    raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+                time.sleep(0.5 * (attempt + 1))
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
             image_id = entry.get("Id", "")

@@ -110,6 +110,21 @@ def test_second_run_runs_nothing(built: Path, capsys: pytest.CaptureFixture[str]
     assert code == 0 and "nothing to do: all 16 tasks up to date" in out
     code, out, _ = cli(built, "plan", "--exit-code", capsys=capsys)
     assert code == 0
+    code, out, _ = cli(built, "plan", "--json", "--all", capsys=capsys)
+    plan = json.loads(out)
+    assert (plan["pending"], plan["total"], len(plan["tasks"])) == (0, 16, 16)
+    assert plan["tasks"][0] == {"task": "rootfs:base", "kind": "rootfs", "image": "base",
+                                "pending": False, "reasons": []}
+
+
+def test_clean_with_images_forgets_everything(built: Path, project_name: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(built, "clean", "--images", capsys=capsys)
+    assert code == 0 and "removed 11 image tag(s)" in out
+    assert image_ids(project_name) == {}
+    assert [p.name for p in (built / ".cpb").iterdir()] == ["lock"]
+    code, out, _ = cli(built, "plan", "--json", capsys=capsys)
+    assert json.loads(out)["pending"] == 16
 
 
 def test_mid_module_change_rebuilds_exactly_its_subtree(
