@@ -7,6 +7,7 @@ sandbox without the right settings fails earlier, in setrlimit or cgroups.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import shutil
 import tarfile
@@ -71,10 +72,8 @@ def _container_start(runner: Runner) -> Check:
     except CommandFailed as exc:
         output = exc.output
     finally:
-        try:
+        with contextlib.suppress(CommandFailed):
             runner.run([PODMAN, "rmi", "--force", PROBE_IMAGE], timeout=120)
-        except CommandFailed:
-            pass
     hint = sandbox_hint(output)
     if hint:
         return Check("containers start", False, hint)
