@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import time
 import tarfile
 import textwrap
 from pathlib import Path
@@ -58,8 +59,14 @@ def busybox_rootfs_tar(path: Path) -> Path:
 
 
 def podman(*args: str) -> str:
-    return subprocess.run(["podman", *args], check=True, capture_output=True,
-                          text=True).stdout
+    for attempt in range(8):
+        proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+        # another process removing images while podman lists them: try again
+        if proc.returncode == 0 or "image not known" not in proc.stderr or attempt == 7:
+            break
+        time.sleep(0.5 * (attempt + 1))
+    proc.check_returncode()
+    return proc.stdout
 
 
 def image_ids(project: str) -> dict[str, str]:

@@ -24,7 +24,7 @@ SANDBOX_HINT = ("podman cannot start containers here (a sandbox that forbids rai
                 "point CONTAINERS_CONF at a containers.conf with [containers] default_ulimits = "
                 "[\"nofile=1024:1024\", \"nproc=4096:4096\"] and [engine] runtime = \"runc\" "
                 "(cpb's repository has one: .ci/containers.conf)")
-_LIST_ATTEMPTS = 4
+_LIST_ATTEMPTS = 8  # with the back-off below: about 30 s at most
 _SANDBOX_SIGNS = ("setrlimit", "error setting rlimit", "cgroups in hybrid mode")
 
 
