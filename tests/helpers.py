@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import time
 import tarfile
 import textwrap
+import time
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
