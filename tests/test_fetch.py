@@ -22,7 +22,6 @@ import yaml
 from cpb.cli import main
 from cpb.fetch import ArtifactCache, ArtifactsMissing, Download, FetchError, collect_downloads
 from cpb.spec import load_spec
-
 from helpers import build_file_tree
 from httpserver import FileServer, file_server
 
