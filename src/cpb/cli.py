@@ -48,7 +48,7 @@ class _Options:
         self.cache_dir, self.offline = cache_dir, offline
 
     def cache(self) -> ArtifactCache:
-        return ArtifactCache(self.cache_dir, offline=self.offline)
+        return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
     def project(self) -> Project:
         return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache())

@@ -36,12 +36,14 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from . import __version__
+from .digest import environ_flag
 from .errors import CpbError
 from .spec import ArtifactSpec, ProjectSpec
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "CPB_CACHE_DIR"
+OFFLINE_ENV = "CPB_OFFLINE"
 _CHUNK = 1 << 16
 # Answers worth asking again: the server or something in between is busy.
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -132,10 +134,11 @@ def key_path(key: str) -> Path:
 class ArtifactCache:
     """The content-addressed artifact cache; `fetch` is safe across threads and processes."""
 
-    def __init__(self, root: Path | None = None, *, offline: bool = False,
+    def __init__(self, root: Path | None = None, *, offline: bool | None = None,
                  timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
         self.root = (root or default_cache_dir()).expanduser().absolute()
-        self.offline = offline
+        # CPB_OFFLINE=1 reaches a plain `doit` in a project, which has no --offline
+        self.offline = environ_flag(OFFLINE_ENV) if offline is None else offline
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
 
     def path(self, key: str) -> Path:

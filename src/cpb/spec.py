@@ -231,12 +231,11 @@ class _Builder:
             raise self.fail(f"give exactly one of 'path' or 'url' ({which} given)", where)
         checksums = tuple((algorithm, entry[algorithm].lower())
                           for algorithm in CHECKSUM_LENGTHS if algorithm in entry)
-        common = {"target": entry.get("target"), "dest": entry.get("dest"),
-                  "checksums": checksums}
+        target, dest = entry.get("target"), entry.get("dest")
         if "path" in entry:
             path = self.local_file(entry["path"], f"{where}.path")
             return ArtifactSpec(path=path, rel=entry["path"], name=entry.get("name", path.name),
-                                **common)
+                                target=target, dest=dest, checksums=checksums)
         url: str = entry["url"]
         if not checksums:
             raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
@@ -244,7 +243,8 @@ class _Builder:
         name = entry.get("name") or url_file_name(url)
         if not re.search(FILE_NAME_PATTERN, name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
-        return ArtifactSpec(path=None, rel=url, name=name, url=url, **common)
+        return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
+                            checksums=checksums)
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done
