@@ -40,8 +40,9 @@ def test_example_wheel_worker_imports_nats(tmp_path: Path, project_name: str,
         assert (cache / "sha256" / WHEEL_SHA256).stat().st_size > 50_000
 
         # Built offline: everything the build needs is in the cache now.
-        assert main([*cpb, "--offline", "build"]) == 0, capsys.readouterr()
-        capsys.readouterr()
+        code = main([*cpb, "--offline", "build"])
+        out, err = capsys.readouterr()
+        assert code == 0, out + err
         assert {"base:12", "wheels:latest", "worker:1.0"} <= set(image_ids(project_name))
         image = f"{project_name}/worker:1.0"
         assert podman("run", "--rm", image, "python", "-c", "import nats") == ""
