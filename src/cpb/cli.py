@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import click
@@ -27,23 +29,38 @@ from .errors import (
     EnvironmentProblem,
     SpecError,
 )
-from .graph import task_name
+from .fetch import (
+    CACHE_ENV,
+    ArtifactCache,
+    ArtifactsMissing,
+    FetchError,
+    ProgressLines,
+    collect_downloads,
+    default_cache_dir,
+    missing_message,
+)
+from .graph import split_task, task_name
 from .plan import make_plan
 from .project import Project, open_project
 from .resources import templates_dir
 from .runner import Runner
-from .schema import did_you_mean, schema_json
-from .spec import SPEC_FILE, find_spec_file
+from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
+from .spec import SPEC_FILE, find_spec_file, url_file_name
 
 log = logging.getLogger("cpb")
 
 
 class _Options:
-    def __init__(self, spec_file: Path | None) -> None:
+    def __init__(self, spec_file: Path | None, cache_dir: Path | None = None,
+                 offline: bool = False) -> None:
         self.spec_file = spec_file
+        self.cache_dir, self.offline = cache_dir, offline
+
+    def cache(self) -> ArtifactCache:
+        return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
     def project(self) -> Project:
-        return open_project(self.spec_file or find_spec_file(Path.cwd()))
+        return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache())
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,12 +68,17 @@ class _Options:
 @click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
               help=f"The spec to use (default: {SPEC_FILE} here or in a folder above).")
 @click.option("-v", "--verbose", is_flag=True, help="Log what cpb does.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
+              help=f"The artifact cache (default: ${CACHE_ENV}, else {default_cache_dir()}).")
+@click.option("--offline", is_flag=True,
+              help="Fetch nothing: use only artifacts already in the cache.")
 @click.pass_context
-def cli(ctx: click.Context, spec_file: Path | None, verbose: bool) -> None:
+def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
+        offline: bool) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = _Options(spec_file)
+    ctx.obj = _Options(spec_file, cache_dir, offline)
 
 
 @cli.command()
@@ -130,6 +152,8 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) ->
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
+    if project.cache.offline:
+        _check_offline(project, targets)
     with project.state.lock(on_wait=waiting):
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
@@ -174,6 +198,80 @@ def doctor() -> None:
 def schema() -> None:
     """Print the JSON Schema of cpb.yaml (for editors)."""
     click.echo(schema_json(), nl=False)
+
+
+def _check_offline(project: Project, targets: Sequence[str]) -> None:
+    """All artifacts the pending builds need are cached, or one error naming the others."""
+    keys = [split_task(p.task)[1] for p in make_plan(project, targets)
+            if p.pending and p.task.startswith("fetch:")]
+    if keys:
+        raise ArtifactsMissing(missing_message([project.downloads[k] for k in keys],
+                                               project.cache.root))
+
+
+@cli.command()
+@click.argument("images", nargs=-1)
+@click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="Downloads to run at once.")
+@click.pass_obj
+def fetch(opts: _Options, images: Sequence[str], jobs: int) -> None:
+    """Fetch every url artifact (of all images, or IMAGES) into the artifact cache."""
+    project = opts.project()
+    _targets(project, images)
+    downloads = list(collect_downloads(project.spec, images or None).values())
+    if project.cache.offline:
+        missing = project.cache.missing(downloads)
+        if missing:
+            raise ArtifactsMissing(missing_message(missing, project.cache.root))
+    progress = ProgressLines(lambda line: click.echo(line, err=True))
+    results, errors = [], []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(project.cache.fetch, d, progress): d for d in downloads}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except FetchError as exc:
+                errors.append(str(exc))
+                click.echo(f"  FAIL {exc}", err=True)
+                continue
+            results.append(result)
+            if result.fetched:
+                click.echo(f"  ok  {result.download.name} ({result.size / 1e6:.1f} MB "
+                           f"in {result.seconds:.1f} s)", err=True)
+    fetched = [r for r in results if r.fetched]
+    click.echo(f"{len(downloads)} artifact(s): {len(fetched)} fetched, "
+               f"{len(results) - len(fetched)} already cached, {len(errors)} failed "
+               f"({project.cache.root})")
+    if errors:
+        raise FetchError(errors[0] if len(errors) == 1 else
+                         f"{len(errors)} artifacts failed to fetch; first: {errors[0]}")
+
+
+@cli.group()
+def artifact() -> None:
+    """Work with url artifacts and the artifact cache."""
+
+
+@artifact.command("add")
+@click.argument("url")
+@click.option("--name", help="The artifact's file name (default: the URL's last segment).")
+@click.pass_obj
+def artifact_add(opts: _Options, url: str, name: str | None) -> None:
+    """Download URL into the cache once and print its cpb.yaml entry with the sha256."""
+    if not re.search(ARTIFACT_URL_PATTERN, url):
+        raise SpecError(f"{url!r} is not an http://, https:// or file:// URL")
+    name = name or url_file_name(url)
+    if not name:
+        raise SpecError(f"cannot take a file name from {url!r}; give --name")
+    cache = opts.cache()
+    if cache.offline:
+        raise ArtifactsMissing("--offline: `cpb artifact add` has to download the file")
+    result = cache.add(url, name, ProgressLines(lambda line: click.echo(line, err=True)))
+    click.echo(f"cached {name} ({result.size} bytes) as {result.path}", err=True)
+    entry = f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+    if name != url_file_name(url):
+        entry += f"  name: {json.dumps(name)}\n"
+    click.echo(entry, nl=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,6 +43,12 @@ def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
             graph.add_edge(rootfs, build)
         if image.parent is not None:
             graph.add_edge(task_name("build", image.parent), build)
+        for artifact in image.artifacts:
+            if artifact.url is not None:
+                # one node per distinct artifact, shared by every image using it
+                fetch = task_name("fetch", artifact.key)
+                graph.add_node(fetch, kind="fetch", image=artifact.key)
+                graph.add_edge(fetch, build)
     if not nx.is_directed_acyclic_graph(graph):
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
         raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))

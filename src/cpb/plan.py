@@ -47,6 +47,9 @@ def make_plan(project: Project, targets: Iterable[str] = ()) -> list[PlannedTask
 
 def reasons(project: Project, task: str, pending: set[str]) -> list[str]:
     kind, image = split_task(task)
+    if kind == "fetch":
+        download = project.downloads[image]
+        return [f"artifact {download.shown} is not in the cache {project.cache.root}"]
     build = project.images[image]
     if kind == "render":
         exists = project.state.render_path(image).exists()

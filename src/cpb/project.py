@@ -7,12 +7,13 @@ input digest, asking podman once for the state of local storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
 
 from .digest import FileHasher
+from .fetch import ArtifactCache, Download, collect_downloads
 from .graph import expand_graph, image_order
 from .podman import ImageStore
 from .resolve import ImageBuild, resolve_images
@@ -29,20 +30,24 @@ class Project:
     state: StateDir
     store: ImageStore
     runner: Runner
+    cache: ArtifactCache = field(default_factory=ArtifactCache)
+    downloads: dict[str, Download] = field(default_factory=dict)  # by `fetch:` key
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
-                 builtin_modules: Path | None = None) -> Project:
+                 builtin_modules: Path | None = None,
+                 cache: ArtifactCache | None = None) -> Project:
     runner = runner or Runner()
+    cache = cache or ArtifactCache()
     spec = load_spec(spec_file, builtin_modules=builtin_modules)
     graph = expand_graph(spec)
     state = StateDir(spec.root)
     store = ImageStore(runner)
     hasher = FileHasher(state.hash_cache)
-    images = resolve_images(spec, image_order(spec), store.snapshot, hasher)
+    images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path)
     if state.root.is_dir():
         # Only a project that has run before keeps a hash cache: a plan in a
         # fresh checkout must not write anything.
         hasher.save()
     return Project(spec=spec, graph=graph, images=images, state=state, store=store,
-                   runner=runner)
+                   runner=runner, cache=cache, downloads=collect_downloads(spec))

@@ -58,11 +58,18 @@ def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_r
         labels=sorted(labels.items()), env=image.env, ports=image.ports,
         packages=image.packages, packages_manager=image.packages_manager,
         artifacts=[{"name": a.name, "path": path_placeholder(f"artifact:{a.name}"),
-                    "sha256": artifact_sums[a.name], "target": a.target, "dest": a.dest}
+                    "checksum": _checksum(artifact_sums[a.name]),
+                    "target": a.target, "dest": a.dest}
                    for a in image.artifacts],
         modules=[{"name": m.name, "path": path_placeholder(m.label)} for m in image.modules],
         user=image.user, workdir=image.workdir, cmd=list(image.cmd),
         entrypoint=list(image.entrypoint))
+
+
+def _checksum(artifact_sum: str) -> tuple[str, str]:
+    """(algorithm, hex) from a sha256 or an `<algorithm>-<hex>` cache key."""
+    algorithm, _, value = artifact_sum.rpartition("-")
+    return (algorithm or "sha256", value)
 
 
 def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],

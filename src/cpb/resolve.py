@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from .cekit import BUILDER_FLAGS, cekit_version
-from .digest import FileHasher, digest_of, sha256_text, short
+from .digest import FileHasher, digest_of, hash_file, sha256_text, short
+from .errors import SpecError
 from .modules import module_files
 from .podman import Snapshot, local_ref
 from .render import fill_placeholders, render_descriptor, template_source
 from .rootfs import recipe
-from .spec import ImageSpec, ProjectSpec
+from .spec import ArtifactSpec, ImageSpec, ProjectSpec
 
 # Spec fields whose change is named in `cpb plan` reasons.
 SPEC_FIELDS = ("version", "description", "modules", "packages", "packages_manager", "artifacts",
@@ -54,20 +55,47 @@ class ImageBuild:
 
 
 def resolve_images(spec: ProjectSpec, order: list[str], snapshot: Callable[[], Snapshot],
-                   hasher: FileHasher) -> dict[str, ImageBuild]:
-    """ImageBuild for every image, parents before children (`order`)."""
+                   hasher: FileHasher, artifact_path: Callable[[str], Path] | None = None
+                   ) -> dict[str, ImageBuild]:
+    """ImageBuild for every image, parents before children (`order`).
+
+    `artifact_path(key)` is where a url artifact is in the artifact cache; it
+    only fills the descriptor's paths, never the digest (the declared checksum
+    is what identifies a url artifact, so no download is needed to plan).
+    """
     template_hash = sha256_text(template_source())[:16]
     cekit = cekit_version()
     resolved: dict[str, ImageBuild] = {}
     for name in order:
         resolved[name] = _resolve(spec, spec.images[name], resolved, snapshot, hasher,
-                                  template_hash, cekit)
+                                  template_hash, cekit, artifact_path or _no_cache)
     return resolved
+
+
+def _no_cache(key: str) -> Path:
+    return Path("/nonexistent/cpb-artifact-cache") / key
+
+
+def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher) -> str:
+    """What identifies an artifact's bytes: its sha256, or `<algorithm>-<hex>` as declared.
+
+    A local file is hashed (and checked against any checksum it declares); a
+    url artifact is identified by its declared checksum alone.
+    """
+    if artifact.path is None:
+        return artifact.key
+    actual = hasher.hash(artifact.path)
+    for algorithm, expected in artifact.checksums:
+        got = actual if algorithm == "sha256" else hash_file(artifact.path, algorithm)
+        if got != expected:
+            raise SpecError(f"artifact {artifact.name} ({artifact.rel}): {algorithm} mismatch: "
+                            f"expected {expected}, got {got}")
+    return actual
 
 
 def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
              snapshot: Callable[[], Snapshot], hasher: FileHasher, template_hash: str,
-             cekit: str) -> ImageBuild:
+             cekit: str, artifact_path: Callable[[str], Path]) -> ImageBuild:
     repository = f"{spec.project}/{image.name}"
     rootfs_ref = rootfs_digest = None
     base: dict[str, Any]
@@ -84,8 +112,10 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         from_ref = image.base_ref
         base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
 
-    artifact_sums = {a.name: hasher.hash(a.path) for a in image.artifacts}
-    paths: dict[str, Path] = {f"artifact:{a.name}": a.path for a in image.artifacts}
+    artifact_sums = {a.name: artifact_sum(a, hasher) for a in image.artifacts}
+    paths: dict[str, Path] = {
+        f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
+        for a in image.artifacts}
     files: dict[str, str] = {}
     for module in image.modules:
         paths[module.label] = module.path.resolve()

@@ -22,6 +22,9 @@ MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\x00]{1,255}$"
 IMAGE_PATH_PATTERN = r"^/(?!.*(^|/)\.\.(/|$))[^\x00]*$"
+ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
+# Checksums an artifact may declare, the preferred cache key first (cekit accepts the same four).
+CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
 
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
 # cekit writes CMD/ENTRYPOINT into the Containerfile without escaping, so a
@@ -107,10 +110,18 @@ def build_schema() -> dict[str, Any]:
                 },
             },
             "artifact": {
-                "type": "object", "additionalProperties": False, "required": ["path"],
+                "type": "object", "additionalProperties": False,
+                "description": "give exactly one of 'path' or 'url'; a url needs a checksum",
                 "properties": {
                     "path": {"type": "string", "minLength": 1,
                              "description": "a local file, relative to cpb.yaml"},
+                    "url": {"type": "string", "pattern": ARTIFACT_URL_PATTERN,
+                            "x-message": "is not an http://, https:// or file:// URL",
+                            "description": "fetched on the host into cpb's artifact cache"},
+                    **{algorithm: {"type": "string", "pattern": f"^[0-9a-fA-F]{{{length}}}$",
+                                   "x-message": f"is not a {algorithm} checksum "
+                                                f"({length} hex digits)"}
+                       for algorithm, length in CHECKSUM_LENGTHS.items()},
                     "name": {"type": "string", "pattern": FILE_NAME_PATTERN},
                     "target": {"type": "string", "pattern": FILE_NAME_PATTERN},
                     "dest": {"type": "string", "pattern": IMAGE_PATH_PATTERN},

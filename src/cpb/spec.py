@@ -7,15 +7,17 @@ checked for cycles, and module and artifact files are known to exist.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from .errors import GraphError, SpecError
 from .modules import ModuleRef, find_module, known_modules
-from .schema import Validator, did_you_mean
+from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
 
 SPEC_FILE = "cpb.yaml"
@@ -41,11 +43,20 @@ class RootfsSpec:
 
 @dataclass(frozen=True)
 class ArtifactSpec:
-    path: Path  # absolute, on the host
-    rel: str  # as written, relative to the project: what digests and messages use
+    path: Path | None  # absolute, on the host; None for a `url` artifact (it is in the cache)
+    rel: str  # as written (a path relative to the project, or the url): what messages use
     name: str
     target: str | None = None
     dest: str | None = None
+    url: str | None = None
+    # (algorithm, lower-case hex) as declared, sha256 first; required for a url
+    checksums: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        """The cache key of a declared checksum: the sha256 itself, else `<algorithm>-<hex>`."""
+        algorithm, value = self.checksums[0]
+        return value if algorithm == "sha256" else f"{algorithm}-{value}"
 
 
 @dataclass(frozen=True)
@@ -208,15 +219,34 @@ class _Builder:
                                  (at, raw.get("artifacts", []))):
             for index, entry in enumerate(entries):
                 where = f"{section}.artifacts[{index}]"
-                path = self.local_file(entry["path"], f"{where}.path")
-                name = entry.get("name", path.name)
-                if name in seen:
-                    raise self.fail(f"artifact name '{name}' is already used by {seen[name]}",
-                                    where)
-                seen[name] = where
-                result.append(ArtifactSpec(path=path, rel=entry["path"], name=name,
-                                           target=entry.get("target"), dest=entry.get("dest")))
+                artifact = self.artifact(entry, where)
+                if artifact.name in seen:
+                    raise self.fail(f"artifact name '{artifact.name}' is already used by "
+                                    f"{seen[artifact.name]}", where)
+                seen[artifact.name] = where
+                result.append(artifact)
         return tuple(result)
+
+    def artifact(self, entry: dict[str, Any], where: str) -> ArtifactSpec:
+        if ("path" in entry) == ("url" in entry):
+            which = "both" if "path" in entry else "neither"
+            raise self.fail(f"give exactly one of 'path' or 'url' ({which} given)", where)
+        checksums = tuple((algorithm, entry[algorithm].lower())
+                          for algorithm in CHECKSUM_LENGTHS if algorithm in entry)
+        target, dest = entry.get("target"), entry.get("dest")
+        if "path" in entry:
+            path = self.local_file(entry["path"], f"{where}.path")
+            return ArtifactSpec(path=path, rel=entry["path"], name=entry.get("name", path.name),
+                                target=target, dest=dest, checksums=checksums)
+        url: str = entry["url"]
+        if not checksums:
+            raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
+                            "(`cpb artifact add URL` prints it)", where)
+        name = entry.get("name") or url_file_name(url)
+        if not re.search(FILE_NAME_PATTERN, name):
+            raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
+        return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
+                            checksums=checksums)
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done
@@ -233,6 +263,11 @@ class _Builder:
                                 + " -> ".join(cycle), f"images.{cycle[0]}.from", GraphError)
             for done in path:
                 state[done] = 2
+
+
+def url_file_name(url: str) -> str:
+    """The last segment of a URL's path, unquoted: the artifact's default name."""
+    return unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
 
 
 def _merged_list(defaults: dict[str, Any], raw: dict[str, Any], key: str) -> list[Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .cekit import build_command
 from .errors import BuildError
+from .graph import split_task
 from .podman import sandbox_hint
 from .project import Project
 from .rootfs import make_rootfs
@@ -58,9 +59,19 @@ def tag_uptodate(project: Project, image: str) -> bool:
     return built is not None and snap.image_id(build.version_ref) == built
 
 
+def fetch_uptodate(project: Project, key: str) -> bool:
+    if project.cache.has(key):
+        return True
+    # Like a root file system, an artifact is only an input of builds: when
+    # every image using it is built already, downloading it would be wasted.
+    users = [split_task(task)[1] for task in project.graph.successors(f"fetch:{key}")]
+    return bool(users) and all(build_uptodate(project, image) for image in users)
+
+
 UPTODATE: dict[str, Callable[[Project, str], bool]] = {
     "render": render_uptodate, "rootfs": rootfs_uptodate,
     "build": build_uptodate, "tag": tag_uptodate,
+    "fetch": fetch_uptodate,
 }
 
 
@@ -118,8 +129,13 @@ def do_tag(project: Project, image: str) -> None:
                                                "tags": [build.version_ref, build.digest_ref]})
 
 
+def do_fetch(project: Project, key: str) -> None:
+    project.cache.fetch(project.downloads[key])
+
+
 ACTIONS: dict[str, Callable[[Project, str], None]] = {
     "render": do_render, "rootfs": do_rootfs, "build": do_build, "tag": do_tag,
+    "fetch": do_fetch,
 }
 
 
