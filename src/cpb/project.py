@@ -15,6 +15,7 @@ import networkx as nx
 from .digest import FileHasher
 from .graph import expand_graph, image_order
 from .podman import ImageStore
+from .registry import Registry
 from .resolve import ImageBuild, resolve_images
 from .runner import Runner
 from .spec import ProjectSpec, load_spec
@@ -29,10 +30,12 @@ class Project:
     state: StateDir
     store: ImageStore
     runner: Runner
+    registry: Registry | None = None  # None: no `registry:` in the spec, never asked
+    registry_cache: bool = True  # pull a build's result from the registry when it has it
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
-                 builtin_modules: Path | None = None) -> Project:
+                 builtin_modules: Path | None = None, registry_cache: bool = True) -> Project:
     runner = runner or Runner()
     spec = load_spec(spec_file, builtin_modules=builtin_modules)
     graph = expand_graph(spec)
@@ -44,5 +47,6 @@ def open_project(spec_file: Path, *, runner: Runner | None = None,
         # Only a project that has run before keeps a hash cache: a plan in a
         # fresh checkout must not write anything.
         hasher.save()
+    registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, state=state, store=store,
-                   runner=runner)
+                   runner=runner, registry=registry, registry_cache=registry_cache)
