@@ -1,0 +1,270 @@
+"""The registry as push target and shared build cache, against a real registry (issue 4).
+
+`docker-registry` (Debian's build of distribution) runs on loopback, plain
+HTTP, storage in the test's tmp_path. What cpb pushed is checked with skopeo,
+a client that shares no code with cpb.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cpb.cli import main
+from cpb.doitapp import run_doit
+from cpb.project import open_project
+from cpb.runner import Runner
+
+from helpers import image_ids, podman, remove_project_images
+from integration.test_build import FILES, SPEC, module
+from registry_server import RegistryServer
+
+pytestmark = pytest.mark.integration
+IMAGES = ("base", "leaf1", "leaf2", "mid", "other")
+
+
+class RecordingRunner(Runner):
+    """A real Runner that also remembers every command line it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: list[list[str]] = []
+
+    def run(self, args: Sequence[str], **kwargs: Any) -> str:
+        with self._lock:
+            self.commands.append(list(args))
+        return super().run(args, **kwargs)
+
+    def pushed(self) -> list[str]:
+        """Registry references `podman push` sent images to."""
+        return sorted(c[-1] for c in self.commands if c[:2] == ["podman", "push"])
+
+    def pulled(self) -> list[str]:
+        return sorted(c[-2] for c in self.commands if c[:2] == ["skopeo", "copy"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Local image storage of these tests' own, like a CI runner's.
+
+    The shared storage of this machine is busy with other people's images
+    (a `podman images` there can take minutes); a storage of our own also
+    makes "every local image is gone" literally true for the fresh runner.
+    """
+    folder = tmp_path_factory.mktemp("storage")
+    conf = folder / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{folder}/graph"\n'
+                    f'runroot = "{folder}/run"\n')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+        yield folder
+        podman("rmi", "--all", "--force")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Iterator[RegistryServer]:
+    server = RegistryServer(tmp_path / "registry")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def project(make_project, registry: RegistryServer) -> Path:  # type: ignore[no-untyped-def]
+    spec = SPEC.replace("images:\n", f"registry:\n  url: {registry.url}/farm\n"
+                                     "  tls_verify: false\nimages:\n", 1)
+    root: Path = make_project(spec, FILES)
+    return root
+
+
+def run(root: Path, *targets: str, cache: bool = True) -> tuple[int, RecordingRunner]:
+    runner = RecordingRunner()
+    proj = open_project(root / "cpb.yaml", runner=runner, registry_cache=cache)
+    return run_doit(proj, list(targets)), runner
+
+
+def pushes(*images: str) -> list[str]:
+    return [f"push:{i}" for i in images]
+
+
+def local_label(project_name: str, image: str, tag: str) -> str:
+    labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}",
+                               f"{project_name}/{image}:{tag}"))
+    return str(labels["io.cpb.digest"])
+
+
+def cli(root: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["-f", str(root / "cpb.yaml"), *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_in_registry(registry: RegistryServer, root: Path, project_name: str,
+                       image: str) -> None:
+    """The version tag and the digest tag name one manifest carrying the input digest."""
+    version = "1" if image in ("base", "mid") else "latest"
+    digest = local_label(project_name, image, version)
+    tags = registry.tags(f"farm/{image}")
+    assert f"cpb-{digest[:12]}" in tags and version in tags, tags
+    by_digest = registry.inspect(f"farm/{image}", f"cpb-{digest[:12]}")
+    by_version = registry.inspect(f"farm/{image}", version)
+    assert by_digest["Labels"]["io.cpb.digest"] == digest
+    assert by_version["Digest"] == by_digest["Digest"]
+    stamp = json.loads((root / f".cpb/state/push/{image}.json").read_text())
+    assert stamp["manifest"] == by_digest["Digest"] and stamp["digest"] == digest
+
+
+def test_push_then_a_second_push_pushes_nothing(
+        project: Path, registry: RegistryServer, project_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, runner = run(project, *pushes(*IMAGES))
+    assert code == 0
+    assert runner.started["cekit"] == 5
+    assert runner.pushed() == [f"docker://{registry.url}/farm/{i}:cpb-{d[:12]}" for i, d in
+                               sorted((i, local_label(project_name, i, "1" if i in ("base", "mid")
+                                                      else "latest")) for i in IMAGES)]
+    for image in IMAGES:
+        assert_in_registry(registry, project, project_name, image)
+
+    code, runner = run(project, *pushes(*IMAGES))
+    assert code == 0
+    assert runner.pushed() == [] and runner.started["cekit"] == 0
+    assert dict(runner.started) == {"podman": 1}  # the one `podman images`
+    code, out, _ = cli(project, "plan", "--push", "--exit-code", capsys=capsys)
+    assert code == 0 and "nothing to do: all 21 tasks up to date" in out
+    code, out, _ = cli(project, "push", capsys=capsys)
+    assert code == 0 and "0 done, 21 up to date" in out
+
+
+def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
+        project: Path, registry: RegistryServer, project_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    started = time.monotonic()
+    code, runner = run(project, *pushes(*IMAGES))
+    full_build = time.monotonic() - started
+    assert code == 0 and runner.started["cekit"] == 5
+    built = {i: local_label(project_name, i, "1" if i in ("base", "mid") else "latest")
+             for i in IMAGES}
+
+    # A fresh CI runner: no .cpb/, no local image of the project.
+    shutil.rmtree(project / ".cpb")
+    remove_project_images(project_name)
+    assert image_ids(project_name) == {}
+
+    code, out, _ = cli(project, "plan", capsys=capsys)
+    assert code == 0
+    for image in IMAGES:
+        assert (f"build:{image}\n    - in registry: will pull, not build "
+                f"({registry.url}/farm/{image}:cpb-{built[image][:12]})\n") in out
+    assert "rootfs:base" not in out  # its only use is a build that will be pulled
+
+    started = time.monotonic()
+    code, runner = run(project)
+    fresh_runner = time.monotonic() - started
+    assert code == 0
+    assert runner.started["cekit"] == 0  # nothing built: everything pulled
+    assert len(runner.pulled()) == 5
+    for image in IMAGES:
+        version = "1" if image in ("base", "mid") else "latest"
+        assert local_label(project_name, image, version) == built[image]
+    assert podman("run", "--rm", f"{project_name}/leaf1:latest") == "mid\nleaf\n"
+    code, out, _ = cli(project, "plan", "--exit-code", capsys=capsys)
+    assert code == 0, out
+
+    # Pushing from the fresh runner sends nothing: the registry has it all.
+    code, runner = run(project, *pushes(*IMAGES))
+    assert code == 0 and runner.pushed() == [] and runner.started["cekit"] == 0
+
+    # A changed module builds exactly that image and its dependents, and
+    # pushes only those.
+    script = project / "modules/m-mid/install.sh"
+    script.write_text(script.read_text() + "echo changed >> /etc/mid\n")
+    code, out, _ = cli(project, "plan", "--push", capsys=capsys)
+    assert "build:mid\n    - module file modules/m-mid/install.sh changed\n" in out
+    assert "build:other" not in out and "build:base" not in out
+    code, runner = run(project, *pushes(*IMAGES))
+    assert code == 0
+    assert runner.started["cekit"] == 3 and runner.pulled() == []
+    assert [p.split("/")[-1].split(":")[0] for p in runner.pushed()] == ["leaf1", "leaf2", "mid"]
+    for image in IMAGES:
+        assert_in_registry(registry, project, project_name, image)
+    assert local_label(project_name, "mid", "1") != built["mid"]
+    assert local_label(project_name, "other", "latest") == built["other"]
+
+    timing = {"full_build_and_push_s": round(full_build, 2),
+              "fresh_runner_build_s": round(fresh_runner, 2)}
+    print(f"\nTIMING {json.dumps(timing)}")
+    (Path(__file__).parents[2] / ".cpb-registry-timing.json").write_text(json.dumps(timing))
+
+
+def test_registry_cache_can_be_turned_off(
+        project: Path, registry: RegistryServer, project_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code, runner = run(project, *pushes("other"))
+    assert code == 0 and runner.started["cekit"] == 2
+    remove_project_images(project_name)
+    code, out, _ = cli(project, "plan", "--no-registry-cache", "other", capsys=capsys)
+    assert "in registry" not in out and "build:other\n    - image missing" in out
+    code, runner = run(project, "tag:other", cache=False)
+    assert code == 0 and runner.started["cekit"] == 2 and runner.pulled() == []
+
+
+def test_registry_stopped_mid_run_fails_clearly_and_a_later_run_completes(
+        project: Path, registry: RegistryServer, project_name: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    pushed_dir = project / ".cpb/state/push"
+    stopped = threading.Event()
+
+    def stop_after_first_push() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not stopped.is_set():
+            if pushed_dir.is_dir() and any(pushed_dir.iterdir()):
+                registry.stop()
+                stopped.set()
+                return
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=stop_after_first_push, daemon=True)
+    watcher.start()
+    started = time.monotonic()
+    code, out, err = cli(project, "build", "--push", capsys=capsys)
+    took = time.monotonic() - started
+    stopped.set()
+    watcher.join()
+    assert code == 1
+    first = sorted(p.stem for p in pushed_dir.iterdir())
+    assert len(first) == 1, first
+    assert f"registry unreachable: {registry.url}" in out
+    assert "Traceback" not in out + err
+    # every image was still built, and is kept
+    assert {f"{i}:{'1' if i in ('base', 'mid') else 'latest'}" for i in IMAGES} <= set(
+        image_ids(project_name))
+    assert took < 300
+
+    registry.start()
+    code, runner = run(project, *pushes(*IMAGES))
+    assert code == 0
+    assert runner.started["cekit"] == 0
+    assert sorted(p.split("/")[-1].split(":")[0] for p in runner.pushed()) == sorted(
+        set(IMAGES) - set(first))
+    for image in IMAGES:
+        assert_in_registry(registry, project, project_name, image)
+
+
+def test_plan_with_the_registry_down_says_so(project: Path, registry: RegistryServer,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    registry.stop()
+    started = time.monotonic()
+    code, out, err = cli(project, "plan", capsys=capsys)
+    assert time.monotonic() - started < 15
+    assert code == 3
+    assert err.startswith(f"cpb: error: registry unreachable: {registry.url} (")
+    assert "Traceback" not in out + err
