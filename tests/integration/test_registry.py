@@ -21,9 +21,8 @@ from cpb.cli import main
 from cpb.doitapp import run_doit
 from cpb.project import open_project
 from cpb.runner import Runner
-
 from helpers import image_ids, podman, remove_project_images
-from integration.test_build import FILES, SPEC, module
+from integration.test_build import FILES, SPEC
 from registry_server import RegistryServer
 
 pytestmark = pytest.mark.integration
@@ -102,6 +101,7 @@ def local_label(project_name: str, image: str, tag: str) -> str:
 
 
 def cli(root: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()  # only this command's output
     code = main(["-f", str(root / "cpb.yaml"), *argv])
     out, err = capsys.readouterr()
     return code, out, err
@@ -148,9 +148,13 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
         project: Path, registry: RegistryServer, project_name: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
-    code, runner = run(project, *pushes(*IMAGES))
+    code, runner = run(project)
     full_build = time.monotonic() - started
     assert code == 0 and runner.started["cekit"] == 5
+    started = time.monotonic()
+    code, runner = run(project, *pushes(*IMAGES))
+    first_push = time.monotonic() - started
+    assert code == 0 and len(runner.pushed()) == 5
     built = {i: local_label(project_name, i, "1" if i in ("base", "mid") else "latest")
              for i in IMAGES}
 
@@ -199,10 +203,10 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     assert local_label(project_name, "mid", "1") != built["mid"]
     assert local_label(project_name, "other", "latest") == built["other"]
 
-    timing = {"full_build_and_push_s": round(full_build, 2),
-              "fresh_runner_build_s": round(fresh_runner, 2)}
-    print(f"\nTIMING {json.dumps(timing)}")
-    (Path(__file__).parents[2] / ".cpb-registry-timing.json").write_text(json.dumps(timing))
+    # The closing note of issue 4; shown with `pytest -s`.
+    print(f"\nTIMING full build {full_build:.2f} s, first push {first_push:.2f} s, "
+          f"fresh runner (all pulled) {fresh_runner:.2f} s")
+    assert fresh_runner < full_build
 
 
 def test_registry_cache_can_be_turned_off(
