@@ -94,6 +94,11 @@ def pushes(*images: str) -> list[str]:
     return [f"push:{i}" for i in images]
 
 
+def tags(*images: str) -> list[str]:
+    """What `cpb build` runs: everything up to the tags, no push."""
+    return [f"tag:{i}" for i in images]
+
+
 def local_label(project_name: str, image: str, tag: str) -> str:
     labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}",
                                f"{project_name}/{image}:{tag}"))
@@ -148,7 +153,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
         project: Path, registry: RegistryServer, project_name: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     started = time.monotonic()
-    code, runner = run(project)
+    code, runner = run(project, *tags(*IMAGES))
     full_build = time.monotonic() - started
     assert code == 0 and runner.started["cekit"] == 5
     started = time.monotonic()
@@ -171,7 +176,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     assert "rootfs:base" not in out  # its only use is a build that will be pulled
 
     started = time.monotonic()
-    code, runner = run(project)
+    code, runner = run(project, *tags(*IMAGES))
     fresh_runner = time.monotonic() - started
     assert code == 0
     assert runner.started["cekit"] == 0  # nothing built: everything pulled
