@@ -45,6 +45,7 @@ MANIFEST_TYPES = (
 )
 DEFAULT_TIMEOUT = 10.0  # seconds per request: long enough for a slow link, short for a dead one
 _CHALLENGE = re.compile(r'(\w+)="([^"]*)"')
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 class RegistryUnreachable(EnvironmentProblem):
@@ -125,11 +126,12 @@ class Registry:
         if status == 404:
             return None
         self._expect(status, (200,), f"looking up {self.config.ref(image, tag)}")
-        digest = headers.get("Docker-Content-Digest")
-        if not digest:
-            # Every distribution-spec registry sends it; without it the tag
-            # cannot be compared, so treat it as absent and let cpb push.
-            log.warning("%s sent no Docker-Content-Digest", self.config.host)
+        digest = headers.get("docker-content-digest", "")
+        if not _DIGEST.match(digest):
+            # Every distribution-spec registry sends it; it becomes part of a
+            # command line (`skopeo copy ...@<digest>`), so only a real one.
+            raise RegistryError(f"registry {self.config.host} sent no usable manifest digest "
+                                f"for {self.config.ref(image, tag)}")
         return digest
 
     def known_digest(self, image: str, tag: str) -> str | None:
@@ -157,7 +159,7 @@ class Registry:
         status, headers, body = self._request("GET", image, f"manifests/{digest}",
                                               accept=MANIFEST_TYPES)
         self._expect(status, (200,), f"reading {self.config.url}/{image}@{digest}")
-        media_type = headers.get("Content-Type", MANIFEST_TYPES[0]).split(";")[0]
+        media_type = headers.get("content-type", MANIFEST_TYPES[0]).split(";")[0]
         status, _, _ = self._request("PUT", image, f"manifests/{tag}", body=body,
                                      content_type=media_type)
         self._expect(status, (201, 200), f"tagging {self.config.ref(image, tag)}")
@@ -192,7 +194,7 @@ class Registry:
             headers["Authorization"] = authorization
         status, reply_headers, reply = self._send(method, url, headers, body)
         if status == 401 and not authorization:
-            authorization = self._authorize(reply_headers.get("WWW-Authenticate", ""), scope)
+            authorization = self._authorize(reply_headers.get("www-authenticate", ""), scope)
             if authorization:
                 with self._lock:
                     self._tokens[scope] = authorization
@@ -240,10 +242,10 @@ class Registry:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout,  # noqa: S310
                                         context=self._context) as reply:
-                return reply.status, dict(reply.headers.items()), reply.read()
+                return reply.status, _lower(reply.headers.items()), reply.read()
         except urllib.error.HTTPError as exc:
             with exc:
-                return exc.code, dict(exc.headers.items()), exc.read()
+                return exc.code, _lower(exc.headers.items()), exc.read()
         except (TimeoutError, urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             if isinstance(reason, TimeoutError):
@@ -256,3 +258,8 @@ class Registry:
             self._down = (f"registry unreachable: {self.config.host} ({why}){hint}; "
                           "images built so far are kept")
             raise RegistryUnreachable(self._down) from None
+
+
+def _lower(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Header names in lower case: proxies do not all keep the registry's spelling."""
+    return {key.lower(): value for key, value in items}
