@@ -235,3 +235,17 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
                                                       "tag:base"]
     assert "in registry" not in str([p.reasons for p in planned])
     assert runner.calls == [["podman", "images", "--format", "json"]]
+
+
+def test_push_without_a_registry_is_a_spec_error(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from cpb.cli import main
+
+    spec = spec_file(tmp_path)
+    for argv in (["push"], ["build", "--push"], ["plan", "--push"]):
+        assert main(["-f", str(spec), *argv]) == 2
+        err = capsys.readouterr().err
+        assert err == ("cpb: error: no 'registry:' in cpb.yaml; add one to push "
+                       "(registry: {url: HOST[:PORT][/PATH]})\n"), argv
+    assert main(["-f", str(spec), "build", "bsae"]) == 2
+    assert "no image 'bsae' in cpb.yaml (did you mean 'base'?)" in capsys.readouterr().err
