@@ -26,6 +26,12 @@ storage:
   delete: {{enabled: true}}
 http:
   addr: 127.0.0.1:{port}
+{auth}"""
+AUTH = """\
+auth:
+  htpasswd:
+    realm: cpb-test
+    path: {htpasswd}
 """
 
 
@@ -36,9 +42,11 @@ def free_port() -> int:
 
 
 class RegistryServer:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, users: dict[str, str] | None = None) -> None:
+        """`users` {name: password}: require HTTP basic auth (htpasswd, bcrypt)."""
         self.folder = folder
         self.port = free_port()
+        self.users = users or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -48,7 +56,17 @@ class RegistryServer:
     def start(self) -> None:
         config = self.folder / "config.yml"
         config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(CONFIG.format(storage=self.folder / "storage", port=self.port))
+        auth = ""
+        if self.users:
+            import bcrypt
+
+            htpasswd = self.folder / "htpasswd"
+            htpasswd.write_text("".join(
+                f"{user}:{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(rounds=4)).decode()}\n"
+                for user, pw in self.users.items()))
+            auth = AUTH.format(htpasswd=htpasswd)
+        config.write_text(CONFIG.format(storage=self.folder / "storage", port=self.port,
+                                        auth=auth))
         log = (self.folder / "registry.log").open("ab")
         self.proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                                      stdout=log, stderr=subprocess.STDOUT)
@@ -60,6 +78,11 @@ class RegistryServer:
             try:
                 with urllib.request.urlopen(f"http://{self.url}/v2/", timeout=1):
                     return
+            except urllib.error.HTTPError as exc:
+                exc.close()
+                if exc.code == 401:  # up, and asking for credentials
+                    return
+                time.sleep(0.05)
             except (urllib.error.URLError, OSError):
                 time.sleep(0.05)
         raise RuntimeError(f"docker-registry did not answer on {self.url}: {self.log()}")

@@ -7,8 +7,11 @@ a client that shares no code with cpb.
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -277,3 +280,59 @@ def test_plan_with_the_registry_down_says_so(project: Path, registry: RegistrySe
     assert code == 3
     assert err.startswith(f"cpb: error: registry unreachable: {registry.url} (")
     assert "Traceback" not in out + err
+
+
+def test_credentials_come_from_podmans_auth_file_and_are_never_shown(
+        make_project, project_name: str, tmp_path: Path,  # type: ignore[no-untyped-def]
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    password = f"pw-{project_name}-secret"
+    server = RegistryServer(tmp_path / "auth-registry", users={"ci": password})
+    server.start()
+    try:
+        spec = SPEC.replace("images:\n", f"registry:\n  url: {server.url}/farm\n"
+                                         "  tls_verify: false\nimages:\n", 1)
+        root: Path = make_project(spec, FILES)
+        auth_file = tmp_path / "auth.json"
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth_file))
+
+        # Not logged in: one clear line, no traceback.
+        code, out, err = cli(root, "plan", "other", capsys=capsys)
+        assert code == 1
+        assert err == (f"cpb: error: registry {server.url} denied access while looking up "
+                       f"{server.url}/farm/base:cpb-{err.split(':cpb-')[1][:12]} (HTTP 401); "
+                       f"log in with `podman login {server.url}` (cpb reads podman's auth file)\n")
+
+        subprocess.run(["podman", "login", "--tls-verify=false", "--authfile", str(auth_file),
+                        "--username", "ci", "--password-stdin", server.url],
+                       input=password, text=True, check=True, capture_output=True)
+        caplog.set_level(logging.DEBUG)
+        code, out, err = cli(root, "-v", "build", "--push", "base", "other", capsys=capsys)
+        assert code == 0, out + err
+        shown = out + err + caplog.text
+        code, runner = run(root, *pushes("base", "other"))
+        assert code == 0 and runner.pushed() == []
+
+        remove_project_images(project_name)
+        shutil.rmtree(root / ".cpb")
+        code, out, err = cli(root, "-v", "build", "other", capsys=capsys)
+        assert code == 0 and "ok  build:other" in out
+        for image in ("base", "other"):  # pulled with the credentials, not built
+            stamp = json.loads((root / f".cpb/state/build/{image}.json").read_text())
+            assert stamp["pulled"].startswith(f"{server.url}/farm/{image}@sha256:")
+        shown += out + err + caplog.text
+        assert "other:latest" in image_ids(project_name)
+        inspect = subprocess.run(
+            ["skopeo", "inspect", "--tls-verify=false", "--creds", f"ci:{password}",
+             f"docker://{server.url}/farm/other:latest"],
+            capture_output=True, text=True, check=True)
+        digest = local_label(project_name, "other", "latest")
+        assert json.loads(inspect.stdout)["Labels"]["io.cpb.digest"] == digest
+        # The password (or its base64 form) is in no output, log or record.
+        encoded = base64.b64encode(f"ci:{password}".encode()).decode()
+        records = "".join(p.read_text(errors="replace") for p in (root / ".cpb").rglob("*")
+                          if p.is_file())
+        for text in (shown, records):
+            assert password not in text and encoded not in text
+    finally:
+        server.stop()
