@@ -13,7 +13,7 @@ from typing import Any
 
 from .graph import closure, ordered, split_task
 from .project import Project
-from .push import cache_reasons, push_reasons
+from .push import cache_hit, cache_reasons, push_reasons
 from .tasks import UPTODATE
 
 
@@ -58,7 +58,7 @@ def reasons(project: Project, task: str, pending: set[str]) -> list[str]:
         return push_reasons(project, image)
     if kind == "tag":
         if f"build:{image}" in pending:
-            return [f"image {image} will be built"]
+            return [f"image {image} will be {'pulled' if cache_hit(project, image) else 'built'}"]
         return [f"tag {build.version_ref} does not point at {build.digest_ref}"]
     return build_reasons(project, image, pending)
 

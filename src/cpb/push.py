@@ -99,18 +99,32 @@ def push_uptodate(project: Project, image: str) -> bool:
     if project.registry is None:
         return True
     build = project.images[image]
-    stamp = project.state.read_stamp(f"push:{image}") or {}
-    if stamp.get("digest") != build.digest or not stamp.get("manifest"):
+    manifest = _pushed_manifest(project, image)
+    if manifest is None:
         return False
-    return bool(project.registry.manifest_digest(image, build.version) == stamp["manifest"])
+    return bool(project.registry.manifest_digest(image, build.version) == manifest)
+
+
+def _pushed_manifest(project: Project, image: str) -> str | None:
+    """The manifest this registry has for the current inputs, as far as .cpb/ knows:
+    pushed from here, or pulled from there instead of built (a fresh runner)."""
+    build = project.images[image]
+    stamp = project.state.read_stamp(f"push:{image}") or {}
+    if stamp.get("digest") == build.digest and stamp.get("manifest"):
+        return str(stamp["manifest"])
+    built = project.state.read_stamp(f"build:{image}") or {}
+    source = str(built.get("pulled", ""))
+    prefix = f"{_registry(project).config.url}/{image}@"
+    if built.get("digest") == build.digest and source.startswith(prefix):
+        return source[len(prefix):]
+    return None
 
 
 def push_reasons(project: Project, image: str) -> list[str]:
     build = project.images[image]
-    stamp = project.state.read_stamp(f"push:{image}") or {}
     ref = _registry(project).config.ref(image, build.version)
-    if stamp.get("digest") == build.digest:
-        return [f"{ref} no longer names the manifest pushed last"]
+    if _pushed_manifest(project, image) is not None:
+        return [f"{ref} does not name the manifest of these inputs"]
     return [f"not pushed from here yet (pushed only if {digest_tag(build)} is missing)"]
 
 

@@ -126,8 +126,14 @@ def assert_in_registry(registry: RegistryServer, root: Path, project_name: str,
     by_version = registry.inspect(f"farm/{image}", version)
     assert by_digest["Labels"]["io.cpb.digest"] == digest
     assert by_version["Digest"] == by_digest["Digest"]
-    stamp = json.loads((root / f".cpb/state/push/{image}.json").read_text())
-    assert stamp["manifest"] == by_digest["Digest"] and stamp["digest"] == digest
+    # .cpb/ records that manifest: pushed from here, or pulled from there
+    pushed = root / f".cpb/state/push/{image}.json"
+    if pushed.exists():
+        stamp = json.loads(pushed.read_text())
+        assert stamp["manifest"] == by_digest["Digest"] and stamp["digest"] == digest
+    else:
+        stamp = json.loads((root / f".cpb/state/build/{image}.json").read_text())
+        assert stamp["pulled"] == f"{registry.url}/farm/{image}@{by_digest['Digest']}"
 
 
 def test_push_then_a_second_push_pushes_nothing(
@@ -177,6 +183,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
         assert (f"build:{image}\n    - in registry: will pull, not build "
                 f"({registry.url}/farm/{image}:cpb-{built[image][:12]})\n") in out
     assert "rootfs:base" not in out  # its only use is a build that will be pulled
+    assert "tag:mid\n    - image mid will be pulled\n" in out
 
     started = time.monotonic()
     code, runner = run(project, *tags(*IMAGES))
@@ -190,6 +197,8 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     assert podman("run", "--rm", f"{project_name}/leaf1:latest") == "mid\nleaf\n"
     code, out, _ = cli(project, "plan", "--exit-code", capsys=capsys)
     assert code == 0, out
+    code, out, _ = cli(project, "plan", "--push", "--exit-code", capsys=capsys)
+    assert code == 0, out  # what was pulled is known to be in the registry
 
     # Pushing from the fresh runner sends nothing: the registry has it all.
     code, runner = run(project, *pushes(*IMAGES))
