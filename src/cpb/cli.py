@@ -59,8 +59,9 @@ class _Options:
     def cache(self) -> ArtifactCache:
         return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
-    def project(self) -> Project:
-        return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache())
+    def project(self, *, registry_cache: bool = True) -> Project:
+        return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache(),
+                            registry_cache=registry_cache)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,12 +109,15 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="Also list tasks that are up to date.")
 @click.option("--exit-code", is_flag=True, help="Exit with 1 when anything is pending (for CI).")
+@click.option("--push", is_flag=True, help="Also plan the pushes (what `cpb build --push` does).")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Plan to build even what the registry already has.")
 @click.pass_obj
 def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
-         exit_code: bool) -> None:
+         exit_code: bool, push: bool, no_registry_cache: bool) -> None:
     """Show what `cpb build` would run, and why."""
-    project = opts.project()
-    planned = make_plan(project, _targets(project, images))
+    project = opts.project(registry_cache=not no_registry_cache)
+    planned = make_plan(project, _registry_targets(project, images, push))
     pending = [p for p in planned if p.pending]
     if as_json:
         shown = planned if show_all else pending
@@ -142,11 +146,46 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
               help="Tasks to run at once (independent images build in parallel).")
 @click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
               help="After a failure, go on with images that do not depend on it.")
+@click.option("--push", is_flag=True, help="Then push what the registry does not have.")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Build even what the registry already has, instead of pulling it.")
 @click.pass_obj
-def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) -> None:
+def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
+          no_registry_cache: bool) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
-    project = opts.project()
-    targets = _targets(project, images)
+    project = opts.project(registry_cache=not no_registry_cache)
+    targets = _registry_targets(project, images, push)
+    _run(project, targets, jobs, keep_going)
+
+
+@cli.command()
+@click.argument("images", nargs=-1)
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Tasks to run at once.")
+@click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
+              help="After a failure, go on with images that do not depend on it.")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Build even what the registry already has, instead of pulling it.")
+@click.pass_obj
+def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
+         no_registry_cache: bool) -> None:
+    """Push to the spec's registry what it does not have (building it first if needed)."""
+    project = opts.project(registry_cache=not no_registry_cache)
+    _run(project, _registry_targets(project, images, True), jobs, keep_going)
+
+
+def _registry_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
+    """Tasks to run: tag: (or push:) of IMAGES, or of every image when a registry adds push:."""
+    if push and project.registry is None:
+        raise SpecError(f"no 'registry:' in {project.spec.file.name}; add one to push "
+                        "(registry: {url: HOST[:PORT][/PATH]})")
+    if not images and project.registry is None:
+        return []  # the whole graph, as before registries existed
+    targets = _targets(project, images or sorted(project.images))
+    return [t.replace("tag:", "push:", 1) for t in targets] if push else targets
+
+
+def _run(project: Project, targets: list[str], jobs: int, keep_going: bool) -> None:
 
     def waiting(holder: str) -> None:
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",

@@ -49,6 +49,10 @@ def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
                 fetch = task_name("fetch", artifact.key)
                 graph.add_node(fetch, kind="fetch", image=artifact.key)
                 graph.add_edge(fetch, build)
+        if spec.registry is not None:
+            push = task_name("push", name)
+            graph.add_node(push, kind="push", image=name)
+            graph.add_edge(tag, push)
     if not nx.is_directed_acyclic_graph(graph):
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
         raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))

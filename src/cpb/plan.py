@@ -13,6 +13,7 @@ from typing import Any
 
 from .graph import closure, ordered, split_task
 from .project import Project
+from .push import cache_hit, cache_reasons, push_reasons
 from .tasks import UPTODATE
 
 
@@ -56,15 +57,20 @@ def reasons(project: Project, task: str, pending: set[str]) -> list[str]:
         return ["rendered descriptor is out of date" if exists else "descriptor not rendered yet"]
     if kind == "rootfs":
         return [f"root file system image {build.rootfs_ref} is not in local storage"]
+    if kind == "push":
+        return push_reasons(project, image)
     if kind == "tag":
         if f"build:{image}" in pending:
-            return [f"image {image} will be built"]
+            return [f"image {image} will be {'pulled' if cache_hit(project, image) else 'built'}"]
         return [f"tag {build.version_ref} does not point at {build.digest_ref}"]
     return build_reasons(project, image, pending)
 
 
 def build_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
     build = project.images[image]
+    pulled = cache_reasons(project, image)
+    if pulled:
+        return pulled
     stamp = project.state.read_stamp(f"build:{image}")
     old: dict[str, Any] = (stamp or {}).get("components") or {}
     if not old:

@@ -16,6 +16,7 @@ from .digest import FileHasher
 from .fetch import ArtifactCache, Download, collect_downloads
 from .graph import expand_graph, image_order
 from .podman import ImageStore
+from .registry import Registry
 from .resolve import ImageBuild, resolve_images
 from .runner import Runner
 from .spec import ProjectSpec, load_spec
@@ -32,11 +33,13 @@ class Project:
     runner: Runner
     cache: ArtifactCache = field(default_factory=ArtifactCache)
     downloads: dict[str, Download] = field(default_factory=dict)  # by `fetch:` key
+    registry: Registry | None = None  # None: no `registry:` in the spec, never asked
+    registry_cache: bool = True  # pull a build's result from the registry when it has it
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
                  builtin_modules: Path | None = None,
-                 cache: ArtifactCache | None = None) -> Project:
+                 cache: ArtifactCache | None = None, registry_cache: bool = True) -> Project:
     runner = runner or Runner()
     cache = cache or ArtifactCache()
     spec = load_spec(spec_file, builtin_modules=builtin_modules)
@@ -49,5 +52,7 @@ def open_project(spec_file: Path, *, runner: Runner | None = None,
         # Only a project that has run before keeps a hash cache: a plan in a
         # fresh checkout must not write anything.
         hasher.save()
+    registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, state=state, store=store,
-                   runner=runner, cache=cache, downloads=collect_downloads(spec))
+                   runner=runner, cache=cache, downloads=collect_downloads(spec),
+                   registry=registry, registry_cache=registry_cache)

@@ -25,6 +25,9 @@ IMAGE_PATH_PATTERN = r"^/(?!.*(^|/)\.\.(/|$))[^\x00]*$"
 ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
 # Checksums an artifact may declare, the preferred cache key first (cekit accepts the same four).
 CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
+# host[:port][/path]: no scheme (tls_verify says http or https), no tag.
+REGISTRY_URL_PATTERN = (r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+                        r"(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
 
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
 # cekit writes CMD/ENTRYPOINT into the Containerfile without escaping, so a
@@ -81,6 +84,19 @@ def build_schema() -> dict[str, Any]:
         "required": ["project", "images"],
         "properties": {
             "project": {"type": "string", "pattern": NAME_PATTERN},
+            "registry": {
+                "type": "object", "additionalProperties": False, "required": ["url"],
+                "description": "push target and build cache shared by every machine; "
+                               "credentials come from podman's auth file, never from here",
+                "properties": {
+                    "url": {"type": "string", "pattern": REGISTRY_URL_PATTERN,
+                            "x-message": "is not host[:port][/path] (no scheme), "
+                                         "e.g. 127.0.0.1:5000/farm",
+                            "description": "host[:port][/path]; images go to <url>/<image>"},
+                    "tls_verify": {"type": "boolean", "description":
+                                   "false: plain HTTP or an untrusted certificate (default true)"},
+                },
+            },
             "defaults": {"type": "object", "additionalProperties": False,
                          "properties": _image_common()},
             "images": {"type": "object", "minProperties": 1,

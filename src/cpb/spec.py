@@ -82,12 +82,40 @@ class ImageSpec:
 
 
 @dataclass(frozen=True)
+class RegistrySpec:
+    """`registry:`: where images are pushed, and the cache every runner shares.
+
+    No credentials here: they come from podman's auth file (see registry.py).
+    """
+
+    url: str  # host[:port][/path], no scheme
+    tls_verify: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.url.split("/", 1)[0]
+
+    @property
+    def path(self) -> str:
+        return self.url.split("/", 1)[1] if "/" in self.url else ""
+
+    def repository(self, image: str) -> str:
+        """The repository name inside the registry (`<path>/<image>`)."""
+        return f"{self.path}/{image}" if self.path else image
+
+    def ref(self, image: str, tag: str) -> str:
+        """`<url>/<image>:<tag>`, as podman and skopeo name it."""
+        return f"{self.url}/{image}:{tag}"
+
+
+@dataclass(frozen=True)
 class ProjectSpec:
     project: str
     root: Path  # the folder holding cpb.yaml
     file: Path
     images: Mapping[str, ImageSpec]  # sorted by name
     locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
+    registry: RegistrySpec | None = None
 
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
@@ -135,7 +163,8 @@ class _Builder:
         self.check_cycles(images)
         return ProjectSpec(project=data["project"], root=self.root, file=self.path,
                            images=MappingProxyType(images),
-                           locations=MappingProxyType(dict(self.validator.locations)))
+                           locations=MappingProxyType(dict(self.validator.locations)),
+                           registry=_registry(data.get("registry")))
 
     def image(self, name: str, raw: dict[str, Any], defaults: dict[str, Any],
               all_images: dict[str, Any]) -> ImageSpec:
@@ -268,6 +297,10 @@ class _Builder:
 def url_file_name(url: str) -> str:
     """The last segment of a URL's path, unquoted: the artifact's default name."""
     return unquote(urlsplit(url).path.rstrip("/").rpartition("/")[2])
+def _registry(raw: dict[str, Any] | None) -> RegistrySpec | None:
+    if raw is None:
+        return None
+    return RegistrySpec(url=raw["url"].rstrip("/"), tls_verify=raw.get("tls_verify", True))
 
 
 def _merged_list(defaults: dict[str, Any], raw: dict[str, Any], key: str) -> list[Any]:

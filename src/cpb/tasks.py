@@ -18,6 +18,7 @@ from .errors import BuildError
 from .graph import split_task
 from .podman import sandbox_hint
 from .project import Project
+from .push import cache_hit, do_push, pull_instead_of_build, push_uptodate
 from .rootfs import make_rootfs
 from .runner import CommandFailed
 from .state import write_bytes_atomic
@@ -49,7 +50,8 @@ def rootfs_uptodate(project: Project, image: str) -> bool:
     # The root file system is only an input of this image's build: when that
     # image is already there, making the rootfs again would be wasted work.
     return (project.store.snapshot().image_id(build.rootfs_ref) is not None
-            or build_uptodate(project, image))
+            or build_uptodate(project, image)
+            or cache_hit(project, image) is not None)
 
 
 def tag_uptodate(project: Project, image: str) -> bool:
@@ -101,6 +103,8 @@ def do_rootfs(project: Project, image: str) -> None:
 def do_build(project: Project, image: str) -> None:
     build = project.images[image]
     task = f"build:{image}"
+    if pull_instead_of_build(project, image):
+        return
     if build.base_ref is not None and build.components["base"]["id"] is None:
         raise BuildError(f"{task}: base image {build.base_ref} is not in local storage; "
                          "pull or import it first (no registry is reached during a build)")
@@ -137,6 +141,8 @@ ACTIONS: dict[str, Callable[[Project, str], None]] = {
     "render": do_render, "rootfs": do_rootfs, "build": do_build, "tag": do_tag,
     "fetch": do_fetch,
 }
+UPTODATE["push"] = push_uptodate
+ACTIONS["push"] = do_push
 
 
 def _fresh_log(project: Project, task: str) -> Path:
