@@ -21,6 +21,7 @@ from .doitapp import run_doit
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SPEC, CpbError, SpecError
 from .graph import task_name
 from .plan import make_plan
+from .podcli import _pod_targets, down, kube, status, up
 from .project import Project, open_project
 from .resources import templates_dir
 from .schema import did_you_mean, schema_json
@@ -65,11 +66,13 @@ def init(directory: Path) -> None:
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
+    pod_targets = _pod_targets(project, [i[4:] for i in images if i.startswith("pod:")])
+    images = [i for i in images if not i.startswith("pod:")]
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
-    return [task_name("tag", image) for image in images]
+    return [task_name("tag", image) for image in images] + pod_targets
 
 
 @cli.command()
@@ -115,7 +118,8 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
 def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
     project = opts.project()
-    targets = _targets(project, images)
+    # pods are started by `cpb up`, not by a build
+    targets = _targets(project, images) or [task_name("tag", i) for i in project.images]
 
     def waiting(holder: str) -> None:
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
@@ -153,6 +157,12 @@ def clean(opts: _Options, images: bool) -> None:
 def schema() -> None:
     """Print the JSON Schema of cpb.yaml (for editors)."""
     click.echo(schema_json(), nl=False)
+
+
+cli.add_command(up)
+cli.add_command(down)
+cli.add_command(status)
+cli.add_command(kube)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import closure, ordered, split_task
+from .pods import idle_pod_tasks, pod_reasons
 from .project import Project
 from .tasks import UPTODATE
 
@@ -31,6 +32,8 @@ class PlannedTask:
 def make_plan(project: Project, targets: Iterable[str] = ()) -> list[PlannedTask]:
     wanted = set(targets)
     selected = closure(project.graph, wanted) if wanted else set(project.graph)
+    if not wanted:
+        selected -= idle_pod_tasks(project)  # a pod that is down is only planned when asked
     pending: set[str] = set()
     plan: list[PlannedTask] = []
     for task in ordered(project.graph):
@@ -47,6 +50,8 @@ def make_plan(project: Project, targets: Iterable[str] = ()) -> list[PlannedTask
 
 def reasons(project: Project, task: str, pending: set[str]) -> list[str]:
     kind, image = split_task(task)
+    if kind == "pod":
+        return pod_reasons(project, image, pending)
     build = project.images[image]
     if kind == "render":
         exists = project.state.render_path(image).exists()

@@ -7,7 +7,7 @@ input digest, asking podman once for the state of local storage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -15,6 +15,7 @@ import networkx as nx
 from .digest import FileHasher
 from .graph import expand_graph, image_order
 from .podman import ImageStore
+from .pods import PodBuild, PodStore, resolve_pods
 from .resolve import ImageBuild, resolve_images
 from .runner import Runner
 from .spec import ProjectSpec, load_spec
@@ -29,6 +30,8 @@ class Project:
     state: StateDir
     store: ImageStore
     runner: Runner
+    pods: dict[str, PodBuild] = field(default_factory=dict)
+    pod_store: PodStore | None = None
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
@@ -45,4 +48,4 @@ def open_project(spec_file: Path, *, runner: Runner | None = None,
         # fresh checkout must not write anything.
         hasher.save()
     return Project(spec=spec, graph=graph, images=images, state=state, store=store,
-                   runner=runner)
+                   runner=runner, pods=resolve_pods(spec, images))

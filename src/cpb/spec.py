@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import GraphError, SpecError
 from .modules import ModuleRef, find_module, known_modules
+from .podspec import PodSpec, build_pods
 from .schema import Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
 
@@ -77,6 +78,7 @@ class ProjectSpec:
     file: Path
     images: Mapping[str, ImageSpec]  # sorted by name
     locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
+    pods: Mapping[str, PodSpec] = field(default_factory=dict)  # sorted by name
 
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
@@ -122,9 +124,11 @@ class _Builder:
         images = {name: self.image(name, raw_images[name], defaults, raw_images)
                   for name in sorted(raw_images)}
         self.check_cycles(images)
+        pods = build_pods(data, images, self.root, self.fail)
         return ProjectSpec(project=data["project"], root=self.root, file=self.path,
                            images=MappingProxyType(images),
-                           locations=MappingProxyType(dict(self.validator.locations)))
+                           locations=MappingProxyType(dict(self.validator.locations)),
+                           pods=MappingProxyType(pods))
 
     def image(self, name: str, raw: dict[str, Any], defaults: dict[str, Any],
               all_images: dict[str, Any]) -> ImageSpec:

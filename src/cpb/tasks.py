@@ -16,6 +16,7 @@ from pathlib import Path
 from .cekit import build_command
 from .errors import BuildError
 from .podman import sandbox_hint
+from .pods import do_pod, pod_uptodate
 from .project import Project
 from .rootfs import make_rootfs
 from .runner import CommandFailed
@@ -62,6 +63,7 @@ UPTODATE: dict[str, Callable[[Project, str], bool]] = {
     "render": render_uptodate, "rootfs": rootfs_uptodate,
     "build": build_uptodate, "tag": tag_uptodate,
 }
+UPTODATE["pod"] = pod_uptodate  # pods.py: the running pod carries its digest
 
 
 # -- actions ------------------------------------------------------------------
@@ -121,6 +123,7 @@ def do_tag(project: Project, image: str) -> None:
 ACTIONS: dict[str, Callable[[Project, str], None]] = {
     "render": do_render, "rootfs": do_rootfs, "build": do_build, "tag": do_tag,
 }
+ACTIONS["pod"] = do_pod
 
 
 def _fresh_log(project: Project, task: str) -> Path:
