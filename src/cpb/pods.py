@@ -278,8 +278,8 @@ def pod_status(project: Project, pods: Iterable[str]) -> list[dict[str, Any]]:
         out = project.runner.run([PODMAN, "ps", "--all", "--format", "json", *filters],
                                  timeout=120)
         for entry in json.loads(out or "[]") or []:
-            if not entry.get("IsInfra"):
-                containers.setdefault(entry.get("PodName", ""), []).append(entry)
+            if not entry.get("IsInfra"):  # PodName is only filled in with --pod
+                containers.setdefault(entry.get("Pod", ""), []).append(entry)
     snap = project.store.snapshot()
     digests = {image_id: labels.get("io.cpb.digest", "") for image_id, labels
                in snap.labels.items()}
@@ -292,7 +292,8 @@ def pod_status(project: Project, pods: Iterable[str]) -> list[dict[str, Any]]:
                                  "up_to_date": bool(pod and pod_uptodate(project, name)),
                                  "containers": []}
         prefix = build.k8s_name + "-"
-        for c in sorted(containers.get(build.k8s_name, []), key=lambda c: c["Names"][0]):
+        mine = containers.get(pod.id, []) if pod else []
+        for c in sorted(mine, key=lambda c: c["Names"][0]):
             shown = c["Names"][0]
             image_id = c.get("ImageID", "")
             entry["containers"].append({
