@@ -284,3 +284,137 @@ def test_nats_pod_serves_a_client_on_the_host(
     assert leftovers(pod_name, old_id) == []
     with pytest.raises(OSError):
         nats_ping(port, timeout=0)
+
+
+# -- rootless: the same up/down as an unprivileged user -------------------------------
+
+def _copy_distributions(requirements: list[str], dest: Path) -> None:
+    """Copy installed distributions (and what they require) into `dest`, for a
+    Python the unprivileged user can run when ours lives where it cannot read."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    seen: set[str] = set()
+    todo = list(requirements)
+    while todo:
+        requirement = Requirement(todo.pop())
+        if requirement.marker and not requirement.marker.evaluate({"extra": ""}):
+            continue
+        key = canonicalize_name(requirement.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        dist = metadata.distribution(requirement.name)
+        for file in dist.files or []:
+            if file.parts[0] == ".." or "__pycache__" in file.parts:
+                continue  # scripts outside site-packages; caches
+            source = Path(str(dist.locate_file(file)))
+            if source.is_file():
+                (dest / file).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest / file)
+        todo.extend(dist.requires or [])
+
+
+def _as_user(user: str, env: dict[str, str], *args: str, check: bool = True,
+             timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env_args = [f"{k}={v}" for k, v in sorted(env.items())]
+    return subprocess.run(["runuser", "-u", user, "--", "env", "-i", *env_args, *args],
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture
+def rootless(busybox_tar: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """(user, world-readable work folder, environment for that user's commands)."""
+    import sys
+    import tempfile
+    import tomllib
+    import uuid
+
+    user = f"cpbt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "-m", user], check=True, capture_output=True)
+    # rootless networking (slirp4netns) opens /dev/net/tun (ENVIRONMENT.md)
+    Path("/dev/net/tun").chmod(0o666)
+    work = Path(tempfile.mkdtemp(prefix="cpb-rootless-", dir="/tmp"))
+    work.chmod(0o755)
+    try:
+        repo = Path(__file__).resolve().parents[2]
+        lib, bin_dir = work / "lib", work / "bin"
+        shutil.copytree(repo / "src" / "cpb", lib / "cpb",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(repo / "templates", lib / "cpb" / "templates")
+        shutil.copy(repo / ".ci" / "containers.conf", work / "containers.conf")
+        python = sys.executable
+        env = {"HOME": f"/home/{user}", "USER": user, "LOGNAME": user,
+               "PATH": f"{bin_dir}:{Path(python).parent}:/usr/sbin:/usr/bin:/sbin:/bin",
+               "PYTHONPATH": str(lib), "CONTAINERS_CONF": str(work / "containers.conf"),
+               "LANG": "C.UTF-8"}
+        bin_dir.mkdir()
+        probe = _as_user(user, env, python, "-c", "import cekit, doit", check=False)
+        if probe.returncode != 0:
+            # our Python is out of the user's reach (e.g. under /root): use the
+            # system's, with copies of cpb's dependencies
+            python = "/usr/bin/python3"
+            version = subprocess.run([python, "-c", "import sys; print(sys.version_info[:2])"],
+                                     capture_output=True, text=True, check=True).stdout
+            assert version.strip() == str(sys.version_info[:2]), "no usable Python for the user"
+            deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
+            _copy_distributions(deps, lib)
+            cekit = bin_dir / "cekit"
+            cekit.write_text(f"#!{python}\nimport sys\nfrom cekit.cli import cli\nsys.exit(cli())\n")
+            cekit.chmod(0o755)
+            env["PATH"] = f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"
+        env["CPB_PYTHON"] = python
+        (work / "busybox.tar").write_bytes(busybox_tar.read_bytes())
+        yield user, work, env
+    finally:
+        for args in (["pod", "rm", "--all", "--force", "--time", "0"],
+                     ["rm", "--all", "--force", "--time", "0"], ["rmi", "--all", "--force"]):
+            _as_user(user, {k: v for k, v in env.items() if k != "CPB_PYTHON"},
+                     "podman", *args, check=False)
+        left = subprocess.run(["pgrep", "-u", user], capture_output=True, text=True).stdout
+        for pid in left.split():  # podman's pause process and friends, all started here
+            subprocess.run(["kill", "-9", pid], capture_output=True, check=False)
+        subprocess.run(["userdel", "-r", "-f", user], capture_output=True, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_rootless_up_and_down_use_only_the_users_podman(
+        rootless: tuple[str, Path, dict[str, str]], project_name: str) -> None:
+    user, work, env = rootless
+    python = env.pop("CPB_PYTHON")
+    port = free_port()
+    root = work / "proj"
+    root.mkdir()
+    (root / "cpb.yaml").write_text(NATS_SPEC.replace("@PROJECT@", project_name)
+                                   .replace("@PORT@", str(port)))
+    shutil.copy(work / "busybox.tar", root / "busybox.tar")
+    nats_files(root)
+    subprocess.run(["chown", "-R", f"{user}:{user}", str(root)], check=True)
+    cpb = [python, "-m", "cpb", "-f", str(root / "cpb.yaml")]
+    pod_name = f"{project_name}-queue"
+
+    up = _as_user(user, env, *cpb, "up", "queue", check=False)
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "ok  build:nats" in up.stdout and "ok  pod:queue" in up.stdout  # built as the user
+    assert nats_ping(port) == "PONG"
+    users_pods = _as_user(user, env, "podman", "pod", "ps", "--format", "{{.Name}}").stdout
+    assert users_pods.split() == [pod_name]
+    info = _as_user(user, env, "podman", "info", "--format", "{{.Host.Security.Rootless}}")
+    assert info.stdout.strip() == "true"
+    # root's podman (both the shared storage and this session's own) never saw it
+    assert pod_name not in podman("pod", "ps", "--format", "{{.Name}}")
+    shared = {k: v for k, v in os.environ.items() if k != "CONTAINERS_STORAGE_CONF"}
+    assert pod_name not in subprocess.run(["podman", "pod", "ps", "--format", "{{.Name}}"],
+                                          env=shared, capture_output=True, text=True).stdout
+    status = _as_user(user, env, *cpb, "status")
+    assert status.stdout.startswith(f"queue: {pod_name} Running, up to date\n")
+
+    down = _as_user(user, env, *cpb, "down", check=False)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert down.stdout == f"pod queue: removed {pod_name}\n"
+    assert _as_user(user, env, "podman", "pod", "ps", "-q").stdout == ""
+    assert _as_user(user, env, "podman", "ps", "--all", "-q").stdout == ""
+    with pytest.raises(OSError):
+        nats_ping(port, timeout=0)
