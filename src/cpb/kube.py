@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 
 from .digest import sha256_text
-from .podspec import ContainerSpec, PodSpec, k8s_name, replica_names
+from .podspec import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
 from .resources import templates_dir
 
 POD_TEMPLATE = "pod.yaml.j2"
@@ -148,13 +148,12 @@ def _published_by_container(pod: PodSpec) -> dict[str, list[dict[str, Any]]]:
                 entry.update(_host_side(published.pop(port)))
             result[container.name].append(entry)
     first = pod.containers[0].name
-    for port in published.values():
-        result[first].append({"containerPort": port.container_port, "protocol": port.protocol,
-                              **_host_side(port)})
+    for extra in published.values():
+        result[first].append({"containerPort": extra.container_port, **_host_side(extra)})
     return result
 
 
-def _host_side(port: Any) -> dict[str, Any]:
+def _host_side(port: PublishedPort) -> dict[str, Any]:
     side: dict[str, Any] = {"hostPort": port.host_port, "protocol": port.protocol}
     if port.host_ip:
         side["hostIP"] = port.host_ip

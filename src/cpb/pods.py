@@ -267,7 +267,7 @@ def idle_pod_tasks(project: Project) -> set[str]:
             if build.k8s_name not in running}
 
 
-def pod_status(project: Project, pods: Iterable[str]) -> list[dict[str, Any]]:
+def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
     """Each pod: its state, and each container's state, image and image digest."""
     store = pod_store(project)
     running = store.pods()
@@ -277,9 +277,9 @@ def pod_status(project: Project, pods: Iterable[str]) -> list[dict[str, Any]]:
                    for arg in ("--filter", f"pod={project.pods[p].k8s_name}")]
         out = project.runner.run([PODMAN, "ps", "--all", "--format", "json", *filters],
                                  timeout=120)
-        for entry in json.loads(out or "[]") or []:
-            if not entry.get("IsInfra"):  # PodName is only filled in with --pod
-                containers.setdefault(entry.get("Pod", ""), []).append(entry)
+        for row in json.loads(out or "[]") or []:
+            if not row.get("IsInfra"):  # PodName is only filled in with --pod
+                containers.setdefault(row.get("Pod", ""), []).append(row)
     snap = project.store.snapshot()
     digests = {image_id: labels.get("io.cpb.digest", "") for image_id, labels
                in snap.labels.items()}
