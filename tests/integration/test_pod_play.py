@@ -145,9 +145,15 @@ def test_pod_up_reaches_localhost_port_and_volumes_then_down(
     code, out, err = cli(root, "plan", "pod:demo", capsys=capsys)
     assert code == 0 and f"pod:demo\n    - pod {pod_name} is not running\n" in out
 
+    # `cpb build` builds the images, and starts no pod
+    code, out, err = cli(root, "build", capsys=capsys)
+    assert code == 0 and "ok  tag:tool" in out and "pod:" not in out, out + err
+    assert pod_state(pod_name) == ([], {})
+
     code, out, err = cli(root, "up", "demo", capsys=capsys)
     assert code == 0, out + err
     assert f"pod demo: running as {pod_name}" in out
+    assert "ok  pod:demo" in out and "build:" not in out  # the images were there
     base = f"http://127.0.0.1:{port}"
     # the tool container wrote into the shared volume, the web container serves it,
     # and the tool fetched it back from the web container over localhost and by name
