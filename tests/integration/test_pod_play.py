@@ -12,7 +12,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
+import tomllib
+import uuid
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -333,13 +337,10 @@ def _as_user(user: str, env: dict[str, str], *args: str, check: bool = True,
 @pytest.fixture
 def rootless(busybox_tar: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
     """(user, world-readable work folder, environment for that user's commands)."""
-    import sys
-    import tempfile
-    import tomllib
-    import uuid
-
     user = f"cpbt{uuid.uuid4().hex[:8]}"
     subprocess.run(["useradd", "-m", user], check=True, capture_output=True)
+    uid = subprocess.run(["id", "-u", user], check=True, capture_output=True,
+                         text=True).stdout.strip()
     # rootless networking (slirp4netns) opens /dev/net/tun (ENVIRONMENT.md)
     Path("/dev/net/tun").chmod(0o666)
     work = Path(tempfile.mkdtemp(prefix="cpb-rootless-", dir="/tmp"))
@@ -368,7 +369,8 @@ def rootless(busybox_tar: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
             deps = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
             _copy_distributions(deps, lib)
             cekit = bin_dir / "cekit"
-            cekit.write_text(f"#!{python}\nimport sys\nfrom cekit.cli import cli\nsys.exit(cli())\n")
+            cekit.write_text(f"#!{python}\nimport sys\nfrom cekit.cli import cli\n"
+                             "sys.exit(cli())\n")
             cekit.chmod(0o755)
             env["PATH"] = f"{bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin"
         env["CPB_PYTHON"] = python
@@ -384,6 +386,8 @@ def rootless(busybox_tar: Path) -> Iterator[tuple[str, Path, dict[str, str]]]:
             subprocess.run(["kill", "-9", pid], capture_output=True, check=False)
         subprocess.run(["userdel", "-r", "-f", user], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
+        for runtime in (f"/tmp/containers-user-{uid}", f"/tmp/podman-run-{uid}"):
+            shutil.rmtree(runtime, ignore_errors=True)  # rootless podman's runtime folders
 
 
 def test_rootless_up_and_down_use_only_the_users_podman(
