@@ -15,13 +15,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
-import uuid
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from cpb.cli import main
