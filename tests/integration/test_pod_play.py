@@ -115,6 +115,8 @@ images:
   tool:
     from: base
     env: {FLAVOUR: plain}
+pod_defaults:
+  resources: {cpu: "100m", memory: 32Mi}
 pods:
   demo:
     stop_timeout: 1
@@ -222,6 +224,30 @@ def test_pod_up_reaches_localhost_port_and_volumes_then_down(
     assert code == 0 and out == f"pod demo: {pod_name} was not running\n"
     code, out, _ = cli(root, "status", capsys=capsys)
     assert out == f"demo: {pod_name} not running\n"
+
+
+def test_a_pod_that_cannot_start_fails_with_its_log(
+        make_project, project_name: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    root: Path = make_project("""
+        project: "@PROJECT@"
+        images:
+          base:
+            rootfs: {tar: busybox.tar}
+        pods:
+          broken:
+            stop_timeout: 0
+            containers:
+              - {image: base, command: [/no/such/program]}
+        """)
+    code, out, err = cli(root, "up", capsys=capsys)
+    assert code == 1
+    log = root / ".cpb/logs/pod-broken.log"
+    assert f"FAIL pod:broken: podman exited with 125; log: {log}" in out
+    assert "/no/such/program" in log.read_text()
+    assert "Traceback" not in out + err
+    code, out, _ = cli(root, "down", capsys=capsys)
+    assert code == 0
+    assert pod_state(f"{project_name}-broken") == ([], {})
 
 
 # -- a real nats-server ---------------------------------------------------------------
