@@ -25,6 +25,9 @@ import tomllib
 import yaml
 
 from cpb.cli import main
+from cpb.doitapp import run_doit
+from cpb.project import open_project
+from cpb.runner import Runner
 from helpers import podman
 
 pytestmark = pytest.mark.integration
@@ -196,6 +199,9 @@ def test_pod_up_reaches_localhost_port_and_volumes_then_down(
     assert code == 0, out + err
     assert "pod:demo" not in out  # doit had nothing to run for it
     assert pod_state(pod_name)[1] == before
+    runner = Runner()  # a no-op `up` asks podman twice: `images` and `pod ps`
+    assert run_doit(open_project(root / "cpb.yaml", runner=runner), ["pod:demo"]) == 0
+    assert dict(runner.started) == {"podman": 2}
 
     # a changed image re-creates the pod; `cpb plan` says why first
     spec = root / "cpb.yaml"
