@@ -41,6 +41,7 @@ from .fetch import (
 )
 from .graph import split_task, task_name
 from .plan import make_plan
+from .podcli import _pod_targets, down, kube, status, up
 from .project import Project, open_project
 from .resources import templates_dir
 from .runner import Runner
@@ -97,11 +98,13 @@ def init(directory: Path) -> None:
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
+    pod_targets = _pod_targets(project, [i[4:] for i in images if i.startswith("pod:")])
+    images = [i for i in images if not i.startswith("pod:")]
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
-    return [task_name("tag", image) for image in images]
+    return [task_name("tag", image) for image in images] + pod_targets
 
 
 @cli.command()
@@ -180,7 +183,8 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
         raise SpecError(f"no 'registry:' in {project.spec.file.name}; add one to push "
                         "(registry: {url: HOST[:PORT][/PATH]})")
     if not images and project.registry is None:
-        return []  # the whole graph, as before registries existed
+        # every image; pods are started by `cpb up`, not by a build
+        return [task_name("tag", image) for image in project.images]
     targets = _targets(project, images or sorted(project.images))
     return [t.replace("tag:", "push:", 1) for t in targets] if push else targets
 
@@ -311,6 +315,10 @@ def artifact_add(opts: _Options, url: str, name: str | None) -> None:
     if name != url_file_name(url):
         entry += f"  name: {json.dumps(name)}\n"
     click.echo(entry, nl=False)
+cli.add_command(up)
+cli.add_command(down)
+cli.add_command(status)
+cli.add_command(kube)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

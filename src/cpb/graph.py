@@ -53,6 +53,12 @@ def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
             push = task_name("push", name)
             graph.add_node(push, kind="push", image=name)
             graph.add_edge(tag, push)
+    for pod_name, pod in spec.pods.items():
+        # A pod needs the tagged images of its containers (see pods.py).
+        node = task_name("pod", pod_name)
+        graph.add_node(node, kind="pod", pod=pod_name)
+        for container in pod.containers:
+            graph.add_edge(task_name("tag", container.image), node)
     if not nx.is_directed_acyclic_graph(graph):
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
         raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))

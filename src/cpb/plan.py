@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .graph import closure, ordered, split_task
+from .pods import idle_pod_tasks, pod_reasons
 from .project import Project
 from .push import cache_hit, cache_reasons, push_reasons
 from .tasks import UPTODATE
@@ -32,6 +33,8 @@ class PlannedTask:
 def make_plan(project: Project, targets: Iterable[str] = ()) -> list[PlannedTask]:
     wanted = set(targets)
     selected = closure(project.graph, wanted) if wanted else set(project.graph)
+    if not wanted:
+        selected -= idle_pod_tasks(project)  # a pod that is down is only planned when asked
     pending: set[str] = set()
     plan: list[PlannedTask] = []
     for task in ordered(project.graph):
@@ -51,6 +54,8 @@ def reasons(project: Project, task: str, pending: set[str]) -> list[str]:
     if kind == "fetch":
         download = project.downloads[image]
         return [f"artifact {download.shown} is not in the cache {project.cache.root}"]
+    if kind == "pod":
+        return pod_reasons(project, image, pending)
     build = project.images[image]
     if kind == "render":
         exists = project.state.render_path(image).exists()

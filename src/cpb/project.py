@@ -16,6 +16,7 @@ from .digest import FileHasher
 from .fetch import ArtifactCache, Download, collect_downloads
 from .graph import expand_graph, image_order
 from .podman import ImageStore
+from .pods import PodBuild, PodStore, resolve_pods
 from .registry import Registry
 from .resolve import ImageBuild, resolve_images
 from .runner import Runner
@@ -35,6 +36,8 @@ class Project:
     downloads: dict[str, Download] = field(default_factory=dict)  # by `fetch:` key
     registry: Registry | None = None  # None: no `registry:` in the spec, never asked
     registry_cache: bool = True  # pull a build's result from the registry when it has it
+    pods: dict[str, PodBuild] = field(default_factory=dict)
+    pod_store: PodStore | None = None
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
@@ -55,4 +58,5 @@ def open_project(spec_file: Path, *, runner: Runner | None = None,
     registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, state=state, store=store,
                    runner=runner, cache=cache, downloads=collect_downloads(spec),
-                   registry=registry, registry_cache=registry_cache)
+                   registry=registry, registry_cache=registry_cache,
+                   pods=resolve_pods(spec, images))

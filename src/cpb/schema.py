@@ -102,9 +102,11 @@ def build_schema() -> dict[str, Any]:
             "images": {"type": "object", "minProperties": 1,
                        "propertyNames": {"pattern": NAME_PATTERN},
                        "additionalProperties": {"$ref": "#/$defs/image"}},
+            **pod_properties(),
         },
         "$defs": {
             "image": image,
+            **pod_defs(),
             "rootfs": {
                 "type": "object", "additionalProperties": False,
                 "minProperties": 1, "maxProperties": 1,
@@ -142,6 +144,106 @@ def build_schema() -> dict[str, Any]:
                     "target": {"type": "string", "pattern": FILE_NAME_PATTERN},
                     "dest": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
                 },
+            },
+        },
+    }
+
+
+# -- pods ----------------------------------------------------------------------
+
+# Kubernetes' quantities, e.g. "250m", "0.5", "64Mi", "1G".
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
+PUBLISH_PATTERN = (rf"^({_OCTET}(\.{_OCTET}){{3}}:)?"
+                   r"[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
+HOST_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+IP_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"
+_ENV_MAP = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": _SCALAR}
+_RESOURCES = {"type": "object", "additionalProperties": False,
+              "description": "resource requests of each container",
+              "properties": {
+                  "cpu": {"type": ["string", "number"], "pattern": QUANTITY_PATTERN},
+                  "memory": {"type": "string", "pattern": QUANTITY_PATTERN}}}
+
+
+def _pod_common() -> dict[str, Any]:
+    """Properties a pod and `pod_defaults` share."""
+    return {
+        "labels": {"type": "object",
+                   "propertyNames": {"pattern": r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?"
+                                                r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"},
+                   "additionalProperties": {"type": "string",
+                                            "pattern": r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}"
+                                                       r"[A-Za-z0-9])?)?$"}},
+        "hosts": {"type": "object", "description": "extra /etc/hosts entries: name -> IP",
+                  "propertyNames": {"pattern": HOST_PATTERN},
+                  "additionalProperties": {"type": "string", "pattern": IP_PATTERN}},
+        "env": {**_ENV_MAP, "description": "set in every container of the pod"},
+        "resources": _RESOURCES,
+        "restart": {"enum": ["Always", "OnFailure", "Never"]},
+        "stop_timeout": {"type": "integer", "minimum": 0, "maximum": 3600,
+                         "description": "seconds a container gets to stop before it is killed"},
+    }
+
+
+def pod_properties() -> dict[str, Any]:
+    return {
+        "pod_defaults": {"type": "object", "additionalProperties": False,
+                         "properties": _pod_common()},
+        "pods": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                 "additionalProperties": {"$ref": "#/$defs/pod"}},
+    }
+
+
+def pod_defs() -> dict[str, Any]:
+    return {
+        "pod": {
+            "type": "object", "additionalProperties": False, "required": ["containers"],
+            "properties": {
+                "containers": {"type": "array", "minItems": 1,
+                               "items": {"$ref": "#/$defs/container"}},
+                "ports": {"type": "array", "description":
+                          "published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]",
+                          "items": {"type": "string", "pattern": PUBLISH_PATTERN,
+                                    "x-message": "is not a published port; write "
+                                                 "'[HOST_IP:]HOST_PORT:CONTAINER_PORT', "
+                                                 "quoted, e.g. \"4222:4222\""}},
+                **_pod_common(),
+            },
+        },
+        "container": {
+            "type": "object", "additionalProperties": False, "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "pattern": NAME_PATTERN,
+                          "description": "an image of this spec"},
+                "name": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$",
+                         "description": "the container's name in the pod (default: the image's)"},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 256},
+                "role": {"enum": ["service", "worker"], "description":
+                         "for `cpb kube --cluster`: a service gets a Service in front of it "
+                         "(default: service when it has ports, else worker)"},
+                "env": _ENV_MAP,
+                "command": {**_STRINGS, "minItems": 1,
+                            "description": "replaces the image's entrypoint"},
+                "args": {**_STRINGS, "description": "replaces the image's cmd"},
+                "ports": {"type": "array", "description": "ports it listens on, besides the "
+                          "image's own", "items": {"type": "integer", "minimum": 1,
+                                                   "maximum": 65535}},
+                "volumes": {"type": "array", "items": {"$ref": "#/$defs/volume"}},
+                "resources": _RESOURCES,
+                "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+            },
+        },
+        "volume": {
+            "type": "object", "additionalProperties": False, "required": ["mount"],
+            "description": "give one of 'host' (a folder, relative to cpb.yaml) or 'volume' "
+                           "(a named volume)",
+            "properties": {
+                "host": {"type": "string", "minLength": 1},
+                "volume": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$"},
+                "mount": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                "read_only": {"type": "boolean"},
             },
         },
     }

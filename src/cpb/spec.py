@@ -17,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import GraphError, SpecError
 from .modules import ModuleRef, find_module, known_modules
+from .podspec import PodSpec, build_pods
 from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
 
@@ -116,6 +117,7 @@ class ProjectSpec:
     images: Mapping[str, ImageSpec]  # sorted by name
     locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
     registry: RegistrySpec | None = None
+    pods: Mapping[str, PodSpec] = field(default_factory=dict)  # sorted by name
 
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
@@ -161,10 +163,12 @@ class _Builder:
         images = {name: self.image(name, raw_images[name], defaults, raw_images)
                   for name in sorted(raw_images)}
         self.check_cycles(images)
+        pods = build_pods(data, images, self.root, self.fail)
         return ProjectSpec(project=data["project"], root=self.root, file=self.path,
                            images=MappingProxyType(images),
                            locations=MappingProxyType(dict(self.validator.locations)),
-                           registry=_registry(data.get("registry")))
+                           registry=_registry(data.get("registry")),
+                           pods=MappingProxyType(pods))
 
     def image(self, name: str, raw: dict[str, Any], defaults: dict[str, Any],
               all_images: dict[str, Any]) -> ImageSpec:

@@ -17,6 +17,7 @@ from .cekit import build_command
 from .errors import BuildError
 from .graph import split_task
 from .podman import sandbox_hint
+from .pods import do_pod, pod_uptodate
 from .project import Project
 from .push import cache_hit, do_push, pull_instead_of_build, push_uptodate
 from .rootfs import make_rootfs
@@ -75,6 +76,7 @@ UPTODATE: dict[str, Callable[[Project, str], bool]] = {
     "build": build_uptodate, "tag": tag_uptodate,
     "fetch": fetch_uptodate,
 }
+UPTODATE["pod"] = pod_uptodate  # pods.py: the running pod carries its digest
 
 
 # -- actions ------------------------------------------------------------------
@@ -143,6 +145,7 @@ ACTIONS: dict[str, Callable[[Project, str], None]] = {
 }
 UPTODATE["push"] = push_uptodate
 ACTIONS["push"] = do_push
+ACTIONS["pod"] = do_pod
 
 
 def _fresh_log(project: Project, task: str) -> Path:

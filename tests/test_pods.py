@@ -1,0 +1,309 @@
+"""Pods in the spec, the graph, the manifests and the plan (no podman started)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from cpb.cli import main
+from cpb.errors import SpecError
+from cpb.graph import expand_graph
+from cpb.kube import LABEL_DIGEST
+from cpb.plan import make_plan
+from cpb.pods import cluster_yaml
+from cpb.project import open_project
+from cpb.runner import Runner
+from cpb.spec import load_spec
+from helpers import build_file_tree
+
+REPO = Path(__file__).resolve().parents[1]
+K8S_VERSION = "1.29"
+
+SPEC = """
+project: farm
+images:
+  base:
+    rootfs: {tar: base.tar}
+  nats:
+    from: base
+    ports: [4222]
+  majordomo:
+    from: base
+    ports: [8000]
+  worker_gcc:
+    from: base
+pod_defaults:
+  labels: {team: compilers}
+  env: {NATS_URL: "nats://nats:4222"}
+  resources: {cpu: "100m"}
+  stop_timeout: 3
+pods:
+  farm:
+    containers:
+      - {image: nats, args: [-p, "4222"], resources: {memory: 64Mi}}
+      - {image: majordomo, env: {LEVEL: 2, DEBUG: false}}
+      - image: worker_gcc
+        replicas: 3
+        command: [/bin/sh, -c]
+        args: ["exec run-worker"]
+        volumes:
+          - {volume: cache, mount: /cache}
+          - {host: shared, mount: /shared, read_only: true}
+    ports: ["127.0.0.1:14222:4222", "8080:8000/tcp"]
+    hosts: {db.internal: 10.1.2.3}
+    labels: {tier: batch}
+  solo:
+    containers:
+      - {image: nats, name: queue}
+"""
+
+
+def make(tmp_path: Path, spec: str = SPEC) -> Path:
+    build_file_tree(tmp_path, {"cpb.yaml": spec, "base.tar": "not a tar"})
+    return tmp_path / "cpb.yaml"
+
+
+class PodmanFake(Runner):
+    """Answers `podman images` and `podman pod ps` from lists; refuses anything else."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, Any]] = []
+        self.pods: list[dict[str, Any]] = []
+
+    def run(self, args: Sequence[str], **_: Any) -> str:  # type: ignore[override]
+        self.started[Path(args[0]).name] += 1
+        if list(args[:2]) == ["podman", "images"]:
+            return json.dumps(self.images)
+        if list(args[:3]) == ["podman", "pod", "ps"]:
+            return json.dumps(self.pods)
+        raise AssertionError(f"unexpected command in a unit test: {args}")
+
+
+def validate_all(text: str) -> list[str]:
+    kinds = []
+    for doc in yaml.safe_load_all(text):
+        if doc is None:
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kinds.append(doc["kind"])
+    return kinds
+
+
+def test_pods_are_normalised_with_defaults(tmp_path: Path) -> None:
+    spec = load_spec(make(tmp_path))
+    assert list(spec.pods) == ["farm", "solo"]
+    farm = spec.pods["farm"]
+    nats, majordomo, worker = farm.containers
+    assert (nats.name, nats.role, nats.ports, nats.args) == ("nats", "service", (4222,),
+                                                             ("-p", "4222"))
+    assert nats.resources.cpu == "100m" and nats.resources.memory == "64Mi"
+    assert dict(majordomo.env) == {"NATS_URL": "nats://nats:4222", "LEVEL": "2",
+                                   "DEBUG": "false"}
+    assert (worker.name, worker.role, worker.replicas, worker.args) == (
+        "worker-gcc", "worker", 3, ("exec run-worker",))
+    cache, shared = worker.volumes
+    assert cache.volume == "cache" and cache.host is None
+    assert shared.host_path == tmp_path / "shared" and shared.read_only
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in farm.ports] == [
+        ("127.0.0.1", 14222, 4222, "TCP"), (None, 8080, 8000, "TCP")]
+    assert dict(farm.labels) == {"team": "compilers", "tier": "batch"}
+    assert farm.stop_timeout == 3 and farm.restart == "Always"
+    assert spec.pods["solo"].containers[0].name == "queue"
+
+
+def test_pod_nodes_need_their_images_tags(tmp_path: Path) -> None:
+    graph = expand_graph(load_spec(make(tmp_path)))
+    assert sorted(graph.predecessors("pod:farm")) == ["tag:majordomo", "tag:nats",
+                                                      "tag:worker_gcc"]
+    assert sorted(graph.predecessors("pod:solo")) == ["tag:nats"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ("      - {image: nats, name: queue}", "pods.solo.containers[0].image: 'natz' is not an "
+     "image of this spec (did you mean 'nats'?)"),
+    ("      - {image: nats, name: queue, replica: 2}", "unknown key 'replica' (did you mean "
+     "'replicas'?)"),
+    ("      - {image: nats, name: queue, volumes: [{host: a, volume: b, mount: /x}]}",
+     "give exactly one of 'host' or 'volume' (both given)"),
+    ("      - {image: nats, name: queue}\n      - {image: nats, name: queue}",
+     "container name 'queue' is already used by pods.solo.containers[0]"),
+    ("      - {image: nats, name: queue}\n    ports: [4222]",
+     "pods.solo.ports[0]: expected a string, got an integer; quote it"),
+    ("      - {image: nats, name: queue}\n    ports: [\"4222\"]", "is not a published port"),
+])
+def test_pod_spec_errors_name_the_place(tmp_path: Path, change: str, message: str) -> None:
+    text = SPEC.replace("      - {image: nats, name: queue}", change)
+    if "natz" in message:
+        text = text.replace("{image: nats, name: queue}", "{image: natz, name: queue}")
+    with pytest.raises(SpecError) as info:
+        load_spec(make(tmp_path, text))
+    assert message in str(info.value)
+    assert str(info.value).startswith("cpb.yaml:")
+
+
+def test_pod_manifest_is_a_valid_pod_for_podman(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path), runner=PodmanFake())
+    text = project.pods["farm"].manifest
+    assert validate_all(text) == ["Pod"]
+    pod = yaml.safe_load(text)
+    assert pod["metadata"]["name"] == "farm-farm"
+    assert pod["metadata"]["labels"][LABEL_DIGEST] == project.pods["farm"].label
+    spec = pod["spec"]
+    names = [c["name"] for c in spec["containers"]]
+    assert names == ["nats", "majordomo", "worker-gcc-1", "worker-gcc-2", "worker-gcc-3"]
+    nats = spec["containers"][0]
+    assert nats["image"] == project.images["nats"].digest_ref
+    assert nats["ports"] == [{"containerPort": 4222, "protocol": "TCP", "hostPort": 14222,
+                              "hostIP": "127.0.0.1"}]
+    assert spec["containers"][1]["ports"][0]["hostPort"] == 8080
+    assert "ports" not in spec["containers"][3]  # a replica does not publish twice
+    assert {"ip": "127.0.0.1", "hostnames": ["majordomo", "nats", "worker-gcc",
+                                             "worker-gcc-1", "worker-gcc-2",
+                                             "worker-gcc-3"]} in spec["hostAliases"]
+    assert {"ip": "10.1.2.3", "hostnames": ["db.internal"]} in spec["hostAliases"]
+    claims = {v["name"]: v for v in spec["volumes"]}
+    assert claims["vol-cache"]["persistentVolumeClaim"] == {"claimName": "farm-cache"}
+    host = next(v for v in spec["volumes"] if "hostPath" in v)
+    assert host["hostPath"]["path"] == str(tmp_path / "shared")
+    worker = spec["containers"][2]
+    assert worker["command"] == ["/bin/sh", "-c"] and worker["args"] == ["exec run-worker"]
+    assert {"name": host["name"], "mountPath": "/shared", "readOnly": True} in \
+        worker["volumeMounts"]
+    assert spec["terminationGracePeriodSeconds"] == 3
+    assert nats["resources"] == {"requests": {"cpu": "100m", "memory": "64Mi"}}
+
+
+def test_cluster_manifest_has_deployments_and_services(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path), runner=PodmanFake())
+    text = cluster_yaml(project, "farm")
+    assert validate_all(text) == ["Deployment", "Service", "Deployment", "Service",
+                                  "Deployment"]
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    assert set(services) == {"nats", "majordomo"}  # same names as in the pod form
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    worker = deployments["farm-worker-gcc"]
+    assert worker["spec"]["replicas"] == 3
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == f"farm/worker_gcc:cpb-{project.images['worker_gcc'].digest[:12]}"
+    assert not any("hostPort" in p for d in deployments.values()
+                   for c in d["spec"]["template"]["spec"]["containers"]
+                   for p in c.get("ports", []))
+    selector = services["nats"]["spec"]["selector"]
+    assert deployments["farm-nats"]["spec"]["template"]["metadata"]["labels"].items() \
+        >= selector.items()
+
+
+def test_kube_command_prints_both_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path)
+    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    assert main(["-f", str(spec_file), "kube", "solo"]) == 0
+    assert validate_all(capsys.readouterr().out) == ["Pod"]
+    assert main(["-f", str(spec_file), "kube", "farm", "--cluster"]) == 0
+    assert validate_all(capsys.readouterr().out).count("Deployment") == 3
+    assert main(["-f", str(spec_file), "kube", "frm"]) == 2
+    assert "no pod 'frm' in cpb.yaml (did you mean 'farm'?)" in capsys.readouterr().err
+
+
+def examples_with_pods() -> list[Path]:
+    found = sorted(REPO.glob("examples/*/cpb.yaml")) + [REPO / "templates/init/cpb.yaml"]
+    return [p for p in found if "\npods:" in p.read_text()]
+
+
+def test_every_example_pod_validates(tmp_path: Path) -> None:
+    spec_files = examples_with_pods()
+    assert REPO / "templates/init/cpb.yaml" in spec_files  # the starter has a pod
+    starter = tmp_path / "starter"
+    shutil.copytree(REPO / "templates/init", starter)
+    text = (starter / "cpb.yaml").read_text()
+    (starter / "cpb.yaml").write_text(text.replace("@PROJECT@", "starter"))
+    spec_files = [starter / "cpb.yaml" if "templates" in p.parts else p for p in spec_files]
+    for spec_file in spec_files:
+        project = open_project(spec_file, runner=PodmanFake())
+        assert project.pods, spec_file
+        for name in project.pods:
+            assert validate_all(project.pods[name].manifest) == ["Pod"]
+            assert "Deployment" in validate_all(cluster_yaml(project, name))
+
+
+def test_kubernetes_validate_works_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    def refuse(*_: Any, **__: Any) -> None:
+        raise AssertionError("kubernetes-validate tried to use the network")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    bad = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+           "spec": {"containers": [{"name": "x", "image": "i", "ports": [{"hostPort": 1}]}]}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+# -- digests and plan ---------------------------------------------------------
+
+def running(project: Any, name: str, *, digest: str | None = None,
+            status: str = "Running") -> dict[str, Any]:
+    build = project.pods[name]
+    return {"Name": build.k8s_name, "Id": "p1", "Status": status, "Containers": [],
+            "Labels": {LABEL_DIGEST: digest or build.label}}
+
+
+def test_pod_digest_follows_spec_and_images_only(tmp_path: Path) -> None:
+    spec_file = make(tmp_path)
+    first = open_project(spec_file, runner=PodmanFake()).pods
+    spec_file.write_text(SPEC.replace("ports: [8000]", "ports: [8000]\n    env: {X: 1}"))
+    second = open_project(spec_file, runner=PodmanFake()).pods
+    assert first["solo"].digest == second["solo"].digest  # majordomo is not in it
+    assert first["farm"].digest != second["farm"].digest
+    assert first["farm"].components["spec"] == second["farm"].components["spec"]
+    spec_file.write_text(SPEC.replace("stop_timeout: 3", "stop_timeout: 4"))
+    third = open_project(spec_file, runner=PodmanFake()).pods
+    assert third["farm"].components["spec"] != first["farm"].components["spec"]
+
+
+def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    project = open_project(spec_file, runner=fake)
+    # `cpb plan` leaves out pods that are down, unless asked for
+    assert not any(p.task.startswith("pod:") for p in make_plan(project))
+    asked = {p.task: p for p in make_plan(project, ["pod:solo"])}
+    assert asked["pod:solo"].reasons == ["pod farm-solo is not running"]
+
+    # running, with a record of what it was made from
+    old = project.pods["farm"]
+    project.state.write_stamp("pod:farm", {"digest": old.digest, "components": old.components})
+    fake.pods = [running(project, "farm")]
+    project = open_project(spec_file, runner=fake)
+    assert "pod:farm" not in {p.task for p in make_plan(project) if p.pending}
+
+    # an image of the pod changes: the build is pending, so is the pod
+    spec_file.write_text(SPEC.replace("ports: [8000]", "ports: [8000]\n    env: {X: 1}"))
+    project = open_project(spec_file, runner=fake)
+    planned = {p.task: p for p in make_plan(project) if p.pending}
+    assert planned["pod:farm"].reasons == ["image majordomo will be rebuilt"]
+    assert "pod:solo" not in planned
+
+    # the pod's own spec changes
+    spec_file.write_text(SPEC.replace("replicas: 3", "replicas: 2"))
+    project = open_project(spec_file, runner=fake)
+    planned = {p.task: p for p in make_plan(project) if p.pending}
+    assert planned["pod:farm"].reasons == ["pod spec changed"]
+
+    # the same inputs, but the pod stopped
+    spec_file.write_text(SPEC)
+    project = open_project(spec_file, runner=fake)
+    fake.pods = [running(project, "farm", status="Exited")]
+    project.pod_store = None  # asked again
+    planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
+    assert planned["pod:farm"].reasons == ["pod farm-farm is Exited"]
