@@ -231,7 +231,7 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
     runner = NoPodman()
     proj = project_module.open_project(spec_file(tmp_path), runner=runner)  # type: ignore[arg-type]
     planned = make_plan(proj)
-    assert [p.task for p in planned if p.pending] == ["render:base", "rootfs:base", "build:base",
+    assert [p.task for p in planned if p.pending] == ["rootfs:base", "render:base", "build:base",
                                                       "tag:base"]
     assert "in registry" not in str([p.reasons for p in planned])
     assert runner.calls == [["podman", "images", "--format", "json"]]
