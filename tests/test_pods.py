@@ -17,7 +17,7 @@ from cpb.errors import SpecError
 from cpb.graph import expand_graph
 from cpb.kube import LABEL_DIGEST
 from cpb.plan import make_plan
-from cpb.pods import cluster_yaml
+from cpb.pods import cluster_image_ref, cluster_yaml
 from cpb.project import open_project
 from cpb.runner import Runner
 from cpb.spec import load_spec
@@ -307,3 +307,20 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     project.pod_store = None  # asked again
     planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
     assert planned["pod:farm"].reasons == ["pod farm-farm is Exited"]
+
+
+def test_cluster_images_are_pinned_by_registry_manifest_once_pushed(tmp_path: Path) -> None:
+    spec_file = make(tmp_path)
+    project = open_project(spec_file, runner=PodmanFake())
+    image = sorted(project.images)[0]
+    build = project.images[image]
+    assert cluster_image_ref(project, image) == f"{build.repository}:cpb-{build.digest[:12]}"
+
+    spec_file.write_text("registry: {url: 127.0.0.1:5999/farm, tls_verify: false}\n"
+                         + spec_file.read_text())
+    project = open_project(spec_file, runner=PodmanFake())
+    assert cluster_image_ref(project, image) == (
+        f"127.0.0.1:5999/farm/{image}:cpb-{build.digest[:12]}")
+    manifest = "sha256:" + "ab" * 32
+    project.state.write_stamp(f"push:{image}", {"digest": build.digest, "manifest": manifest})
+    assert cluster_image_ref(project, image) == f"127.0.0.1:5999/farm/{image}@{manifest}"

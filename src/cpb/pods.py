@@ -78,20 +78,31 @@ def resolve_pods(spec: ProjectSpec, images: Mapping[str, ImageBuild]) -> dict[st
     return result
 
 
-def cluster_image_ref(build: ImageBuild) -> str:
-    """How a cluster names an image.
+def cluster_image_ref(project: Project, image: str) -> str:
+    """How a cluster names an image: by registry manifest digest once pushed.
 
-    TODO(registry): once `registry:` is in the spec this must be the pushed
-    image's registry reference by digest (`REGISTRY/REPO@sha256:...`); until
-    then it is the digest tag, which a cluster can only pull if the image was
-    pushed there under that name by hand.
+    Without `registry:` it is the local digest tag (the cluster must get the
+    image some other way). With one, it is `<url>/<image>@sha256:...` when
+    .cpb/ knows the pushed manifest, else the registry's digest tag, which
+    `cpb push` makes exist.
     """
-    return f"{build.repository}:cpb-{short(build.digest)}"
+    build = project.images[image]
+    if project.registry is None:
+        return f"{build.repository}:cpb-{short(build.digest)}"
+    from .push import pushed_manifest  # push imports project, which imports this module
+
+    url = project.registry.config.url
+    manifest = pushed_manifest(project, image)
+    if manifest is not None:
+        return f"{url}/{image}@{manifest}"
+    log.warning("image %s is not pushed yet: referenced by its digest tag; run `cpb push` "
+                "to pin it by manifest digest", image)
+    return f"{url}/{image}:cpb-{short(build.digest)}"
 
 
 def cluster_yaml(project: Project, pod: str) -> str:
     spec = project.spec.pods[pod]
-    refs = {c.image: cluster_image_ref(project.images[c.image]) for c in spec.containers}
+    refs = {c.image: cluster_image_ref(project, c.image) for c in spec.containers}
     return cluster_manifest(project.spec.project, spec, refs, spec_file=project.spec.file.name)
 
 

@@ -99,13 +99,13 @@ def push_uptodate(project: Project, image: str) -> bool:
     if project.registry is None:
         return True
     build = project.images[image]
-    manifest = _pushed_manifest(project, image)
+    manifest = pushed_manifest(project, image)
     if manifest is None:
         return False
     return bool(project.registry.manifest_digest(image, build.version) == manifest)
 
 
-def _pushed_manifest(project: Project, image: str) -> str | None:
+def pushed_manifest(project: Project, image: str) -> str | None:
     """The manifest this registry has for the current inputs, as far as .cpb/ knows:
     pushed from here, or pulled from there instead of built (a fresh runner)."""
     build = project.images[image]
@@ -123,7 +123,7 @@ def _pushed_manifest(project: Project, image: str) -> str | None:
 def push_reasons(project: Project, image: str) -> list[str]:
     build = project.images[image]
     ref = _registry(project).config.ref(image, build.version)
-    if _pushed_manifest(project, image) is not None:
+    if pushed_manifest(project, image) is not None:
         return [f"{ref} does not name the manifest of these inputs"]
     return [f"not pushed from here yet (pushed only if {digest_tag(build)} is missing)"]
 
