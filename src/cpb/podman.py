@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,8 @@ LOCAL_PREFIX = "localhost/"
 SANDBOX_HINT = ("podman cannot start containers here; set CONTAINERS_CONF to a containers.conf "
                 "with default_ulimits and runtime = \"runc\" (see `cpb doctor`)")
 _SANDBOX_SIGNS = ("setrlimit", "cgroups in hybrid mode")
+_QUERY_ATTEMPTS = 4
+_TRANSIENT_SIGNS = ("image not known", "no such image", "layer not known")
 
 
 def local_ref(ref: str) -> str:
@@ -29,6 +32,10 @@ def local_ref(ref: str) -> str:
     if "/" in ref and ("." in first or ":" in first or first == "localhost"):
         return ref
     return LOCAL_PREFIX + ref
+
+
+def _is_transient(output: str) -> bool:
+    return any(sign in output for sign in _TRANSIENT_SIGNS)
 
 
 def sandbox_hint(output: str) -> str:
@@ -65,10 +72,16 @@ class ImageStore:
             self._snapshot = None
 
     def _query(self) -> Snapshot:
-        try:
-            out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=120)
-        except CommandFailed as exc:
-            raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+        for attempt in range(1, _QUERY_ATTEMPTS + 1):
+            try:
+                out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=300)
+                break
+            except CommandFailed as exc:
+                # Listing races with another process removing images from the
+                # same storage ("image not known"); the next listing is fine.
+                if attempt == _QUERY_ATTEMPTS or not _is_transient(exc.output):
+                    raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+                time.sleep(0.5 * attempt)
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
             image_id = entry.get("Id", "")

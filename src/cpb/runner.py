@@ -55,8 +55,11 @@ class Runner:
         log.debug("running %s", args)
         if log_file is not None:
             return self._run_logged(args, log_file, timeout, stdin, cwd)
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout,
-                              env=self.env, cwd=cwd, check=False)
+        try:
+            proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout,
+                                  env=self.env, cwd=cwd, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise _timed_out(args, timeout, exc, None) from None
         out = proc.stdout.decode(errors="replace")
         if proc.returncode != 0:
             raise CommandFailed(args, proc.returncode, out + proc.stderr.decode(errors="replace"),
@@ -69,10 +72,22 @@ class Runner:
         with log_file.open("ab") as handle:
             handle.write(("$ " + " ".join(args) + "\n").encode())
             handle.flush()
-            proc = subprocess.run(list(args), input=stdin, stdout=handle,
-                                  stderr=subprocess.STDOUT, timeout=timeout, env=self.env,
-                                  cwd=cwd, check=False)
+            try:
+                proc = subprocess.run(list(args), input=stdin, stdout=handle,
+                                      stderr=subprocess.STDOUT, timeout=timeout, env=self.env,
+                                      cwd=cwd, check=False)
+            except subprocess.TimeoutExpired as exc:
+                raise _timed_out(args, timeout, exc, log_file) from None
         if proc.returncode != 0:
             text = log_file.read_bytes()[-64_000:].decode(errors="replace")
             raise CommandFailed(args, proc.returncode, text, log_file)
         return ""
+
+
+def _timed_out(args: Sequence[str], timeout: float | None, exc: subprocess.TimeoutExpired,
+               log_file: Path | None) -> CommandFailed:
+    """A command that hung is a failed command, not a traceback (subprocess killed it)."""
+    output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
+    failed = CommandFailed(args, -1, output, log_file)
+    failed.args = (f"{Path(args[0]).name} did not finish within {timeout or exc.timeout:g} s",)
+    return failed
