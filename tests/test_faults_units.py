@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,9 +12,13 @@ from typing import Any
 
 import pytest
 
+from cpb.digest import FileHasher
+from cpb.doitapp import prepare_dep_file
 from cpb.errors import EnvironmentProblem
+from cpb.plan import _well_formed
 from cpb.podman import ImageStore
 from cpb.runner import CommandFailed, Runner
+from cpb.state import StateDir
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
@@ -56,3 +62,74 @@ def test_image_listing_gives_up_with_a_clear_error() -> None:
     with pytest.raises(EnvironmentProblem, match="permission denied"):
         ImageStore(runner).snapshot()
     assert runner.calls == 1  # only a known race is retried
+
+
+# -- damaged .cpb/ files: a warning and a fresh start, never a crash ----------
+
+DAMAGE = ["", "{", '{"components": ', "\x00\x00\x00", "[]", '"text"', "42"]
+
+
+@pytest.mark.parametrize("content", DAMAGE)
+def test_damaged_stamp_reads_as_missing(tmp_path: Path, content: str,
+                                        caplog: pytest.LogCaptureFixture) -> None:
+    state = StateDir(tmp_path)
+    state.write_stamp("build:a", {"digest": "x"})
+    state.stamp_path("build:a").write_text(content)
+    assert state.read_stamp("build:a") is None
+    if content.startswith(("{", "\x00")) or content == "":
+        assert "is corrupt" in caplog.text
+
+
+@pytest.mark.parametrize("content", [*DAMAGE, '{"build:a": 5}', '{"build:a": []}'])
+def test_damaged_doit_db_is_replaced_with_a_warning(tmp_path: Path, content: str,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / ".cpb" / "doit.json"
+    db.parent.mkdir()
+    db.write_text(content)
+    with caplog.at_level(logging.WARNING):
+        prepare_dep_file(tmp_path)
+    assert not db.exists()
+    assert "was damaged (an interrupted run?); starting it afresh" in caplog.text
+
+
+def test_sound_doit_db_is_kept(tmp_path: Path) -> None:
+    db = tmp_path / ".cpb" / "doit.json"
+    db.parent.mkdir()
+    db.write_text('{"build:a": {"_values_:": {}}}')
+    prepare_dep_file(tmp_path)
+    assert db.exists()
+
+
+@pytest.mark.parametrize("content", [*DAMAGE, '{"/f": [1, 2, 3, "not a sha256"]}'])
+def test_damaged_hash_cache_is_ignored(tmp_path: Path, content: str) -> None:
+    data = tmp_path / "f"
+    data.write_text("hello")
+    cache = tmp_path / "hashes.json"
+    cache.write_text(content.replace("/f", str(data)))
+    hasher = FileHasher(cache)
+    assert hasher.hash(data) == hashlib.sha256(b"hello").hexdigest()
+    hasher.save()
+    assert json.loads(cache.read_text())[str(data)][3] == hashlib.sha256(b"hello").hexdigest()
+
+
+def test_a_hash_cache_entry_that_looks_current_but_is_garbage_is_not_trusted(
+        tmp_path: Path) -> None:
+    data = tmp_path / "f"
+    data.write_text("hello")
+    st = data.stat()
+    cache = tmp_path / "hashes.json"
+    cache.write_text(json.dumps({str(data): [st.st_size, st.st_mtime_ns, st.st_ino, "x" * 3]}))
+    assert FileHasher(cache).hash(data) == hashlib.sha256(b"hello").hexdigest()
+
+
+@pytest.mark.parametrize("components", [
+    "not a mapping", {"base": "x"}, {"files": ["a"]}, {"files": {"a": 1}}, {"spec": None}])
+def test_plan_survives_a_stamp_of_the_wrong_shape(components: Any) -> None:
+    assert _well_formed(components) is False
+
+
+def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / ".cpb").write_text("not a folder")
+    with pytest.raises(EnvironmentProblem, match=r"cannot use .*\.cpb: it is not a folder"), \
+            StateDir(tmp_path).lock():
+        pass

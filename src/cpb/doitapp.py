@@ -79,8 +79,11 @@ def prepare_dep_file(project_root: Path) -> None:
     except FileNotFoundError:
         return
     try:
-        json.loads(text)
+        data = json.loads(text)
     except ValueError:
+        data = None
+    # doit indexes it as {task: {key: value}}; anything else crashes doit
+    if not (isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())):
         log.warning("%s was damaged (an interrupted run?); starting it afresh", path)
         path.unlink()
 

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import StateLocked
+from .errors import EnvironmentProblem, StateLocked
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
@@ -89,9 +89,14 @@ class StateDir:
         flock is released by the kernel when the process dies, so a killed
         run never leaves a stale lock behind.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "lock"
-        handle = path.open("a+")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a+")
+        except OSError as exc:
+            why = ("it is not a folder" if self.root.exists() and not self.root.is_dir()
+                   else exc.strerror)
+            raise EnvironmentProblem(f"cannot use {self.root}: {why}") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
