@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from cpb.doitapp import prepare_dep_file
 from cpb.errors import EnvironmentProblem
 from cpb.plan import _well_formed
 from cpb.podman import ImageStore
-from cpb.runner import CommandFailed, Runner
+from cpb.runner import CommandFailed, Runner, stop_running
 from cpb.state import StateDir
 
 
@@ -133,3 +137,71 @@ def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentProblem, match=r"cannot use .*\.cpb: it is not a folder"), \
             StateDir(tmp_path).lock():
         pass
+
+
+# -- interrupting commands: the whole process group stops ---------------------
+
+def _gone(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "\nState:\tZ" in status  # a zombie waiting for init to reap it
+
+
+def _wait_for_pid(path: Path) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = path.read_text().strip() if path.exists() else ""
+        if text:
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError("the command never started its child")
+
+
+SCRIPT = 'sleep 60 & echo $! > "$1"; wait'
+
+
+def test_ctrl_c_stops_the_command_and_its_children(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    def press_ctrl_c() -> None:
+        _wait_for_pid(pidfile)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = threading.Timer(0.0, press_ctrl_c)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)])
+    timer.join()
+    assert time.monotonic() - started < 15
+    assert _gone(_wait_for_pid(pidfile)), "the grandchild (podman under cekit) was left running"
+
+
+def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)], log_file=tmp_path / "log")
+        except CommandFailed as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    grandchild = _wait_for_pid(pidfile)
+    stop_running()
+    worker.join(15)
+    assert not worker.is_alive()
+    assert len(errors) == 1 and _gone(grandchild)
+
+
+def test_commands_inherit_the_lock(tmp_path: Path) -> None:
+    """A build started by a cpb that is then killed keeps the project locked."""
+    state = StateDir(tmp_path)
+    runner = Runner()
+    with state.lock() as fd:
+        runner.keep_fds = (fd,)
+        out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{fd}"])
+    assert str(tmp_path / ".cpb" / "lock") in out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from .graph import task_name
 from .plan import make_plan
 from .project import Project, open_project
 from .resources import templates_dir
+from .runner import stop_running
 from .schema import did_you_mean, schema_json
 from .spec import SPEC_FILE, find_spec_file
 
@@ -121,7 +123,8 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) ->
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
-    with project.state.lock(on_wait=waiting):
+    with project.state.lock(on_wait=waiting) as lock_fd:
+        project.runner.keep_fds = (lock_fd,)
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
         sys.exit(EXIT_FAILED)
@@ -169,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
+        stop_running()  # builds other threads started
         click.echo("interrupted; everything finished so far is kept", err=True)
         return EXIT_INTERRUPTED
     except CpbError as exc:
@@ -180,4 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # doit's worker threads may still wait for work that will never come;
+        # everything is on disk, so do not wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -58,14 +58,14 @@ def module_files(module: ModuleRef) -> list[tuple[str, Path]]:
         dirs.sort()
         for entry in [*dirs, *names]:
             full = Path(folder, entry)
-            rel = full.relative_to(module.path)
+            link = full.relative_to(module.path)
             if full.is_symlink():
                 target = full.resolve()
                 if target != root and root not in target.parents:
-                    raise SpecError(f"{module.label}/{rel} is a symlink to {target}, outside "
+                    raise SpecError(f"{module.label}/{link} is a symlink to {target}, outside "
                                     "the module; copy the file into the module instead")
                 if not target.exists():
-                    raise SpecError(f"{module.label}/{rel} is a broken symlink "
+                    raise SpecError(f"{module.label}/{link} is a broken symlink "
                                     f"(to {os.readlink(full)})")
         for entry in sorted(names):
             full = Path(folder, entry)
