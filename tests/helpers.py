@@ -7,6 +7,7 @@ import json
 import subprocess
 import tarfile
 import textwrap
+import time
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
@@ -58,8 +59,16 @@ def busybox_rootfs_tar(path: Path) -> Path:
 
 
 def podman(*args: str) -> str:
-    return subprocess.run(["podman", *args], check=True, capture_output=True,
-                          text=True).stdout
+    # The storage is shared with other projects' tests: a listing can race
+    # with their removals ("image not known"); the next attempt is fine.
+    for attempt in range(4):
+        proc = subprocess.run(["podman", *args], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout
+        if "not known" not in proc.stderr or attempt == 3:
+            proc.check_returncode()
+        time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def image_ids(project: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from cpb.plan import _well_formed
 from cpb.podman import ImageStore
 from cpb.runner import CommandFailed, Runner, stop_running
 from cpb.state import StateDir
+from cpb.tasks import _run_build
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
@@ -205,3 +206,31 @@ def test_commands_inherit_the_lock(tmp_path: Path) -> None:
         runner.keep_fds = (fd,)
         out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{fd}"])
     assert str(tmp_path / ".cpb" / "lock") in out
+
+
+class _Store:
+    def invalidate(self) -> None:
+        pass
+
+
+class _Project:
+    def __init__(self, runner: Runner) -> None:
+        self.runner, self.store = runner, _Store()
+
+
+LAYER_RACE = ("Error: checking if cached image exists from a previous build: "
+              "getting top layer info: layer not known")
+
+
+def test_a_build_that_lost_a_storage_race_is_tried_once_more(tmp_path: Path) -> None:
+    runner = FlakyRunner(1, LAYER_RACE)
+    _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+    assert runner.calls == 2
+    runner = FlakyRunner(5, LAYER_RACE)
+    with pytest.raises(CommandFailed):
+        _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+    assert runner.calls == 2  # only once more
+    runner = FlakyRunner(5, "STEP 3/9: RUN install.sh\nexit status 3")
+    with pytest.raises(CommandFailed):
+        _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+    assert runner.calls == 1  # a real failure is not retried

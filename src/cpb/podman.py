@@ -34,7 +34,7 @@ def local_ref(ref: str) -> str:
     return LOCAL_PREFIX + ref
 
 
-def _is_transient(output: str) -> bool:
+def is_transient(output: str) -> bool:
     return any(sign in output for sign in _TRANSIENT_SIGNS)
 
 
@@ -79,7 +79,7 @@ class ImageStore:
             except CommandFailed as exc:
                 # Listing races with another process removing images from the
                 # same storage ("image not known"); the next listing is fine.
-                if attempt == _QUERY_ATTEMPTS or not _is_transient(exc.output):
+                if attempt == _QUERY_ATTEMPTS or not is_transient(exc.output):
                     raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
                 time.sleep(0.5 * attempt)
         snap = Snapshot()

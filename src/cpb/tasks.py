@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .cekit import build_command
 from .errors import BuildError
-from .podman import sandbox_hint
+from .podman import is_transient, sandbox_hint
 from .project import Project
 from .rootfs import make_rootfs
 from .runner import CommandFailed
@@ -98,7 +98,7 @@ def do_build(project: Project, image: str) -> None:
         descriptor = project.state.render_path(image)
         args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
         try:
-            project.runner.run(args, log_file=log_file)
+            _run_build(project, args, log_file, task)
         except CommandFailed as exc:
             raise _failed(exc) from None
         finally:
@@ -121,6 +121,24 @@ def do_tag(project: Project, image: str) -> None:
 ACTIONS: dict[str, Callable[[Project, str], None]] = {
     "render": do_render, "rootfs": do_rootfs, "build": do_build, "tag": do_tag,
 }
+
+
+def _run_build(project: Project, args: list[str], log_file: Path, task: str) -> None:
+    """Run cekit; once more if podman lost a race with another process on its storage.
+
+    `podman build` checks its layer cache while another process (a second
+    project, `podman rmi`) may be removing layers: "layer not known". The
+    build itself was fine; a second attempt is.
+    """
+    try:
+        project.runner.run(args, log_file=log_file)
+    except CommandFailed as exc:
+        if not is_transient(exc.output):
+            raise
+        log.warning("%s: podman storage changed under the build (%s); trying once more",
+                    task, "another process removed images")
+        project.store.invalidate()
+        project.runner.run(args, log_file=log_file)
 
 
 def _fresh_log(project: Project, task: str) -> Path:
