@@ -119,11 +119,17 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool) ->
     project = opts.project()
     targets = _targets(project, images)
 
+    waited: list[str] = []
+
     def waiting(holder: str) -> None:
+        waited.append(holder)
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
     with project.state.lock(on_wait=waiting) as lock_fd:
+        if waited:
+            # the other run changed local storage: what we saw before waiting is stale
+            project.store.invalidate()
         project.runner.keep_fds = (lock_fd,)
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
