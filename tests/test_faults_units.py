@@ -17,13 +17,15 @@ from typing import Any
 import pytest
 
 from cpb.digest import FileHasher
-from cpb.doitapp import prepare_dep_file
+from cpb.doitapp import prepare_dep_file, run_doit
 from cpb.errors import EnvironmentProblem
 from cpb.plan import _well_formed
 from cpb.podman import ImageStore
+from cpb.project import open_project
 from cpb.runner import CommandFailed, Runner, stop_running
 from cpb.state import StateDir
 from cpb.tasks import _run_build
+from helpers import build_file_tree
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
@@ -234,3 +236,16 @@ def test_a_build_that_lost_a_storage_race_is_tried_once_more(tmp_path: Path) -> 
     with pytest.raises(CommandFailed):
         _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
     assert runner.calls == 1  # a real failure is not retried
+
+
+def test_an_up_to_date_check_that_fails_is_not_a_traceback(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]
+                                                            ) -> None:
+    """podman hanging during doit's up-to-date checks: one FAIL line per task, exit 1."""
+    build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {rootfs: {tar: a.tar}}\n",
+                               "a.tar": "x"})
+    project = open_project(tmp_path / "cpb.yaml", runner=FlakyRunner(99, "Error: hung"))
+    assert run_doit(project, ["tag:a"]) == 1
+    out, err = capsys.readouterr()
+    assert "FAIL rootfs:a: " in out and "Error: hung" in out
+    assert "Traceback" not in out + err

@@ -80,7 +80,8 @@ class ImageStore:
                 # Listing races with another process removing images from the
                 # same storage ("image not known"); the next listing is fine.
                 if attempt == _QUERY_ATTEMPTS or not is_transient(exc.output):
-                    raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+                    raise EnvironmentProblem("`podman images` failed: "
+                                             + (exc.tail(3) or str(exc))) from None
                 time.sleep(0.5 * attempt)
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
