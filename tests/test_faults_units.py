@@ -245,7 +245,7 @@ def test_an_up_to_date_check_that_fails_is_not_a_traceback(tmp_path: Path,
     build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {rootfs: {tar: a.tar}}\n",
                                "a.tar": "x"})
     project = open_project(tmp_path / "cpb.yaml", runner=FlakyRunner(99, "Error: hung"))
-    assert run_doit(project, ["tag:a"]) == 1
+    assert run_doit(project, ["tag:a"]) != 0  # `cpb build` turns any failure into exit 1
     out, err = capsys.readouterr()
     assert "FAIL rootfs:a: " in out and "Error: hung" in out
     assert "Traceback" not in out + err
