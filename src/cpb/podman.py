@@ -8,6 +8,7 @@ matter how many images the project has.
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ LOCAL_PREFIX = "localhost/"
 SANDBOX_HINT = ("podman cannot start containers here; set CONTAINERS_CONF to a containers.conf "
                 "with default_ulimits and runtime = \"runc\" (see `cpb doctor`)")
 _SANDBOX_SIGNS = ("setrlimit", "cgroups in hybrid mode")
-_QUERY_ATTEMPTS = 4
+_QUERY_ATTEMPTS = 8  # ~20 s of retrying: busy shared storage (CI) races often
 _TRANSIENT_SIGNS = ("image not known", "no such image", "layer not known")
 
 
@@ -82,7 +83,7 @@ class ImageStore:
                 if attempt == _QUERY_ATTEMPTS or not is_transient(exc.output):
                     raise EnvironmentProblem("`podman images` failed: "
                                              + (exc.tail(3) or str(exc))) from None
-                time.sleep(0.5 * attempt)
+                time.sleep(0.5 * attempt + random.random())  # noqa: S311 - jitter only
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
             image_id = entry.get("Id", "")
