@@ -59,14 +59,16 @@ def busybox_rootfs_tar(path: Path) -> Path:
 
 
 def podman(*args: str) -> str:
-    for attempt in range(8):
-        proc = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
-        # another process removing images while podman lists them: try again
-        if proc.returncode == 0 or "image not known" not in proc.stderr or attempt == 7:
-            break
-        time.sleep(0.5 * (attempt + 1))
-    proc.check_returncode()
-    return proc.stdout
+    # The storage is shared with other projects' tests: a listing can race
+    # with their removals ("image not known"); the next attempt is fine.
+    for attempt in range(4):
+        proc = subprocess.run(["podman", *args], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return proc.stdout
+        if "not known" not in proc.stderr or attempt == 3:
+            proc.check_returncode()
+        time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def image_ids(project: str) -> dict[str, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
+from cpb.errors import SpecError
 from cpb.project import open_project
 from fakes import FakeRunner
 from helpers import build_file_tree
@@ -100,7 +102,7 @@ def test_rendered_descriptor_is_what_cekit_needs(tmp_path: Path) -> None:
 
 
 def test_hostile_values_cannot_change_the_descriptor_structure(tmp_path: Path) -> None:
-    hostile = 'x"\nfrom: evil:1\n#'
+    hostile = "x' from: evil:1 # &a *b !!python/object:os.system [y]: {z}"
     spec = SPEC.replace("    modules: [m1]", "    modules: [m1]\n    env: {V: " +
                         yaml.safe_dump(hostile, default_style='"').strip() + "}")
     root = build_file_tree(tmp_path, {**FILES, "cpb.yaml": spec})
@@ -108,6 +110,13 @@ def test_hostile_values_cannot_change_the_descriptor_structure(tmp_path: Path) -
     descriptor = yaml.safe_load(project.images["mid"].descriptor)
     assert descriptor["from"].startswith("localhost/p/base:cpb-")
     assert descriptor["envs"] == [{"name": "V", "value": hostile}]
+
+
+def test_values_cekit_would_not_escape_are_refused(tmp_path: Path) -> None:
+    spec = SPEC.replace("    modules: [m1]", '    modules: [m1]\n    env: {V: "a\\"\\nFROM evil"}')
+    root = build_file_tree(tmp_path, {**FILES, "cpb.yaml": spec})
+    with pytest.raises(SpecError, match="images.mid.env.V: .*unescaped"):
+        open_project(root / "cpb.yaml", runner=FakeRunner())
 
 
 def test_hash_cache_is_used_when_nothing_changed(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import sys
@@ -44,7 +45,7 @@ from .plan import make_plan
 from .podcli import _pod_targets, down, kube, status, up
 from .project import Project, open_project
 from .resources import templates_dir
-from .runner import Runner
+from .runner import Runner, stop_running
 from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
 from .spec import SPEC_FILE, find_spec_file, url_file_name
 
@@ -191,13 +192,20 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
 
 def _run(project: Project, targets: list[str], jobs: int, keep_going: bool) -> None:
 
+    waited: list[str] = []
+
     def waiting(holder: str) -> None:
+        waited.append(holder)
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
     if project.cache.offline:
         _check_offline(project, targets)
-    with project.state.lock(on_wait=waiting):
+    with project.state.lock(on_wait=waiting) as lock_fd:
+        if waited:
+            # the other run changed local storage: what we saw before waiting is stale
+            project.store.invalidate()
+        project.runner.keep_fds = (lock_fd,)
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
         sys.exit(EXIT_FAILED)
@@ -335,6 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
+        stop_running()  # builds other threads started
         click.echo("interrupted; everything finished so far is kept", err=True)
         return EXIT_INTERRUPTED
     except CpbError as exc:
@@ -346,4 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # doit's worker threads may still wait for work that will never come;
+        # everything is on disk, so do not wait for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

@@ -87,7 +87,14 @@ def _read_cache(path: Path) -> dict[str, list[Any]]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v for k, v in data.items() if isinstance(v, list) and len(v) == 4}
+    return {k: v for k, v in data.items() if _cache_entry_ok(v)}
+
+
+def _cache_entry_ok(entry: Any) -> bool:
+    """[size, mtime_ns, inode, sha256 hex]: anything else is ignored, not trusted."""
+    return (isinstance(entry, list) and len(entry) == 4
+            and all(isinstance(n, int) for n in entry[:3])
+            and isinstance(entry[3], str) and len(entry[3]) == 64)
 
 
 def short(digest: str) -> str:

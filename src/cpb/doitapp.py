@@ -40,6 +40,19 @@ def _run_action(project: Project, kind: str, image: str) -> TaskFailed | None:
     return None  # never a Path or other non-JSON value: it would truncate doit's db
 
 
+def _uptodate(project: Project, kind: str, image: str) -> bool:
+    """doit prints a traceback for an exception here: say "not up to date" instead.
+
+    The action then runs, meets the same problem (podman not answering) and
+    reports it as the task's one-line failure.
+    """
+    try:
+        return UPTODATE[kind](project, image)
+    except CpbError as exc:
+        log.debug("%s:%s: up-to-date check failed: %s", kind, image, exc)
+        return False
+
+
 def task_dicts(project: Project) -> list[dict[str, Any]]:
     result = []
     for task in ordered(project.graph):
@@ -48,7 +61,7 @@ def task_dicts(project: Project) -> list[dict[str, Any]]:
             "name": task,
             "doc": f"{kind} image {image}",
             "actions": [(_run_action, [project, kind, image])],
-            "uptodate": [functools.partial(UPTODATE[kind], project, image)],
+            "uptodate": [functools.partial(_uptodate, project, kind, image)],
             "task_dep": sorted(project.graph.predecessors(task)),
             "verbosity": 0,
         })
@@ -79,8 +92,11 @@ def prepare_dep_file(project_root: Path) -> None:
     except FileNotFoundError:
         return
     try:
-        json.loads(text)
+        data = json.loads(text)
     except ValueError:
+        data = None
+    # doit indexes it as {task: {key: value}}; anything else crashes doit
+    if not (isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())):
         log.warning("%s was damaged (an interrupted run?); starting it afresh", path)
         path.unlink()
 

@@ -31,7 +31,12 @@ class SpecError(CpbError):
         prefix = f"{where}: " if where else ""
         if field:
             prefix += f"{field}: "
-        super().__init__(prefix + message)
+        super().__init__(_one_line(prefix + message))
+
+
+def _one_line(text: str) -> str:
+    """Spec values end up in messages: a newline in a key must not split the error line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class GraphError(SpecError):

@@ -57,15 +57,22 @@ def module_files(module: ModuleRef) -> list[tuple[str, Path]]:
     for folder, dirs, names in os.walk(module.path):
         dirs.sort()
         for entry in [*dirs, *names]:
-            link = Path(folder, entry)
-            if link.is_symlink():
-                target = link.resolve()
+            full = Path(folder, entry)
+            link = full.relative_to(module.path)
+            if full.is_symlink():
+                target = full.resolve()
                 if target != root and root not in target.parents:
-                    shown = link.relative_to(module.path)
-                    raise SpecError(f"{module.label}/{shown} is a symlink to {target}, outside "
+                    raise SpecError(f"{module.label}/{link} is a symlink to {target}, outside "
                                     "the module; copy the file into the module instead")
+                if not target.exists():
+                    raise SpecError(f"{module.label}/{link} is a broken symlink "
+                                    f"(to {os.readlink(full)})")
         for entry in sorted(names):
             full = Path(folder, entry)
+            if not full.is_file():
+                # a FIFO or device would block or never end when it is hashed
+                raise SpecError(f"{module.label}/{full.relative_to(module.path)} is not a "
+                                "regular file; a module holds only files and folders")
             rel = full.relative_to(module.path).as_posix()
             files.append((f"{module.label}/{rel}", full))
     return files

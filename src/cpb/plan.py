@@ -80,6 +80,8 @@ def build_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
     old: dict[str, Any] = (stamp or {}).get("components") or {}
     if not old:
         return ["never built in this project (no record in .cpb/)"]
+    if not _well_formed(old):
+        return ["the record of the last build in .cpb/ is damaged"]
     if stamp and stamp.get("digest") == build.digest:
         return [f"image missing from local storage ({build.digest_ref})"]
     found = list(_component_changes(old, build.components, image, pending))
@@ -112,6 +114,15 @@ def _component_changes(old: dict[str, Any], new: dict[str, Any], image: str,
         yield f"cekit version changed ({old.get('cekit')} -> {new['cekit']})"
     if old.get("flags") != new["flags"]:
         yield "builder flags changed"
+
+
+def _well_formed(old: Any) -> bool:
+    """A stamp written by this version of cpb (a damaged one must not crash the plan)."""
+    return (isinstance(old, dict)
+            and all(isinstance(old.get(k, {}), dict)
+                    for k in ("base", "spec", "files", "artifacts"))
+            and all(isinstance(v, str) for k in ("files", "artifacts")
+                    for v in old.get(k, {}).values()))
 
 
 def _dict_changes(what: str, old: dict[str, str], new: dict[str, str]) -> Iterable[str]:

@@ -8,6 +8,7 @@ matter how many images the project has.
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ SANDBOX_HINT = ("podman cannot start containers here (a sandbox that forbids rai
                 "point CONTAINERS_CONF at a containers.conf with [containers] default_ulimits = "
                 "[\"nofile=1024:1024\", \"nproc=4096:4096\"] and [engine] runtime = \"runc\" "
                 "(cpb's repository has one: .ci/containers.conf)")
-_LIST_ATTEMPTS = 8  # with the back-off below: about 30 s at most
 _SANDBOX_SIGNS = ("setrlimit", "error setting rlimit", "cgroups in hybrid mode")
+_QUERY_ATTEMPTS = 8  # ~20 s of retrying: busy shared storage (CI) races often
+_TRANSIENT_SIGNS = ("image not known", "no such image", "layer not known")
 
 
 def local_ref(ref: str) -> str:
@@ -33,6 +35,10 @@ def local_ref(ref: str) -> str:
     if "/" in ref and ("." in first or ":" in first or first == "localhost"):
         return ref
     return LOCAL_PREFIX + ref
+
+
+def is_transient(output: str) -> bool:
+    return any(sign in output for sign in _TRANSIENT_SIGNS)
 
 
 def sandbox_hint(output: str) -> str:
@@ -69,16 +75,17 @@ class ImageStore:
             self._snapshot = None
 
     def _query(self) -> Snapshot:
-        for attempt in range(_LIST_ATTEMPTS):
+        for attempt in range(1, _QUERY_ATTEMPTS + 1):
             try:
-                out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=600)
+                out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=300)
                 break
             except CommandFailed as exc:
-                # Another process removing an image while podman lists them
-                # makes the listing fail; a moment later it succeeds.
-                if "image not known" not in exc.output or attempt == _LIST_ATTEMPTS - 1:
-                    raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
-                time.sleep(0.5 * (attempt + 1))
+                # Listing races with another process removing images from the
+                # same storage ("image not known"); the next listing is fine.
+                if attempt == _QUERY_ATTEMPTS or not is_transient(exc.output):
+                    raise EnvironmentProblem("`podman images` failed: "
+                                             + (exc.tail(3) or str(exc))) from None
+                time.sleep(0.5 * attempt + random.random())  # noqa: S311 - jitter only
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
             image_id = entry.get("Id", "")

@@ -12,7 +12,6 @@ each registry question is asked at most once per image and run.
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 
 from .digest import short
@@ -169,10 +168,11 @@ def _transfer(project: Project, args: list[str], log_file: Path, doing: str) -> 
     registry = _registry(project)
     try:
         project.runner.run(args, log_file=log_file, timeout=TRANSFER_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise RegistryUnreachable(f"registry unreachable: {doing} took over {TRANSFER_TIMEOUT} s; "
-                                  f"images built so far are kept; log: {log_file}") from None
     except CommandFailed as exc:
+        if exc.timed_out:
+            raise RegistryUnreachable(
+                f"registry unreachable: {doing} took over {TRANSFER_TIMEOUT} s; "
+                f"images built so far are kept; log: {log_file}") from None
         # The usual cause is the registry going away mid-run: say so plainly.
         try:
             registry.check()

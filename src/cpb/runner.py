@@ -12,10 +12,13 @@ import collections
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import EnvironmentProblem
 
@@ -27,6 +30,7 @@ class CommandFailed(Exception):
                  log_file: Path | None) -> None:
         self.args_list, self.returncode = list(args), returncode
         self.output, self.log_file = output, log_file
+        self.timed_out = False
         super().__init__(f"{Path(args[0]).name} exited with {returncode}")
 
     def tail(self, lines: int = 12) -> str:
@@ -38,6 +42,9 @@ class Runner:
         self.env = dict(env) if env is not None else None
         self.started: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
+        # File descriptors every command inherits: the project lock, so that a
+        # build cpb started keeps the project locked even if cpb is killed.
+        self.keep_fds: tuple[int, ...] = ()
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
@@ -56,12 +63,11 @@ class Runner:
         log.debug("running %s", args)
         if log_file is not None:
             return self._run_logged(args, log_file, timeout, stdin, cwd)
-        proc = subprocess.run(list(args), input=stdin, capture_output=True, timeout=timeout,
-                              env=self.env, cwd=cwd, check=False)
-        out = proc.stdout.decode(errors="replace")
-        if proc.returncode != 0:
-            raise CommandFailed(args, proc.returncode, out + proc.stderr.decode(errors="replace"),
-                                None)
+        code, stdout, stderr = self._spawn(args, stdin, subprocess.PIPE, subprocess.PIPE,
+                                           timeout, cwd, None)
+        out = stdout.decode(errors="replace")
+        if code != 0:
+            raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
         return out
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
@@ -70,10 +76,79 @@ class Runner:
         with log_file.open("ab") as handle:
             handle.write(("$ " + " ".join(args) + "\n").encode())
             handle.flush()
-            proc = subprocess.run(list(args), input=stdin, stdout=handle,
-                                  stderr=subprocess.STDOUT, timeout=timeout, env=self.env,
-                                  cwd=cwd, check=False)
-        if proc.returncode != 0:
+            code, _, _ = self._spawn(args, stdin, handle, subprocess.STDOUT, timeout, cwd,
+                                     log_file)
+        if code != 0:
             text = log_file.read_bytes()[-64_000:].decode(errors="replace")
-            raise CommandFailed(args, proc.returncode, text, log_file)
+            raise CommandFailed(args, code, text, log_file)
         return ""
+
+    def _spawn(self, args: Sequence[str], stdin: bytes | None, stdout: Any, stderr: Any,
+               timeout: float | None, cwd: Path | None,
+               log_file: Path | None) -> tuple[int, bytes, bytes]:
+        # A session of its own: Ctrl-C reaches cpb alone, and cpb stops the
+        # whole group (cekit *and* the podman it started), so an interrupted
+        # build never leaves a podman build running on behind our back.
+        with subprocess.Popen(list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
+                              stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                              start_new_session=True, pass_fds=self.keep_fds) as proc:
+            with _running_lock:
+                _running.add(proc)
+            try:
+                out, err = proc.communicate(stdin, timeout=timeout)
+            except subprocess.TimeoutExpired as exc:
+                stop_group(proc)
+                raise _timed_out(args, timeout, exc, log_file) from None
+            except BaseException:
+                stop_group(proc)
+                raise
+            finally:
+                with _running_lock:
+                    _running.discard(proc)
+        return proc.returncode, out or b"", err or b""
+
+
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the command's process group, then SIGKILL what is left after `grace`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or the group never looks empty
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        log.warning("process %d did not stop", proc.pid)
+
+
+def stop_running() -> None:
+    """Stop every command still running (other threads' builds after Ctrl-C)."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        stop_group(proc)
+
+
+def _timed_out(args: Sequence[str], timeout: float | None, exc: subprocess.TimeoutExpired,
+               log_file: Path | None) -> CommandFailed:
+    """A command that hung is a failed command, not a traceback (subprocess killed it)."""
+    output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
+    failed = CommandFailed(args, -1, output, log_file)
+    failed.timed_out = True
+    failed.args = (f"{Path(args[0]).name} did not finish within {timeout or exc.timeout:g} s",)
+    return failed

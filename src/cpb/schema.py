@@ -21,7 +21,13 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
 MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\x00]{1,255}$"
-IMAGE_PATH_PATTERN = r"^/(?!.*(^|/)\.\.(/|$))[^\x00]*$"
+IMAGE_PATH_PATTERN = r'^/(?!.*(^|/)\.\.(/|$))[^\x00-\x1f\x7f"\\]*$'
+# Values cekit copies into the Containerfile without escaping (ENV, LABEL,
+# USER): a quote, backslash or newline there would change the Containerfile.
+CONTAINERFILE_TEXT = r'^[^"\\\x00-\x1f\x7f]*$'
+_UNESCAPED = ("contains a double quote, backslash or control character (a newline?), which "
+              "cekit writes into the Containerfile unescaped; avoid them here")
+REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
 ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
 # Checksums an artifact may declare, the preferred cache key first (cekit accepts the same four).
 CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
@@ -38,7 +44,8 @@ _ARGV = {"type": "array", "minItems": 1,
                                 "into the Containerfile unescaped; avoid them here"},
          "description": "exec form: a list of arguments, never a shell string; "
                         "no double quotes or backslashes (cekit does not escape them)"}
-_SCALAR = {"type": ["string", "integer", "number", "boolean"]}
+_SCALAR = {"type": ["string", "integer", "number", "boolean"],
+           "pattern": CONTAINERFILE_TEXT, "x-message": _UNESCAPED}
 
 
 def _image_common() -> dict[str, Any]:
@@ -55,7 +62,8 @@ def _image_common() -> dict[str, Any]:
         "labels": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"},
                    "additionalProperties": _SCALAR},
         "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
-        "user": {"type": ["string", "integer"]},
+        "user": {"type": ["string", "integer"], "pattern": CONTAINERFILE_TEXT,
+                 "x-message": _UNESCAPED},
         "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
         "cmd": _ARGV,
         "entrypoint": _ARGV,
@@ -68,11 +76,12 @@ def build_schema() -> dict[str, Any]:
     image = {
         "type": "object", "additionalProperties": False,
         "properties": {
-            "from": {"type": "string", "pattern": r"^\S+$", "description":
+            "from": {"type": "string", "pattern": REFERENCE_PATTERN, "description":
                      "another image of this spec, or an external image reference"},
             "rootfs": {"$ref": "#/$defs/rootfs"},
             "version": {"type": "string", "pattern": TAG_PATTERN},
-            "description": {"type": "string"},
+            "description": {"type": "string", "pattern": CONTAINERFILE_TEXT,
+                            "x-message": _UNESCAPED},
             **_image_common(),
         },
     }
@@ -270,6 +279,11 @@ def _describe(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _ecma(pattern: str) -> str:
+    """JSON Schema's `$` ends the string; Python's also matches before a final newline."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+
+
 def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -322,7 +336,7 @@ class Validator:
         if len(value) < schema.get("minLength", 0):
             raise self.fail("must not be empty", path, mark)
         pattern = schema.get("pattern")
-        if pattern and not re.search(pattern, value):
+        if pattern and not re.search(_ecma(pattern), value):
             why = schema.get("x-message", f"is not allowed here (must match {pattern})")
             raise self.fail(f"{value!r} {why}", path, mark)
 
@@ -345,6 +359,7 @@ class Validator:
         prefix = f"{path}." if path else ""
         for key in schema.get("required", []):
             if key not in value:
+                self._misspelt(key, value, props, prefix, key_marks)
                 raise self.fail(f"missing required key '{key}'", path, mark)
         count = len(value)
         if count < schema.get("minProperties", 0):
@@ -369,6 +384,14 @@ class Validator:
                                 where, key_marks.get(key))
             elif isinstance(extra, dict):
                 self.validate(item, extra, where, value_marks.get(key))
+
+    def _misspelt(self, wanted: str, value: dict[str, Any], props: dict[str, Any],
+                  prefix: str, key_marks: dict[str, Mark]) -> None:
+        """`image:` for `images:` is a typo to point at, not a missing key."""
+        for key in value:
+            if key not in props and did_you_mean(key, [wanted]):
+                raise self.fail(f"unknown key '{key}' (did you mean '{wanted}'?)",
+                                f"{prefix}{key}", key_marks.get(key))
 
 
 def schema_json() -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .errors import GraphError, SpecError
-from .modules import ModuleRef, find_module, known_modules
+from .modules import ModuleRef, find_module, known_modules, module_files
 from .podspec import PodSpec, build_pods
 from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
@@ -151,9 +151,15 @@ class _Builder:
         self.path, self.root = path, path.parent
         self.validator, self.builtin = validator, builtin
         self.display = path.name
+        self.checked_modules: set[Path] = set()
 
     def fail(self, message: str, field_path: str, cls: type[SpecError] = SpecError) -> SpecError:
         mark = self.validator.locations.get(field_path)
+        parent = field_path
+        while mark is None and "." in parent:
+            # inside a free-form mapping (cekit:) only the mapping has a position
+            parent = parent.rsplit(".", 1)[0]
+            mark = self.validator.locations.get(parent)
         return cls(message, file=self.display, line=mark.line if mark else 0,
                    column=mark.column if mark else 0, field=field_path)
 
@@ -236,10 +242,18 @@ class _Builder:
             hint = did_you_mean(name, known_modules(self.root, self.builtin))
             raise self.fail(f"module '{name}' not found in modules/ or cpb's built-in "
                             f"modules{hint}", f"{at}.modules")
+        if found.path not in self.checked_modules:
+            try:
+                module_files(found)  # symlinks leaving the module, FIFOs: refused with a line
+            except SpecError as exc:
+                raise self.fail(exc.reason, f"{at}.modules") from None
+            self.checked_modules.add(found.path)
         return found
 
     def local_file(self, written: str, at: str) -> Path:
         path = (self.root / written).resolve()
+        if path.is_dir():
+            raise self.fail(f"{written} is a folder; give a file", at)
         if not path.is_file():
             raise self.fail(f"file not found: {written}", at)
         return path

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import StateLocked
+from .errors import EnvironmentProblem, StateLocked
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
@@ -83,21 +83,27 @@ class StateDir:
         return self.root / "doit.json"
 
     @contextmanager
-    def lock(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[None]:
+    def lock(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[int]:
         """Hold the project lock: one build at a time per project.
 
         flock is released by the kernel when the process dies, so a killed
-        run never leaves a stale lock behind.
+        run never leaves a stale lock behind. Yields the lock's file
+        descriptor: commands that inherit it keep the project locked.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / "lock"
-        handle = path.open("a+")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = path.open("a+")
+        except OSError as exc:
+            why = ("it is not a folder" if self.root.exists() and not self.root.is_dir()
+                   else exc.strerror)
+            raise EnvironmentProblem(f"cannot use {self.root}: {why}") from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 handle.seek(0)
-                holder = handle.read().strip() or "another process"
+                holder = _describe_holder(handle.read().strip())
                 if not wait:
                     raise StateLocked(f"another cpb run ({holder}) is using {self.root}") from None
                 if on_wait is not None:
@@ -107,6 +113,20 @@ class StateDir:
             handle.truncate()
             handle.write(f"pid {os.getpid()}")
             handle.flush()
-            yield
+            yield handle.fileno()
         finally:
             handle.close()
+
+
+def _describe_holder(text: str) -> str:
+    """Who holds the lock; a dead cpb's build commands hold it until they end."""
+    word, _, number = text.partition(" ")
+    if word != "pid" or not number.isdigit():
+        return text or "another process"
+    try:
+        os.kill(int(number), 0)
+    except ProcessLookupError:
+        return f"{text}, which has ended; the build commands it started are still running"
+    except PermissionError:
+        pass
+    return text

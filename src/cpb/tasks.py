@@ -16,7 +16,7 @@ from pathlib import Path
 from .cekit import build_command
 from .errors import BuildError
 from .graph import split_task
-from .podman import sandbox_hint
+from .podman import is_transient, sandbox_hint
 from .pods import do_pod, pod_uptodate
 from .project import Project
 from .push import cache_hit, do_push, pull_instead_of_build, push_uptodate
@@ -115,7 +115,7 @@ def do_build(project: Project, image: str) -> None:
         descriptor = project.state.render_path(image)
         args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
         try:
-            project.runner.run(args, log_file=log_file)
+            _run_build(project, args, log_file, task)
         except CommandFailed as exc:
             raise _failed(exc) from None
         finally:
@@ -146,6 +146,24 @@ ACTIONS: dict[str, Callable[[Project, str], None]] = {
 UPTODATE["push"] = push_uptodate
 ACTIONS["push"] = do_push
 ACTIONS["pod"] = do_pod
+
+
+def _run_build(project: Project, args: list[str], log_file: Path, task: str) -> None:
+    """Run cekit; once more if podman lost a race with another process on its storage.
+
+    `podman build` checks its layer cache while another process (a second
+    project, `podman rmi`) may be removing layers: "layer not known". The
+    build itself was fine; a second attempt is.
+    """
+    try:
+        project.runner.run(args, log_file=log_file)
+    except CommandFailed as exc:
+        if not is_transient(exc.output):
+            raise
+        log.warning("%s: podman storage changed under the build (%s); trying once more",
+                    task, "another process removed images")
+        project.store.invalidate()
+        project.runner.run(args, log_file=log_file)
 
 
 def _fresh_log(project: Project, task: str) -> Path:

@@ -8,6 +8,7 @@ laughs" document cannot exhaust memory.
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,17 @@ def load_yaml(path: Path, display: str | None = None) -> Any:
     """Parse one YAML document; every failure is a `SpecError` naming the file."""
     name = display or str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise SpecError(f"file is {size} bytes; the limit is {MAX_BYTES}", file=name)
-        text = path.read_bytes().decode("utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            # a FIFO would block, /dev/zero would never end
+            raise SpecError("not a regular file", file=name)
+        if info.st_size > MAX_BYTES:
+            raise SpecError(f"file is {info.st_size} bytes; the limit is {MAX_BYTES}", file=name)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)  # the file may grow after stat()
+        if len(data) > MAX_BYTES:
+            raise SpecError(f"file is over the limit of {MAX_BYTES} bytes", file=name)
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"not UTF-8 text (byte {exc.start})", file=name) from None
     except FileNotFoundError:
@@ -137,12 +145,23 @@ def parse_yaml(text: str, name: str) -> Any:
             problem = "a tab character; YAML indentation must use spaces"
         raise SpecError(problem, file=name, line=mark.line + 1,
                         column=mark.column + 1) from None
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_column(text, exc.position)
+        char = exc.character
+        shown = f"U+{char:04X}" if isinstance(char, int) else repr(char)
+        raise SpecError(f"{exc.reason} ({shown}); cpb.yaml must be plain text",
+                        file=name, line=line, column=column) from None
     except yaml.YAMLError as exc:
         raise SpecError(str(exc).splitlines()[0], file=name) from None
     except RecursionError:
         raise SpecError("document nested too deeply", file=name) from None
     finally:
         loader.dispose()
+
+
+def _line_column(text: str, position: int) -> tuple[int, int]:
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 def _char_at(text: str, line: int, column: int) -> str:

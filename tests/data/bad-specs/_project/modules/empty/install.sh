@@ -1,0 +1,2 @@
+#!/bin/sh
+# a module folder without module.yaml
