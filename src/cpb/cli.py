@@ -179,7 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         stop_running()  # builds other threads started
-        click.echo("interrupted; everything finished so far is kept", err=True)
+        # doit may still have sys.stderr swapped for another thread's action:
+        # write where the user will see it.
+        click.echo("interrupted; everything finished so far is kept",
+                   file=sys.__stderr__ or sys.stderr)
         return EXIT_INTERRUPTED
     except CpbError as exc:
         click.echo(f"cpb: error: {exc}", err=True)
