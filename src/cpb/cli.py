@@ -174,10 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
-    except click.Abort:
-        click.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         stop_running()  # builds other threads started
         # doit may still have sys.stderr swapped for another thread's action:
         # write where the user will see it.
