@@ -339,12 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
-    except click.Abort:
-        click.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
-    except KeyboardInterrupt:
+    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         stop_running()  # builds other threads started
-        click.echo("interrupted; everything finished so far is kept", err=True)
+        # doit may still have sys.stderr swapped for another thread's action:
+        # write where the user will see it.
+        click.echo("interrupted; everything finished so far is kept",
+                   file=sys.__stderr__ or sys.stderr)
         return EXIT_INTERRUPTED
     except CpbError as exc:
         click.echo(f"cpb: error: {exc}", err=True)
