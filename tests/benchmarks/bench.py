@@ -474,6 +474,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the second no-op size, to show process counts are constant")
     parser.add_argument("--sizes", default="100,500,2000", help="scaling sizes")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--real-repeats", type=int, default=2,
+                        help="repeats of the cases with real cekit builds (today, cold, parallel)")
     parser.add_argument("--profile", action="store_true", help="cProfile a no-op build")
     parser.add_argument("--keep", action="store_true",
                         help="keep the projects and their images (default: remove)")
@@ -495,6 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             case_incremental(bench, noop_root)
         if "scaling" in cases:
             case_scaling(bench, [int(s) for s in args.sizes.split(",")])
+        bench.repeats = args.real_repeats
         if "today" in cases:
             case_today(bench)
         if "cold" in cases:
@@ -508,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 remove_project_images(name)
             shutil.rmtree(work, ignore_errors=True)
     total = time.perf_counter() - start
-    print(f"Machine: {about}\nRepeats: {args.repeats} (medians); total time {total:.0f} s\n")
+    print(f"Machine: {about}\nRepeats: {args.repeats}, real cekit cases {args.real_repeats} (medians); total time {total:.0f} s\n")
     print(table(bench.rows))
     missed = [r for r in bench.rows if r.ok is False]
     if missed:

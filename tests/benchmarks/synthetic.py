@@ -184,10 +184,12 @@ def preload_images(project: Project, archive: Path) -> None:
 
 def remove_project_images(project: str) -> None:
     """Every tag under localhost/<project>/, and the images only they named."""
-    out = subprocess.run(["podman", "images", "--format", "json"], check=True,
+    # buildah lists the same storage as podman, tens of times faster with
+    # hundreds of images (it does not work out each image's parents).
+    out = subprocess.run(["buildah", "images", "--json"], check=True,
                          capture_output=True, text=True).stdout
     prefix = f"localhost/{project}/"
-    names = [n for e in json.loads(out or "[]") for n in e.get("Names") or []
+    names = [n for e in json.loads(out or "[]") for n in e.get("names") or []
              if n.startswith(prefix)]
     for start in range(0, len(names), 500):
         subprocess.run(["podman", "rmi", "--force", "--ignore", *names[start:start + 500]],

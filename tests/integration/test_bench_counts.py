@@ -57,17 +57,17 @@ def noop_counts(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 
 def test_noop_process_count_does_not_grow_with_images(synthetic) -> None:  # type: ignore[no-untyped-def]
-    small, _ = synthetic(4)
-    large, _ = synthetic(14)
+    small, _ = synthetic(3)
+    large, _ = synthetic(9)
     assert noop_counts(small) == noop_counts(large) == ({"podman": 1}, {"podman": 1})
 
 
 def test_changes_rebuild_exactly_what_depends_on_them(synthetic, project_name: str) -> None:  # type: ignore[no-untyped-def]
-    root, parents = synthetic(14)
+    root, parents = synthetic(9)
     children = nx.DiGraph((p, c) for c, p in parents.items() if p)
-    leaf = "l3-0001"
+    leaf = "l3-0000"
     assert children.out_degree(leaf) == 0
-    before = image_ids(f"{project_name}-14")
+    before = image_ids(f"{project_name}-9")
 
     data = module_files(root, leaf)[2]
     data.write_text(data.read_text() + "changed\n")
@@ -83,7 +83,7 @@ def test_changes_rebuild_exactly_what_depends_on_them(synthetic, project_name: s
     assert len(expected) > 2
     assert sorted(stub.built) == sorted(expected)
 
-    after = image_ids(f"{project_name}-14")
+    after = image_ids(f"{project_name}-9")
     moved = {tag.split(":")[0] for tag in before
              if tag.endswith(":1") and before[tag] != after.get(tag)}
     assert moved == expected | {leaf}
