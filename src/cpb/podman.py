@@ -18,7 +18,6 @@ from .runner import CommandFailed, Runner
 PODMAN = "podman"
 # Podman's local short names: `foo/bar:1` is stored as `localhost/foo/bar:1`.
 LOCAL_PREFIX = "localhost/"
-LIST_ATTEMPTS = 3
 
 SANDBOX_HINT = ("podman cannot start containers here; set CONTAINERS_CONF to a containers.conf "
                 "with default_ulimits and runtime = \"runc\" (see `cpb doctor`)")
@@ -66,15 +65,10 @@ class ImageStore:
             self._snapshot = None
 
     def _query(self) -> Snapshot:
-        for attempt in range(LIST_ATTEMPTS):
-            try:
-                out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=600)
-                break
-            except CommandFailed as exc:
-                # podman lists ids first, then reads each image: one removed in
-                # between (by another build sharing the storage) fails the lot.
-                if "image not known" not in exc.output or attempt == LIST_ATTEMPTS - 1:
-                    raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
+        try:
+            out = self.runner.run([PODMAN, "images", "--format", "json"], timeout=120)
+        except CommandFailed as exc:
+            raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3)}") from None
         snap = Snapshot()
         for entry in json.loads(out or "[]"):
             image_id = entry.get("Id", "")
