@@ -511,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 remove_project_images(name)
             shutil.rmtree(work, ignore_errors=True)
     total = time.perf_counter() - start
-    print(f"Machine: {about}\nRepeats: {args.repeats}, real cekit cases {args.real_repeats} (medians); total time {total:.0f} s\n")
+    print(f"Machine: {about}\nRepeats: {args.repeats}, real cekit cases {args.real_repeats} "
+          f"(medians); total time {total:.0f} s\n")
     print(table(bench.rows))
     missed = [r for r in bench.rows if r.ok is False]
     if missed:
