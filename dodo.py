@@ -4,6 +4,7 @@
     doit unit        only the fast unit tests
     doit lint        ruff and mypy
     doit schema      regenerate src/cpb/cpb.schema.json from src/cpb/schema.py
+    doit bench       the benchmark (tests/benchmarks/bench.py, ~15 min; docs/benchmarks.md)
 """
 
 from __future__ import annotations
@@ -43,3 +44,8 @@ def task_schema() -> dict[str, object]:
 
     return {"actions": [write], "file_dep": ["src/cpb/schema.py"],
             "targets": ["src/cpb/cpb.schema.json"]}
+
+
+def task_bench() -> dict[str, object]:
+    """Run the benchmark; fails when a target is missed (see docs/benchmarks.md)."""
+    return {"actions": [[PY, "tests/benchmarks/bench.py"]], "uptodate": [False]}

@@ -96,11 +96,42 @@ class ImageStore:
 
     def tag(self, source: str, *targets: str) -> None:
         self.runner.run([PODMAN, "tag", source, *targets], timeout=120)
-        self.invalidate()
+        with self._lock:
+            image_id = self._snapshot.image_id(source) if self._snapshot else None
+            if self._snapshot is not None and image_id is None:
+                self._snapshot = None
+            elif self._snapshot is not None and image_id is not None:
+                for target in targets:
+                    self._snapshot.ids[local_ref(target)] = image_id
 
     def import_tar(self, tar: Path, ref: str, log_file: Path) -> None:
         self.runner.run([PODMAN, "import", "--quiet", str(tar), ref], log_file=log_file)
-        self.invalidate()
+        self.refresh(ref)
+
+    def refresh(self, ref: str) -> None:
+        """Update the snapshot for one image that was just made.
+
+        Listing every image costs podman tens of milliseconds per image in
+        storage; re-listing after each build would make a cold build of N
+        images cost O(N²). One `podman image inspect` of the new image keeps
+        it O(N).
+        """
+        with self._lock:
+            if self._snapshot is None:
+                return
+        try:
+            out = self.runner.run([PODMAN, "image", "inspect", ref], timeout=120)
+            entry = json.loads(out)[0]
+        except (CommandFailed, ValueError, IndexError, KeyError):
+            self.invalidate()  # not there, or unreadable: the next check lists afresh
+            return
+        image_id = entry.get("Id", "")
+        with self._lock:
+            if self._snapshot is None:
+                return
+            self._snapshot.labels[image_id] = entry.get("Labels") or {}
+            for name in [*(entry.get("RepoTags") or []), local_ref(ref)]:
+                self._snapshot.ids[name] = image_id
 
     def remove(self, refs: list[str]) -> None:
         if refs:

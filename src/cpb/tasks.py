@@ -119,7 +119,7 @@ def do_build(project: Project, image: str) -> None:
         except CommandFailed as exc:
             raise _failed(exc) from None
         finally:
-            project.store.invalidate()
+            project.store.refresh(build.digest_ref)
     snap = project.store.snapshot()
     if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
         raise BuildError(f"{task}: cekit finished but {build.digest_ref} is not in local "
