@@ -43,6 +43,7 @@ from .fetch import (
 from .graph import split_task, task_name
 from .plan import make_plan
 from .podcli import _pod_targets, down, kube, status, up
+from .pods import idle_pod_tasks
 from .project import Project, open_project
 from .resources import templates_dir
 from .runner import Runner, stop_running
@@ -121,7 +122,7 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
          exit_code: bool, push: bool, no_registry_cache: bool) -> None:
     """Show what `cpb build` would run, and why."""
     project = opts.project(registry_cache=not no_registry_cache)
-    planned = make_plan(project, _registry_targets(project, images, push))
+    planned = make_plan(project, _plan_targets(project, images, push))
     pending = [p for p in planned if p.pending]
     if as_json:
         shown = planned if show_all else pending
@@ -188,6 +189,16 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
         return [task_name("tag", image) for image in project.images]
     targets = _targets(project, images or sorted(project.images))
     return [t.replace("tag:", "push:", 1) for t in targets] if push else targets
+
+
+def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
+    """What `cpb plan` looks at: what a build would do, plus the pods that are up
+    (a running pod whose image changes is re-created by the next `cpb up`)."""
+    if images or push:
+        return _registry_targets(project, images, push)
+    idle = idle_pod_tasks(project)
+    running = sorted(t for t in project.graph if t.startswith("pod:") and t not in idle)
+    return [task_name("tag", image) for image in project.images] + running
 
 
 def _run(project: Project, targets: list[str], jobs: int, keep_going: bool) -> None:
