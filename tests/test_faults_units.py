@@ -252,3 +252,20 @@ def test_an_up_to_date_check_that_fails_is_not_a_traceback(tmp_path: Path,
     out, err = capsys.readouterr()
     assert "FAIL rootfs:a: " in out and "Error: hung" in out
     assert "Traceback" not in out + err
+
+
+def test_run_doit_leaves_sys_stdout_as_it_found_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from cpb.doitapp import run_doit, task_dicts
+    from cpb.project import open_project
+    from fakes import FakeRunner
+    from helpers import build_file_tree
+
+    build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"
+                                           "  b: {from: 'x:1'}\n"})
+    project = open_project(tmp_path / "cpb.yaml", runner=FakeRunner())
+    assert all(t["verbosity"] == 2 for t in task_dicts(project))
+    before = sys.stdout
+    run_doit(project, ["render:a", "render:b"], jobs=2)
+    assert sys.stdout is before

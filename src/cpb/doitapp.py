@@ -63,7 +63,10 @@ def task_dicts(project: Project) -> list[dict[str, Any]]:
             "actions": [(_run_action, [project, kind, image])],
             "uptodate": [functools.partial(_uptodate, project, kind, image)],
             "task_dep": sorted(project.graph.predecessors(task)),
-            "verbosity": 0,
+            # 2: doit must not capture output. Capturing swaps sys.stdout per
+            # action, and with threads (-j) the swaps race and can leave a dead
+            # capture stream as sys.stdout. cpb's actions print nothing anyway.
+            "verbosity": 2,
         })
     return result
 
@@ -178,5 +181,9 @@ def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
         argv.append("--continue")
     argv += [*extra, *targets]
     main = DoitMain(CpbLoader(project), config_filenames=())
-    return int(main.run(argv))
+    streams = sys.stdout, sys.stderr
+    try:
+        return int(main.run(argv))
+    finally:
+        sys.stdout, sys.stderr = streams  # whatever doit did to them
 
