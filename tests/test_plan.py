@@ -92,3 +92,21 @@ def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: 
         if image["Id"] == "id-leaf":
             image["Labels"] = {"io.cpb.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
+
+
+def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -> None:
+    from cpb.tasks import repair_records
+
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    project = open_project(root / "cpb.yaml", runner=runner)
+    mid = project.state.stamp_path("build:mid")
+    mid.write_text(mid.read_text()[:20])  # truncated
+    stray = project.state.stamp_path("render:leaf")
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_text("[1, 2")
+    repair_records(project)
+    assert project.state.read_stamp("build:mid") == {
+        "digest": project.images["mid"].digest,
+        "components": project.images["mid"].components, "image_id": "id-mid"}
+    assert not stray.exists()

@@ -49,6 +49,7 @@ from .resources import templates_dir
 from .runner import Runner, stop_running
 from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
 from .spec import SPEC_FILE, find_spec_file, url_file_name
+from .tasks import repair_records
 
 log = logging.getLogger("cpb")
 
@@ -217,6 +218,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool) -> N
             # the other run changed local storage: what we saw before waiting is stale
             project.store.invalidate()
         project.runner.keep_fds = (lock_fd,)
+        repair_records(project)
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
         sys.exit(EXIT_FAILED)

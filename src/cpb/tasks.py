@@ -8,6 +8,7 @@ only remember the components of the last build so reasons can be given.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -124,8 +125,36 @@ def do_build(project: Project, image: str) -> None:
     if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
         raise BuildError(f"{task}: cekit finished but {build.digest_ref} is not in local "
                          f"storage; see {_shown(project, log_file)}")
-    project.state.write_stamp(task, {"digest": build.digest, "components": build.components,
-                                     "image_id": snap.image_id(build.digest_ref)})
+    _record_build(project, image)
+
+
+def _record_build(project: Project, image: str) -> None:
+    build = project.images[image]
+    project.state.write_stamp(f"build:{image}", {
+        "digest": build.digest, "components": build.components,
+        "image_id": project.store.snapshot().image_id(build.digest_ref)})
+
+
+def repair_records(project: Project) -> None:
+    """Replace damaged records under .cpb/state before a build.
+
+    Local storage is the truth: a damaged build record of an image that is
+    there with its digest is written again from the current inputs; any other
+    damaged record is removed (it only explained a rebuild).
+    """
+    for path in sorted(project.state.root.glob("state/*/*.json")):
+        try:
+            if isinstance(json.loads(path.read_text()), dict):
+                continue
+        except (OSError, ValueError):
+            pass
+        kind, name = path.parent.name, path.stem
+        path.unlink(missing_ok=True)
+        if kind == "build" and name in project.images and build_uptodate(project, name):
+            _record_build(project, name)
+            log.warning("%s was damaged; written again from local storage", path)
+        else:
+            log.warning("%s was damaged; removed (the next run of that task writes it)", path)
 
 
 def do_tag(project: Project, image: str) -> None:
