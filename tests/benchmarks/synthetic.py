@@ -24,6 +24,7 @@ import json
 import subprocess
 import tarfile
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -136,8 +137,15 @@ def stub_build(descriptor: Path, tags: list[str]) -> None:
     lines += [f"LABEL {json.dumps(k)}={json.dumps(v)}" for k, v in sorted(labels.items())]
     (context / "Containerfile").write_text("\n".join(lines) + "\n")
     tag_args = [a for t in tags for a in ("-t", t)]
-    subprocess.run(["podman", "build", "-q", *tag_args, str(context)], check=True,
-                   capture_output=True)
+    for attempt in range(3):
+        # Storage shared with other builds: an image removed by another
+        # process mid-build fails this one; a moment later it works.
+        proc = subprocess.run(["podman", "build", "-q", *tag_args, str(context)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode == 0:
+            return
+        time.sleep(1 + attempt)
+    raise RuntimeError(f"stub podman build of {tags} failed: {proc.stderr[-1000:]}")
 
 
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:

@@ -27,8 +27,12 @@ pytestmark = pytest.mark.integration
 
 def build(root: Path, runner: Runner, jobs: int = 2) -> int:
     project = open_project(root / "cpb.yaml", runner=runner)
-    with contextlib.redirect_stdout(io.StringIO()):
-        return run_doit(project, [], jobs=jobs)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = run_doit(project, [], jobs=jobs)
+    if code != 0:
+        print(out.getvalue())  # shown by pytest when the test fails
+    return code
 
 
 @pytest.fixture
