@@ -89,3 +89,17 @@ def remove_project_images(project: str) -> None:
     if names:
         subprocess.run(["podman", "rmi", "--force", "--ignore", *names], check=False,
                        capture_output=True)
+
+
+def module(name: str, script: str) -> dict[str, str]:
+    """Files of a cekit module `name` whose install script runs `script` (sh -e)."""
+    return {
+        f"modules/{name}/module.yaml": f"""
+            schema_version: 1
+            name: {name}
+            version: "1.0"
+            execute:
+              - script: install.sh
+            """,
+        f"modules/{name}/install.sh": f"#!/bin/sh\nset -e\n{script}\n",
+    }

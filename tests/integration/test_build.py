@@ -14,7 +14,7 @@ from cpb.cli import main
 from cpb.doitapp import run_doit
 from cpb.project import open_project
 from cpb.runner import Runner
-from helpers import image_ids, podman
+from helpers import image_ids, module, podman
 
 pytestmark = pytest.mark.integration
 
@@ -41,19 +41,6 @@ images:
     from: base
     modules: [m-other]
 """
-
-
-def module(name: str, script: str) -> dict[str, str]:
-    return {
-        f"modules/{name}/module.yaml": f"""
-            schema_version: 1
-            name: {name}
-            version: "1.0"
-            execute:
-              - script: install.sh
-            """,
-        f"modules/{name}/install.sh": f"#!/bin/sh\nset -e\n{script}\n",
-    }
 
 
 FILES = {

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cpb.cli import main
-from helpers import image_ids
+from helpers import image_ids, module
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -41,19 +41,6 @@ images:
     modules: [m-other]
 """
 IMAGES = {"base:1", "slow:latest", "after-slow:latest", "other:latest"}
-
-
-def module(name: str, script: str) -> dict[str, str]:
-    return {
-        f"modules/{name}/module.yaml": f"""
-            schema_version: 1
-            name: {name}
-            version: "1.0"
-            execute:
-              - script: install.sh
-            """,
-        f"modules/{name}/install.sh": f"#!/bin/sh\nset -e\n{script}\n",
-    }
 
 
 FILES = {
