@@ -60,17 +60,17 @@ def test_image_listing_retries_a_race_with_a_concurrent_removal(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("cpb.podman.time.sleep", lambda seconds: None)
     runner = FlakyRunner(2, RACE)
-    snap = ImageStore(runner).snapshot()
+    snap = ImageStore(runner, lister="podman").snapshot()
     assert snap.image_id("p/a:1") == "abc" and runner.calls == 3
 
 
 def test_image_listing_gives_up_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("cpb.podman.time.sleep", lambda seconds: None)
     with pytest.raises(EnvironmentProblem, match="`podman images` failed: .*image not known"):
-        ImageStore(FlakyRunner(99, RACE)).snapshot()
+        ImageStore(FlakyRunner(99, RACE), lister="podman").snapshot()
     runner = FlakyRunner(10, "Error: permission denied")
     with pytest.raises(EnvironmentProblem, match="permission denied"):
-        ImageStore(runner).snapshot()
+        ImageStore(runner, lister="podman").snapshot()
     assert runner.calls == 1  # only a known race is retried
 
 

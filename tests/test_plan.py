@@ -54,7 +54,11 @@ def test_nothing_pending_after_a_build(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
     assert pending(root, runner) == {}
-    assert runner.started["podman"] == 1  # the plan asked podman once, for all images
+    # One listing, and one inspect of the images whose records lack their id:
+    assert dict(runner.started) == {"buildah": 1, "podman": 1}
+    runner.started.clear()
+    assert pending(root, runner) == {}
+    assert dict(runner.started) == {"buildah": 1}  # recorded now: the listing alone
 
 
 def test_module_change_names_the_file_and_propagates(tmp_path: Path) -> None:
@@ -92,6 +96,19 @@ def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: 
         if image["Id"] == "id-leaf":
             image["Labels"] = {"io.cpb.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
+    assert "build:leaf" in pending(root, runner)  # and it was not recorded as built
+
+
+def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> None:
+    root = build_file_tree(tmp_path, FILES)
+    runner = pretend_built(root)
+    assert pending(root, runner) == {}  # records now name each image id
+    for image in runner.images:
+        if image["Id"] == "id-leaf":  # retagged by hand: another image, another label
+            image["Id"], image["Labels"] = "id-other", {"io.cpb.digest": "0" * 64}
+    runner.calls.clear()
+    assert "build:leaf" in pending(root, runner)
+    assert runner.calls[1] == ["podman", "image", "inspect", "id-other"]
 
 
 def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -> None:

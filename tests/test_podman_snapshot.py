@@ -1,7 +1,9 @@
 """ImageStore keeps its snapshot current after its own changes (issue 6).
 
-Listing local storage is the expensive podman call; after a build, tag or
-import the store patches its snapshot instead of listing again.
+Listing local storage is the one storage-wide call of a run; after a build,
+tag or import the store patches its snapshot instead of listing again. The
+listing by buildah has names only: the digest tag stands for the label until
+an inspect has read the labels.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ class FakePodman(Runner):
     def run(self, args: Sequence[str], **kw: Any) -> str:
         self.calls.append(list(args))
         self.started[args[0]] += 1
+        if args[:2] == ["buildah", "images"]:
+            return json.dumps([{"id": "sha256:aaa", "names": ["localhost/p/a:cpb-1"]},
+                               {"id": "sha256:ccc", "names": ["localhost/p/c:cpb-3"]}])
         if args[1] == "images":
             return json.dumps([{"Id": "aaa", "Names": ["localhost/p/a:cpb-1"],
                                 "Labels": {"io.cpb.digest": "d1"}}])
@@ -36,7 +41,7 @@ class FakePodman(Runner):
 
 def test_tag_and_refresh_patch_the_snapshot_without_listing_again(tmp_path: Path) -> None:
     runner = FakePodman()
-    store = ImageStore(runner)
+    store = ImageStore(runner, lister="podman")
     assert store.snapshot().label("p/a:cpb-1", "io.cpb.digest") == "d1"
     store.tag("localhost/p/a:cpb-1", "localhost/p/a:1")
     store.refresh("localhost/p/b:cpb-2")
@@ -49,14 +54,43 @@ def test_tag_and_refresh_patch_the_snapshot_without_listing_again(tmp_path: Path
 
 def test_refresh_of_a_missing_image_lists_afresh_next_time() -> None:
     runner = FakePodman()
-    store = ImageStore(runner)
+    store = ImageStore(runner, lister="podman")
     store.snapshot()
     store.refresh("localhost/p/missing:1")
     store.snapshot()
     assert [c[1] for c in runner.calls].count("images") == 2
 
 
-def test_refresh_before_any_listing_starts_nothing() -> None:
+def test_refresh_before_any_listing_lists_then_reads_the_labels() -> None:
     runner = FakePodman()
-    ImageStore(runner).refresh("localhost/p/b:cpb-2")
-    assert runner.calls == []
+    store = ImageStore(runner, lister="buildah")
+    store.refresh("localhost/p/b:cpb-2")
+    assert [c[:2] for c in runner.calls] == [["buildah", "images"], ["podman", "image"]]
+    assert store.snapshot().label("p/b:cpb-2", "io.cpb.digest") == "d2"
+
+
+def test_a_buildah_listing_has_names_and_ids_but_no_labels() -> None:
+    runner = FakePodman()
+    snap = ImageStore(runner, lister="buildah").snapshot()
+    assert runner.calls == [["buildah", "images", "--json", "--no-trunc"]]
+    assert snap.image_id("p/a:cpb-1") == "aaa"  # podman's form of the id
+    assert snap.label("p/a:cpb-1", "io.cpb.digest") is None
+
+
+def test_holds_trusts_the_digest_tag_until_the_labels_are_read() -> None:
+    runner = FakePodman()
+    store = ImageStore(runner, lister="buildah")
+    snap = store.snapshot()
+    assert snap.holds("p/a:cpb-1", "io.cpb.digest", "d1")
+    assert not snap.holds("p/missing:cpb-9", "io.cpb.digest", "d9")
+    store.refresh("localhost/p/b:cpb-2")  # inspected: its label is known now
+    assert snap.holds("p/b:cpb-2", "io.cpb.digest", "d2")
+    assert not snap.holds("p/b:cpb-2", "io.cpb.digest", "something else")
+
+
+def test_labels_of_inspects_only_what_was_not_read() -> None:
+    runner = FakePodman()
+    store = ImageStore(runner, lister="podman")
+    assert store.labels_of(["aaa", "bbb"]) == {"aaa": {"io.cpb.digest": "d1"},
+                                               "bbb": {"io.cpb.digest": "d2"}}
+    assert [c for c in runner.calls if c[1] == "image"] == [["podman", "image", "inspect", "bbb"]]

@@ -19,8 +19,8 @@ from cpb.kube import LABEL_DIGEST
 from cpb.plan import make_plan
 from cpb.pods import cluster_image_ref, cluster_yaml
 from cpb.project import open_project
-from cpb.runner import Runner
 from cpb.spec import load_spec
+from fakes import FakeRunner
 from helpers import build_file_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,21 +70,18 @@ def make(tmp_path: Path, spec: str = SPEC) -> Path:
     return tmp_path / "cpb.yaml"
 
 
-class PodmanFake(Runner):
-    """Answers `podman images` and `podman pod ps` from lists; refuses anything else."""
+class PodmanFake(FakeRunner):
+    """FakeRunner that also answers `podman pod ps` from a list."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.images: list[dict[str, Any]] = []
         self.pods: list[dict[str, Any]] = []
 
-    def run(self, args: Sequence[str], **_: Any) -> str:  # type: ignore[override]
-        self.started[Path(args[0]).name] += 1
-        if list(args[:2]) == ["podman", "images"]:
-            return json.dumps(self.images)
+    def run(self, args: Sequence[str], **kw: Any) -> str:  # type: ignore[override]
         if list(args[:3]) == ["podman", "pod", "ps"]:
+            self.started[Path(args[0]).name] += 1
             return json.dumps(self.pods)
-        raise AssertionError(f"unexpected command in a unit test: {args}")
+        return super().run(args, **kw)
 
 
 def validate_all(text: str) -> list[str]:

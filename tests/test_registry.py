@@ -207,14 +207,14 @@ def test_refused_connection_is_unreachable_at_once() -> None:
 # -- no registry: not one question --------------------------------------------------------
 
 class NoPodman:
-    """A runner for `podman images` on empty storage; nothing else may run."""
+    """A runner listing empty storage; nothing else may run."""
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
     def run(self, args: list[str], **kwargs: Any) -> str:
         self.calls.append(list(args))
-        assert args[:2] == ["podman", "images"], args
+        assert args[1] == "images" and args[0] in ("podman", "buildah"), args
         return "[]"
 
 
@@ -234,7 +234,7 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
     assert [p.task for p in planned if p.pending] == ["rootfs:base", "render:base", "build:base",
                                                       "tag:base"]
     assert "in registry" not in str([p.reasons for p in planned])
-    assert runner.calls == [["podman", "images", "--format", "json"]]
+    assert len(runner.calls) == 1 and runner.calls[0][1] == "images"  # one listing
 
 
 def test_push_without_a_registry_is_a_spec_error(tmp_path: Path,

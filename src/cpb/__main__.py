@@ -1,3 +1,3 @@
-from cpb.cli import entry
+from cpb.noop import entry
 
 entry()

@@ -15,6 +15,16 @@ CEKIT = "cekit"
 BUILDER_FLAGS = ("podman", "--no-squash")
 
 
+def cekit_dist_info() -> str | None:
+    """The folder of cekit's installed metadata (its name carries the version),
+    or None when cekit is not an installed Python distribution here."""
+    try:
+        path = getattr(metadata.distribution("cekit"), "_path", None)
+    except metadata.PackageNotFoundError:
+        return None
+    return str(path) if path is not None else None
+
+
 @cache
 def cekit_version() -> str:
     """cekit's version, without starting a process when it is importable.

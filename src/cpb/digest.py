@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
+
+
 def canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str).encode()
+    return _CANONICAL.encode(value).encode()
 
 
 def digest_of(value: Any) -> str:
@@ -59,8 +62,9 @@ class FileHasher:
         if cache_file is not None:
             self._cache = _read_cache(cache_file)
 
-    def hash(self, path: Path) -> str:
-        st = path.stat()
+    def hash(self, path: Path, st: os.stat_result | None = None) -> str:
+        """sha256 of the file; `st`, when given, is its stat taken just before."""
+        st = st or path.stat()
         key = str(path)
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
         hit = self._cache.get(key)

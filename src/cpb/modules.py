@@ -7,8 +7,10 @@ feed the input digest of every image that installs it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SpecError
@@ -18,10 +20,33 @@ PROJECT_MODULES = "modules"
 
 
 @dataclass(frozen=True)
+class ModuleFile:
+    shown: str  # "modules/NAME/rel/path": how messages and digests name it
+    path: Path
+    stat: os.stat_result = field(compare=False, repr=False)  # taken when the module was read
+
+
+@dataclass(frozen=True)
 class ModuleRef:
     name: str
     path: Path  # the module's folder
     label: str  # how messages and digests name it: "modules/NAME" or "builtin:NAME"
+    # Filled in when the spec is loaded (read_module), so each module
+    # folder is walked once per run however many images install it.
+    files: tuple[ModuleFile, ...] = field(default=(), compare=False, repr=False)
+    real: Path | None = field(default=None, compare=False, repr=False)  # symlinks resolved
+    folders: tuple[str, ...] = field(default=(), compare=False, repr=False)  # below path
+
+
+def read_module(module: ModuleRef) -> ModuleRef:
+    """The module with its files and folders listed and its real path.
+
+    SpecError if a file is unfit (see module_files).
+    """
+    real = os.path.realpath(module.path)
+    folders: list[str] = []
+    files = module_files(module, real, folders)
+    return dataclasses.replace(module, files=files, real=Path(real), folders=tuple(folders))
 
 
 def _search_path(project_root: Path, builtin: Path | None) -> list[tuple[Path, str]]:
@@ -46,33 +71,43 @@ def known_modules(project_root: Path, builtin: Path | None = None) -> list[str]:
     return sorted(names)
 
 
-def module_files(module: ModuleRef) -> list[tuple[str, Path]]:
-    """(name shown to users, path) of every file in the module, sorted.
+def module_files(module: ModuleRef, root: str | None = None,
+                 folders: list[str] | None = None) -> tuple[ModuleFile, ...]:
+    """Every file in the module, with its stat.
 
     A symlink must stay inside the module folder: one pointing elsewhere
     would make the image depend on files the digest cannot see coming.
+    A symlink to a folder inside the module is not followed (the folder's
+    files are counted where they are).
     """
-    root = module.path.resolve()
-    files: list[tuple[str, Path]] = []
-    for folder, dirs, names in os.walk(module.path):
-        dirs.sort()
-        for entry in [*dirs, *names]:
-            full = Path(folder, entry)
-            link = full.relative_to(module.path)
-            if full.is_symlink():
-                target = full.resolve()
-                if target != root and root not in target.parents:
+    root = root or os.path.realpath(module.path)
+    files: list[ModuleFile] = []
+
+    def walk(folder: str, rel: str) -> None:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda e: e.name)
+        for entry in entries:
+            link = rel + entry.name
+            if entry.is_symlink():
+                target = os.path.realpath(entry.path)
+                if target != root and not target.startswith(root + os.sep):
                     raise SpecError(f"{module.label}/{link} is a symlink to {target}, outside "
                                     "the module; copy the file into the module instead")
-                if not target.exists():
+                if not os.path.exists(target):
                     raise SpecError(f"{module.label}/{link} is a broken symlink "
-                                    f"(to {os.readlink(full)})")
-        for entry in sorted(names):
-            full = Path(folder, entry)
-            if not full.is_file():
+                                    f"(to {os.readlink(entry.path)})")
+            if entry.is_dir():
+                if not entry.is_symlink():
+                    if folders is not None:
+                        folders.append(entry.path)
+                    walk(entry.path, link + "/")
+                continue
+            info = entry.stat()
+            if not stat.S_ISREG(info.st_mode):
                 # a FIFO or device would block or never end when it is hashed
-                raise SpecError(f"{module.label}/{full.relative_to(module.path)} is not a "
-                                "regular file; a module holds only files and folders")
-            rel = full.relative_to(module.path).as_posix()
-            files.append((f"{module.label}/{rel}", full))
-    return files
+                raise SpecError(f"{module.label}/{link} is not a regular file; a module "
+                                "holds only files and folders")
+            files.append(ModuleFile(f"{module.label}/{link}", Path(entry.path), info))
+
+    walk(str(module.path), "")
+    return tuple(files)

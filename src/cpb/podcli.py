@@ -12,7 +12,6 @@ from typing import Any
 
 import click
 
-from .doitapp import run_doit
 from .errors import EXIT_FAILED, SpecError
 from .graph import task_name
 from .pods import cluster_yaml, pod_down, pod_status
@@ -47,6 +46,8 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     """
     project: Project = opts.project()
     names = _pod_names(project, pods)
+    from .doitapp import run_doit  # doit is imported only to run tasks
+
     with project.state.lock():
         code = run_doit(project, [task_name("pod", n) for n in names], jobs=jobs)
     if code != 0:

@@ -291,9 +291,9 @@ def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
         for row in json.loads(out or "[]") or []:
             if not row.get("IsInfra"):  # PodName is only filled in with --pod
                 containers.setdefault(row.get("Pod", ""), []).append(row)
-    snap = project.store.snapshot()
+    used = [c.get("ImageID", "") for rows in containers.values() for c in rows]
     digests = {image_id: labels.get("io.cpb.digest", "") for image_id, labels
-               in snap.labels.items()}
+               in project.store.labels_of(used).items()}
     result = []
     for name in pods:
         build = project.pods[name]

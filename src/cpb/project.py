@@ -7,6 +7,7 @@ input digest, asking podman once for the state of local storage.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import networkx as nx
 from .digest import FileHasher
 from .fetch import ArtifactCache, Download, collect_downloads
 from .graph import expand_graph, image_order
-from .podman import ImageStore
+from .podman import DIGEST_LABEL, ImageStore, Snapshot
 from .pods import PodBuild, PodStore, resolve_pods
 from .registry import Registry
 from .resolve import ImageBuild, resolve_images
@@ -38,6 +39,52 @@ class Project:
     registry_cache: bool = True  # pull a build's result from the registry when it has it
     pods: dict[str, PodBuild] = field(default_factory=dict)
     pod_store: PodStore | None = None
+    _checking: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def built(self, image: str) -> bool:
+        """`image` is in local storage, made from its current inputs.
+
+        Its digest tag `cpb-<digest12>` names the inputs. An image under that
+        tag that cpb did not record making (another checkout, a CI runner
+        sharing storage, a hand-made tag) must also carry the full digest as
+        its `io.cpb.digest` label: those are read once per listing, in one
+        `podman image inspect`, and recorded so the next run need not ask.
+        """
+        build = self.images[image]
+        snap = self.store.snapshot()
+        if snap.image_id(build.digest_ref) is None:
+            return False
+        self._check_unrecorded(snap)
+        return snap.holds(build.digest_ref, DIGEST_LABEL, build.digest)
+
+    def _check_unrecorded(self, snap: Snapshot) -> None:
+        with self._checking:
+            if snap.checked:
+                return
+            unknown: dict[str, str] = {}
+            for name, build in self.images.items():
+                image_id = snap.image_id(build.digest_ref)
+                if image_id is None or image_id in snap.labels:
+                    continue
+                stamp = self.state.read_stamp(f"build:{name}") or {}
+                if stamp.get("image_id") != image_id or stamp.get("digest") != build.digest:
+                    unknown[name] = image_id
+            labels = self.store.labels_of(list(unknown.values())) if unknown else {}
+            # Only a project that has run before keeps records (a plan in a
+            # fresh checkout writes nothing).
+            if self.state.root.is_dir():
+                for name, image_id in unknown.items():
+                    build = self.images[name]
+                    if labels.get(image_id, {}).get(DIGEST_LABEL) == build.digest:
+                        self.record_build(name, image_id)
+            snap.checked = True
+
+    def record_build(self, image: str, image_id: str | None, **extra: str) -> None:
+        """The build record: what made the image under the digest tag."""
+        build = self.images[image]
+        self.state.write_stamp(f"build:{image}", {
+            "digest": build.digest, "components": build.components, "image_id": image_id,
+            **extra})
 
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .digest import short
 from .errors import BuildError
-from .podman import PODMAN
+from .podman import DIGEST_LABEL, PODMAN
 from .project import Project
 from .registry import Registry, RegistryUnreachable
 from .resolve import ImageBuild
@@ -24,7 +24,6 @@ from .runner import CommandFailed
 
 log = logging.getLogger(__name__)
 SKOPEO = "skopeo"
-DIGEST_LABEL = "io.cpb.digest"  # the label tasks.build_uptodate reads
 TRANSFER_TIMEOUT = 1800  # seconds for one image's push or pull: bounded, never a hang
 
 
@@ -35,11 +34,6 @@ def digest_tag(build: ImageBuild) -> str:
 def _registry(project: Project) -> Registry:
     assert project.registry is not None
     return project.registry
-
-
-def _built_locally(project: Project, image: str) -> bool:
-    build = project.images[image]
-    return project.store.snapshot().label(build.digest_ref, DIGEST_LABEL) == build.digest
 
 
 # -- the registry as the cache ------------------------------------------------
@@ -53,7 +47,7 @@ def cache_hit(project: Project, image: str) -> str | None:
     # Ask about every image that is not built here in one go, in parallel:
     # a plan or a fresh runner needs all those answers anyway.
     registry.prefetch((name, digest_tag(build)) for name, build in project.images.items()
-                      if not _built_locally(project, name))
+                      if not project.built(name))
     return registry.known_digest(image, digest_tag(project.images[image]))
 
 
@@ -69,15 +63,16 @@ def pull_instead_of_build(project: Project, image: str) -> bool:
     # process, and no `<url>/...` name left behind in local storage.
     args = [SKOPEO, "copy", "--quiet", f"--src-tls-verify={_flag(registry)}",
             f"docker://{source}", f"containers-storage:{build.digest_ref}"]
-    _transfer(project, args, log_file, f"pulling {source}")
+    try:
+        _transfer(project, args, log_file, f"pulling {source}")
+    finally:
+        project.store.refresh(build.digest_ref)  # with its labels, checked next
     snap = project.store.snapshot()
     if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
         raise BuildError(f"build:{image}: {source} does not carry {DIGEST_LABEL}={build.digest}; "
                          "remove that tag from the registry, or build with --no-registry-cache")
     log.info("build:%s pulled from %s instead of built", image, source)
-    project.state.write_stamp(f"build:{image}", {
-        "digest": build.digest, "components": build.components,
-        "image_id": snap.image_id(build.digest_ref), "pulled": source})
+    project.record_build(image, snap.image_id(build.digest_ref), pulled=source)
     return True
 
 
@@ -180,5 +175,3 @@ def _transfer(project: Project, args: list[str], log_file: Path, doing: str) -> 
             raise RegistryUnreachable(f"{down} (while {doing}; log: {log_file})") from None
         tail = exc.tail(4).replace("\n", "\n    ")
         raise BuildError(f"{doing} failed: {exc}; log: {log_file}\n    {tail}") from None
-    finally:
-        project.store.invalidate()

@@ -24,8 +24,11 @@ TEMPLATE = "image.yaml.j2"
 DIGEST_PLACEHOLDER = "@cpb:digest@"
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps makes one per call
+
+
 def _quote(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    return _JSON.encode(value)
 
 
 @cache

@@ -19,7 +19,6 @@ from typing import Any
 from .cekit import BUILDER_FLAGS, cekit_version
 from .digest import FileHasher, digest_of, hash_file, sha256_text, short
 from .errors import SpecError
-from .modules import module_files
 from .podman import Snapshot, local_ref
 from .render import fill_placeholders, render_descriptor, template_source
 from .rootfs import recipe
@@ -118,9 +117,9 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         for a in image.artifacts}
     files: dict[str, str] = {}
     for module in image.modules:
-        paths[module.label] = module.path.resolve()
-        for shown, path in module_files(module):
-            files[shown] = hasher.hash(path)
+        paths[module.label] = module.real or module.path.resolve()
+        for file in module.files:
+            files[file.shown] = hasher.hash(file.path, file.stat)
     text = render_descriptor(image, project=spec.project, repository=repository,
                              from_ref=from_ref, spec_file=spec.file.name,
                              artifact_sums=artifact_sums)

@@ -7,6 +7,7 @@ checked for cycles, and module and artifact files are known to exist.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .errors import GraphError, SpecError
-from .modules import ModuleRef, find_module, known_modules, module_files
+from .modules import ModuleRef, find_module, known_modules, read_module
 from .podspec import PodSpec, build_pods
 from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
@@ -151,7 +152,8 @@ class _Builder:
         self.path, self.root = path, path.parent
         self.validator, self.builtin = validator, builtin
         self.display = path.name
-        self.checked_modules: set[Path] = set()
+        self.read_modules: dict[Path, ModuleRef] = {}
+        self.real_folders: dict[str, str] = {}
 
     def fail(self, message: str, field_path: str, cls: type[SpecError] = SpecError) -> SpecError:
         mark = self.validator.locations.get(field_path)
@@ -242,21 +244,32 @@ class _Builder:
             hint = did_you_mean(name, known_modules(self.root, self.builtin))
             raise self.fail(f"module '{name}' not found in modules/ or cpb's built-in "
                             f"modules{hint}", f"{at}.modules")
-        if found.path not in self.checked_modules:
+        if found.path not in self.read_modules:
             try:
-                module_files(found)  # symlinks leaving the module, FIFOs: refused with a line
+                # symlinks leaving the module, FIFOs: refused with a line
+                self.read_modules[found.path] = read_module(found)
             except SpecError as exc:
                 raise self.fail(exc.reason, f"{at}.modules") from None
-            self.checked_modules.add(found.path)
-        return found
+        return self.read_modules[found.path]
 
     def local_file(self, written: str, at: str) -> Path:
-        path = (self.root / written).resolve()
+        path = self.real_path(self.root / written)
         if path.is_dir():
             raise self.fail(f"{written} is a folder; give a file", at)
         if not path.is_file():
             raise self.fail(f"file not found: {written}", at)
         return path
+
+    def real_path(self, path: Path) -> Path:
+        """`path.resolve()`, with each folder resolved once: hundreds of artifacts
+        share a few folders, and resolving walks every component of the path."""
+        folder = str(path.parent)
+        real = self.real_folders.get(folder)
+        if real is None:
+            real = self.real_folders[folder] = os.path.realpath(folder)
+        if os.path.islink(path):
+            return path.resolve()
+        return Path(real, path.name) if path.name not in ("", ".", "..") else path.resolve()
 
     def artifacts(self, defaults: dict[str, Any], raw: dict[str, Any],
                   at: str) -> tuple[ArtifactSpec, ...]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .cekit import build_command
 from .errors import BuildError
 from .graph import split_task
-from .podman import is_transient, sandbox_hint
+from .podman import DIGEST_LABEL, is_transient, sandbox_hint
 from .pods import do_pod, pod_uptodate
 from .project import Project
 from .push import cache_hit, do_push, pull_instead_of_build, push_uptodate
@@ -26,7 +26,6 @@ from .runner import CommandFailed
 from .state import write_bytes_atomic
 
 log = logging.getLogger(__name__)
-DIGEST_LABEL = "io.cpb.digest"
 _image_locks: dict[str, threading.Lock] = {}
 
 
@@ -41,9 +40,7 @@ def render_uptodate(project: Project, image: str) -> bool:
 
 
 def build_uptodate(project: Project, image: str) -> bool:
-    build = project.images[image]
-    snap = project.store.snapshot()
-    return snap.label(build.digest_ref, DIGEST_LABEL) == build.digest
+    return project.built(image)
 
 
 def rootfs_uptodate(project: Project, image: str) -> bool:
@@ -130,9 +127,7 @@ def do_build(project: Project, image: str) -> None:
 
 def _record_build(project: Project, image: str) -> None:
     build = project.images[image]
-    project.state.write_stamp(f"build:{image}", {
-        "digest": build.digest, "components": build.components,
-        "image_id": project.store.snapshot().image_id(build.digest_ref)})
+    project.record_build(image, project.store.snapshot().image_id(build.digest_ref))
 
 
 def repair_records(project: Project) -> None:

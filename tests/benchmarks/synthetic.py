@@ -178,6 +178,8 @@ def preload_images(project: Project, archive: Path) -> None:
                       "io.cpb.digest": build.digest}
             config = json.dumps({"architecture": "amd64", "os": "linux",
                                  "config": {"Labels": labels},
+                                 # podman builds FROM it need a history entry per layer
+                                 "history": [{"created_by": "cpb benchmark preload"}],
                                  "rootfs": {"type": "layers", "diff_ids": [diff_id]}},
                                 sort_keys=True).encode()
             config_name = hashlib.sha256(config).hexdigest() + ".json"

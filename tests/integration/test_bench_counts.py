@@ -63,7 +63,7 @@ def noop_counts(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 def test_noop_process_count_does_not_grow_with_images(synthetic) -> None:  # type: ignore[no-untyped-def]
     small, _ = synthetic(3)
     large, _ = synthetic(9)
-    assert noop_counts(small) == noop_counts(large) == ({"podman": 1}, {"podman": 1})
+    assert noop_counts(small) == noop_counts(large) == ({"buildah": 1}, {"buildah": 1})
 
 
 def test_changes_rebuild_exactly_what_depends_on_them(synthetic, project_name: str) -> None:  # type: ignore[no-untyped-def]

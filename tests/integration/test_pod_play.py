@@ -199,9 +199,9 @@ def test_pod_up_reaches_localhost_port_and_volumes_then_down(
     assert code == 0, out + err
     assert "pod:demo" not in out  # doit had nothing to run for it
     assert pod_state(pod_name)[1] == before
-    runner = Runner()  # a no-op `up` asks podman twice: `images` and `pod ps`
+    runner = Runner()  # a no-op `up` asks twice: the image listing and `pod ps`
     assert run_doit(open_project(root / "cpb.yaml", runner=runner), ["pod:demo"]) == 0
-    assert dict(runner.started) == {"podman": 2}
+    assert dict(runner.started) == {"buildah": 1, "podman": 1}
 
     # a changed image re-creates the pod; `cpb plan` says why first
     spec = root / "cpb.yaml"

@@ -151,7 +151,7 @@ def test_push_then_a_second_push_pushes_nothing(
     code, runner = run(project, *pushes(*IMAGES))
     assert code == 0
     assert runner.pushed() == [] and runner.started["cekit"] == 0
-    assert dict(runner.started) == {"podman": 1}  # the one `podman images`
+    assert dict(runner.started) == {"buildah": 1}  # the one listing of local storage
     code, out, _ = cli(project, "plan", "--push", "--exit-code", capsys=capsys)
     assert code == 0 and "nothing to do: all 21 tasks up to date" in out
     code, out, _ = cli(project, "push", capsys=capsys)
