@@ -71,21 +71,31 @@ def podman(*args: str) -> str:
     raise AssertionError("unreachable")
 
 
+def listing() -> dict[str, str]:
+    """{name: image id} of local storage, listed the way cpb lists it (buildah:
+    `podman images` takes seconds once storage holds hundreds of images)."""
+    for attempt in range(4):
+        proc = subprocess.run(["buildah", "images", "--json", "--no-trunc"],
+                              capture_output=True, text=True)
+        if proc.returncode == 0:
+            break
+        if "not known" not in proc.stderr or attempt == 3:
+            proc.check_returncode()
+        time.sleep(1)
+    return {name: entry["id"].removeprefix("sha256:")
+            for entry in json.loads(proc.stdout or "[]") for name in entry.get("names") or []}
+
+
 def image_ids(project: str) -> dict[str, str]:
     """{"<image>:<tag>": image id} for every image of `project` in local storage."""
     prefix = f"localhost/{project}/"
-    found: dict[str, str] = {}
-    for entry in json.loads(podman("images", "--format", "json") or "[]"):
-        for name in entry.get("Names") or []:
-            if name.startswith(prefix) and "/rootfs/" not in name:
-                found[name[len(prefix):]] = entry["Id"]
-    return found
+    return {name[len(prefix):]: image_id for name, image_id in listing().items()
+            if name.startswith(prefix) and "/rootfs/" not in name}
 
 
 def remove_project_images(project: str) -> None:
     prefix = f"localhost/{project}/"
-    names = [n for e in json.loads(podman("images", "--format", "json") or "[]")
-             for n in e.get("Names") or [] if n.startswith(prefix)]
+    names = [n for n in listing() if n.startswith(prefix)]
     if names:
         subprocess.run(["podman", "rmi", "--force", "--ignore", *names], check=False,
                        capture_output=True)

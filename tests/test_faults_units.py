@@ -119,7 +119,7 @@ def test_damaged_hash_cache_is_ignored(tmp_path: Path, content: str) -> None:
     hasher = FileHasher(cache)
     assert hasher.hash(data) == hashlib.sha256(b"hello").hexdigest()
     hasher.save()
-    assert json.loads(cache.read_text())[str(data)][3] == hashlib.sha256(b"hello").hexdigest()
+    assert json.loads(cache.read_text())[str(data)][4] == hashlib.sha256(b"hello").hexdigest()
 
 
 def test_a_hash_cache_entry_that_looks_current_but_is_garbage_is_not_trusted(
@@ -128,7 +128,8 @@ def test_a_hash_cache_entry_that_looks_current_but_is_garbage_is_not_trusted(
     data.write_text("hello")
     st = data.stat()
     cache = tmp_path / "hashes.json"
-    cache.write_text(json.dumps({str(data): [st.st_size, st.st_mtime_ns, st.st_ino, "x" * 3]}))
+    cache.write_text(json.dumps({str(data): [st.st_size, st.st_mtime_ns, st.st_ino,
+                                             st.st_ctime_ns, "x" * 3]}))
     assert FileHasher(cache).hash(data) == hashlib.sha256(b"hello").hexdigest()
 
 

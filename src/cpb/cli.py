@@ -48,6 +48,7 @@ from .resources import templates_dir
 from .runner import Runner, stop_running
 from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
 from .spec import SPEC_FILE, find_spec_file, url_file_name
+from .state import prepare_dep_file
 from .tasks import repair_records
 
 log = logging.getLogger("cpb")
@@ -223,6 +224,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
             project.store.invalidate()
         project.runner.keep_fds = (lock_fd,)
         repair_records(project)
+        prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run
         planned = make_plan(project, targets)
         if not any(p.pending for p in planned):
             # The checks doit would make, made once: nothing to run, so doit

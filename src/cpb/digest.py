@@ -49,7 +49,7 @@ def hash_file(path: Path, algorithm: str) -> str:
 
 
 class FileHasher:
-    """sha256 of files, re-read only when size, mtime or inode changed.
+    """sha256 of files, re-read only when size, mtime, inode or ctime changed.
 
     Artifacts can be large; re-hashing them on every no-op `cpb plan` would
     make the no-op cost grow with their size.
@@ -66,10 +66,12 @@ class FileHasher:
         """sha256 of the file; `st`, when given, is its stat taken just before."""
         st = st or path.stat()
         key = str(path)
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        # ctime too: an edit that keeps size and mtime (a tool restoring the
+        # mtime, a write within the clock's tick) still moves the ctime
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = self._cache.get(key)
-        if hit is not None and hit[:3] == stamp:
-            return str(hit[3])
+        if hit is not None and hit[:4] == stamp:
+            return str(hit[4])
         value = sha256_file(path)
         self._cache[key] = [*stamp, value]
         self._dirty = True
@@ -95,10 +97,10 @@ def _read_cache(path: Path) -> dict[str, list[Any]]:
 
 
 def _cache_entry_ok(entry: Any) -> bool:
-    """[size, mtime_ns, inode, sha256 hex]: anything else is ignored, not trusted."""
-    return (isinstance(entry, list) and len(entry) == 4
-            and all(isinstance(n, int) for n in entry[:3])
-            and isinstance(entry[3], str) and len(entry[3]) == 64)
+    """[size, mtime_ns, inode, ctime_ns, sha256 hex]: anything else is ignored, not trusted."""
+    return (isinstance(entry, list) and len(entry) == 5
+            and all(isinstance(n, int) for n in entry[:4])
+            and isinstance(entry[4], str) and len(entry[4]) == 64)
 
 
 def short(digest: str) -> str:

@@ -9,8 +9,6 @@ that a plain `doit` does the same work.
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import sys
 import time
@@ -27,6 +25,7 @@ from doit.task import Task, dict_to_task
 from .errors import CpbError
 from .graph import ordered, split_task
 from .project import Project
+from .state import prepare_dep_file
 from .tasks import ACTIONS, UPTODATE
 
 log = logging.getLogger(__name__)
@@ -61,7 +60,9 @@ def task_dicts(project: Project) -> list[dict[str, Any]]:
             "name": task,
             "doc": f"{kind} image {image}",
             "actions": [(_run_action, [project, kind, image])],
-            "uptodate": [functools.partial(_uptodate, project, kind, image)],
+            # (callable, args, kwargs): doit inspects a partial's signature at
+            # every check, a plain function's cheaply
+            "uptodate": [(_uptodate, [project, kind, image], {})],
             "task_dep": sorted(project.graph.predecessors(task)),
             # 2: doit must not capture output. Capturing swaps sys.stdout per
             # action, and with threads (-j) the swaps race and can leave a dead
@@ -79,29 +80,6 @@ def doit_config(project_root: Path) -> dict[str, Any]:
         "reporter": CpbReporter,
         "check_file_uptodate": "timestamp",
     }
-
-
-def prepare_dep_file(project_root: Path) -> None:
-    """Make doit's dependency file safe to open.
-
-    doit writes it once at the end of a run, so a killed run can leave it
-    truncated; doit would then refuse to start. cpb's own checks do not need
-    it, so a damaged one is replaced with a warning.
-    """
-    path = project_root / ".cpb" / "doit.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    # doit indexes it as {task: {key: value}}; anything else crashes doit
-    if not (isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())):
-        log.warning("%s was damaged (an interrupted run?); starting it afresh", path)
-        path.unlink()
 
 
 class CpbLoader(TaskLoader2):  # type: ignore[misc]

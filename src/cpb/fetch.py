@@ -20,15 +20,12 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import http.client
 import logging
 import os
 import ssl
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -242,6 +239,9 @@ class ArtifactCache:
 
     def _download_once(self, url: str, download: Download, handle: IO[bytes],
                        progress: Progress | None) -> tuple[int, dict[str, str]]:
+        import http.client  # imported when fetching: a no-op run need not pay for them
+        import urllib.request
+
         algorithms = {"sha256", *(a for a, _ in download.checksums)}
         hashers = {a: hashlib.new(a) for a in algorithms}
         host = urlsplit(url).netloc or "the local file system"
@@ -295,6 +295,8 @@ def missing_message(missing: list[Download], root: Path) -> str:
 
 def _why(reason: object) -> str:
     """A short reason for a network error, without the exception's class soup."""
+    import http.client
+
     if isinstance(reason, OSError) and reason.strerror:
         return str(reason.strerror)
     if isinstance(reason, http.client.IncompleteRead):

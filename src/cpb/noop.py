@@ -4,7 +4,7 @@ A full `cpb plan` or `cpb build` of every image that finds every task up to
 date writes `.cpb/noop.json`: the stat of every file and folder its decision
 read (cpb.yaml, each module's folders and files, artifacts, root file system
 tars, url artifacts in the cache, rendered descriptors, build records, cpb's
-template, cekit's installed version), the environment variables cpb reads,
+template and code, cekit's installed version), the environment variables cpb reads,
 and the image id local storage had under every name it checked.
 
 The next run compares just that: stats (no hashing), and the one listing of
@@ -70,10 +70,16 @@ def record(project: Any, started_ns: int, tasks: int) -> bool:
     (and writes nothing, removing an old record) when an input changed too
     recently to be certain the run saw its current content.
     """
+    from .cekit import cekit_dist_info
+
     state: StateDir = project.state
     path = state.root / RECORD
     if not state.root.is_dir():
         return False  # a plan in a fresh checkout writes nothing
+    if cekit_dist_info() is None:
+        # cekit's version came from `cekit --version`: no file tells of an upgrade
+        path.unlink(missing_ok=True)
+        return False
     files = {p: _stat(p) for p in sorted(set(_inputs(project)))}
     limit = started_ns - RACY_MARGIN_NS
     if any(st is not None and st[2] >= limit for st in files.values()):
@@ -108,8 +114,10 @@ def _inputs(project: Any) -> Iterable[str]:
     yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
     yield str(builtin_modules_dir())
     yield str(templates_dir() / TEMPLATE)
-    info = cekit_dist_info()
-    yield info or "cekit: version not from an installed distribution"
+    yield cekit_dist_info() or "cekit: version not from an installed distribution"
+    # cpb's own code decides digests too (an editable install changes without
+    # a new version number)
+    yield from (str(p) for p in sorted(Path(__file__).parent.glob("*.py")))
     for name, image in spec.images.items():
         yield str(project.state.render_path(name))
         if image.rootfs is not None and image.rootfs.tar is not None:

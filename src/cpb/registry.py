@@ -24,7 +24,6 @@ import ssl
 import threading
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -235,6 +234,8 @@ class Registry:
         if self._down is not None:
             # One timeout per run is enough: every later request would wait as long.
             raise RegistryUnreachable(self._down)
+        import urllib.request  # imported when asking: a no-op run need not pay for it
+
         # Only http(s): `url` is built from self.base or a registry's token realm.
         request = urllib.request.Request(url, data=body, method=method,  # noqa: S310
                                          headers=dict(headers))

@@ -130,3 +130,26 @@ def _describe_holder(text: str) -> str:
     except PermissionError:
         pass
     return text
+
+
+def prepare_dep_file(project_root: Path) -> None:
+    """Make doit's dependency file safe to open.
+
+    doit writes it once at the end of a run, so a killed run can leave it
+    truncated; doit would then refuse to start. cpb's own checks do not need
+    it, so a damaged one is replaced with a warning.
+    """
+    path = project_root / ".cpb" / "doit.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    # doit indexes it as {task: {key: value}}; anything else crashes doit
+    if not (isinstance(data, dict) and all(isinstance(v, dict) for v in data.values())):
+        log.warning("%s was damaged (an interrupted run?); starting it afresh", path)
+        path.unlink()

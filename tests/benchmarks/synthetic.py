@@ -32,7 +32,7 @@ import yaml
 
 from cpb.project import Project
 from cpb.runner import Runner
-from helpers import busybox_rootfs_tar
+from helpers import busybox_rootfs_tar, remove_project_images  # noqa: F401 - for bench.py
 
 BASES = 4
 LEVELS = 4  # levels below the bases
@@ -190,17 +190,3 @@ def preload_images(project: Project, archive: Path) -> None:
     subprocess.run(["podman", "load", "-q", "-i", str(archive)], check=True,
                    capture_output=True)
     archive.unlink()
-
-
-def remove_project_images(project: str) -> None:
-    """Every tag under localhost/<project>/, and the images only they named."""
-    # buildah lists the same storage as podman, tens of times faster with
-    # hundreds of images (it does not work out each image's parents).
-    out = subprocess.run(["buildah", "images", "--json"], check=True,
-                         capture_output=True, text=True).stdout
-    prefix = f"localhost/{project}/"
-    names = [n for e in json.loads(out or "[]") for n in e.get("names") or []
-             if n.startswith(prefix)]
-    for start in range(0, len(names), 500):
-        subprocess.run(["podman", "rmi", "--force", "--ignore", *names[start:start + 500]],
-                       check=False, capture_output=True)
