@@ -50,7 +50,8 @@ RACY_MARGIN_NS = 2_000_000_000  # coarse file-system clocks: stay well clear
 def environment() -> dict[str, str]:
     """The environment variables that change what a full run decides."""
     return {k: v for k, v in os.environ.items()
-            if k.startswith(("CPB_", "CONTAINERS_")) or k in ("HOME", "XDG_CACHE_HOME")}
+            if (k.startswith(("CPB_", "CONTAINERS_")) or k in ("HOME", "XDG_CACHE_HOME"))
+            and k != DISABLE_ENV}
 
 
 def _stat(path: str) -> list[int] | None:

@@ -75,6 +75,7 @@ def test_a_second_no_op_takes_the_fast_path(built: Path) -> None:
     assert code == 0 and full and out.endswith("nothing to do: all 13 tasks up to date\n")
     code, out, _, full = cpb(built, "plan", env={"CPB_NO_FAST_PATH": "1"})
     assert (code, out, full) == (0, "nothing to do: all 13 tasks up to date\n", True)
+    assert cpb(built, "plan")[3] is False  # the full run's record serves a plain run
 
 
 def test_an_edit_that_keeps_size_and_mtime_is_still_seen(built: Path) -> None:
