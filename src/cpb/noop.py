@@ -38,7 +38,7 @@ from . import __version__
 from .errors import EXIT_INTERRUPTED, CpbError
 from .podman import ImageStore
 from .runner import Runner
-from .state import STATE_DIR, StateDir, write_json_atomic
+from .state import STATE_DIR, StateDir, write_bytes_atomic
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -92,10 +92,11 @@ def record(project: Any, started_ns: int, tasks: int) -> bool:
         for ref in (build.digest_ref, build.version_ref, build.base_ref):
             if ref is not None:
                 images[ref] = snap.image_id(ref)
-    write_json_atomic(path, {
-        "format": FORMAT, "cpb": __version__, "spec": str(project.spec.file),
-        "environment": environment(), "lister": project.store.lister,
-        "pods": bool(project.spec.pods), "tasks": tasks, "files": files, "images": images})
+    data = {"format": FORMAT, "cpb": __version__, "spec": str(project.spec.file),
+            "environment": environment(), "lister": project.store.lister,
+            "pods": bool(project.spec.pods), "tasks": tasks, "files": files, "images": images}
+    # compact: thousands of entries, written and read by machines only
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
     return True
 
 
