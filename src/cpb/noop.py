@@ -32,13 +32,16 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, CpbError
 from .podman import ImageStore
 from .runner import Runner
 from .state import STATE_DIR, StateDir, write_bytes_atomic
+
+if TYPE_CHECKING:  # the fast path must not import the pipeline
+    from .project import Project
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -64,7 +67,7 @@ def _stat(path: str) -> list[int] | None:
 
 # -- writing the record (the full path, after finding nothing to do) -----------
 
-def record(project: Any, started_ns: int, tasks: int) -> bool:
+def record(project: Project, started_ns: int, tasks: int) -> bool:
     """Write .cpb/noop.json for a project where all `tasks` were up to date.
 
     `started_ns` is `time.time_ns()` before the spec was read. Returns False
@@ -105,7 +108,7 @@ def forget(project_root: Path) -> None:
     (project_root / STATE_DIR / RECORD).unlink(missing_ok=True)
 
 
-def _inputs(project: Any) -> Iterable[str]:
+def _inputs(project: Project) -> Iterable[str]:
     from .cekit import cekit_dist_info
     from .modules import PROJECT_MODULES
     from .render import TEMPLATE

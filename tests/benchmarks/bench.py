@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import io
 import os
 import platform
 import pstats
@@ -29,6 +30,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -240,6 +242,28 @@ def count_noop(root: Path) -> tuple[dict[str, int], dict[str, int]]:
     return dict(plan_runner.started), dict(build_runner.started)
 
 
+def count_fast(root: Path) -> dict[str, int]:
+    """Processes started by the fast path of a no-op `cpb plan` (in-process)."""
+    import cpb.noop
+
+    started: dict[str, int] = {}
+
+    class Counting(Runner):
+        def run(self, args: Sequence[str], **kwargs: Any) -> str:
+            started[Path(args[0]).name] = started.get(Path(args[0]).name, 0) + 1
+            return super().run(args, **kwargs)
+
+    real, cpb.noop.Runner = cpb.noop.Runner, Counting  # type: ignore[misc]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = cpb.noop.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
+    finally:
+        cpb.noop.Runner = real  # type: ignore[misc]
+    if code != 0:
+        raise RuntimeError(f"the fast path did not answer a no-op plan in {root}")
+    return started
+
+
 def external(counts: dict[str, int]) -> int:
     return sum(n for k, n in counts.items() if k in ("podman", "skopeo", "cekit", "buildah"))
 
@@ -284,12 +308,17 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
                   fmt_s(m[what]), f"< {NOOP_LIMIT_S} s", m[what] < NOOP_LIMIT_S)
         bench.add("noop", f"{label}, full path / bare doit", f"{m[what] / m['doit']:.2f}x")
     plan_big, build_big = count_noop(root)
+    fast_big = count_fast(root)
     small_root, _ = synthetic_project(bench, small, f"noop{small}")
     setup_built(small_root)
+    settle(small_root)
     plan_small, build_small = count_noop(small_root)
-    for what, big, little in (("plan", plan_big, plan_small), ("build", build_big, build_small)):
+    fast_small = count_fast(small_root)
+    for what, big, little in (("plan (fast path)", fast_big, fast_small),
+                              ("plan (full path)", plan_big, plan_small),
+                              ("build (full path)", build_big, build_small)):
         constant = external(big) == external(little) and external(big) <= 2
-        bench.add("noop", f"processes of a no-op {what} (full path): {images} vs {small} images",
+        bench.add("noop", f"processes of a no-op {what}: {images} vs {small} images",
                   f"{big} vs {little}", "same, <= 2", constant)
     if profile:
         profile_noop(root)
