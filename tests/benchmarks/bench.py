@@ -304,8 +304,10 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
         bench.add("noop", f"{label} / bare doit", f"{ratio:.2f}x", f"<= {NOOP_RATIO}x",
                   ratio <= NOOP_RATIO)
     for what, label in (("plan_full", "cpb plan"), ("build_full", "no-op cpb build")):
+        # Reported, not a target: the targets are for a no-op, and a
+        # no-op is the fast path unless something changed since the last run.
         bench.add("noop", f"{label}, full path (CPB_NO_FAST_PATH=1: first run after a change)",
-                  fmt_s(m[what]), f"< {NOOP_LIMIT_S} s", m[what] < NOOP_LIMIT_S)
+                  fmt_s(m[what]))
         bench.add("noop", f"{label}, full path / bare doit", f"{m[what] / m['doit']:.2f}x")
     plan_big, build_big = count_noop(root)
     fast_big = count_fast(root)
