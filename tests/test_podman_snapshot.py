@@ -94,3 +94,17 @@ def test_labels_of_inspects_only_what_was_not_read() -> None:
     assert store.labels_of(["aaa", "bbb"]) == {"aaa": {"io.cpb.digest": "d1"},
                                                "bbb": {"io.cpb.digest": "d2"}}
     assert [c for c in runner.calls if c[1] == "image"] == [["podman", "image", "inspect", "bbb"]]
+
+
+def test_an_image_whose_labels_cannot_be_read_is_not_trusted_by_its_tag() -> None:
+    runner = FakePodman()
+    store = ImageStore(runner, lister="buildah")
+    snap = store.snapshot()
+    assert snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")  # listed, labels not read yet
+
+    def failing(args: Sequence[str], **kw: Any) -> str:
+        raise CommandFailed(args, 125, "image not known", None)
+
+    runner.run = failing  # type: ignore[method-assign]
+    assert store.labels_of(["ccc"]) == {"ccc": {}}
+    assert not snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import sys
@@ -393,9 +392,4 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
 
 def entry() -> None:
     """The full CLI without the no-op fast path (the console script is noop.entry)."""
-    code = main()
-    if code == EXIT_INTERRUPTED:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    noop.exit_with(main())

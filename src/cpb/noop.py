@@ -32,7 +32,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from . import __version__
 from .errors import EXIT_INTERRUPTED, CpbError
@@ -259,9 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return full_main(args, started_ns=started)
 
 
-def entry() -> None:
-    """The console script `cpb` and `python -m cpb`."""
-    code = main()
+def exit_with(code: int) -> NoReturn:
     if code == EXIT_INTERRUPTED:
         # doit's worker threads may still wait for work that will never come;
         # everything is on disk, so do not wait for them.
@@ -269,3 +267,8 @@ def entry() -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def entry() -> None:
+    """The console script `cpb` and `python -m cpb`."""
+    exit_with(main())

@@ -197,8 +197,11 @@ class ImageStore:
                 entries = json.loads(self.runner.run([PODMAN, "image", "inspect", *unknown],
                                                      timeout=120) or "[]")
             except (CommandFailed, ValueError):
-                entries = []  # removed meanwhile: shown without a digest
+                entries = []  # one was removed meanwhile, or podman failed
             with self._lock:
+                for image_id in unknown:
+                    # not read: no labels, so no digest label to trust it by
+                    snap.labels[image_id] = {}
                 for entry in entries:
                     snap.labels[entry.get("Id", "")] = entry.get("Labels") or {}
         return {i: snap.labels.get(i, {}) for i in image_ids}
