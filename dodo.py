@@ -4,7 +4,7 @@
     doit unit        only the fast unit tests
     doit lint        ruff and mypy
     doit schema      regenerate src/cpb/cpb.schema.json from src/cpb/schema.py
-    doit bench       the benchmark (tests/benchmarks/bench.py, ~15 min; docs/benchmarks.md)
+    doit bench       the benchmark (tests/benchmarks/bench.py, ~9 min; docs/benchmarks.md)
 """
 
 from __future__ import annotations
