@@ -46,8 +46,8 @@ from .project import Project, open_project
 from .resources import templates_dir
 from .runner import Runner, stop_running
 from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
-from .spec import SPEC_FILE, find_spec_file, url_file_name
-from .state import prepare_dep_file
+from .spec import url_file_name
+from .state import SPEC_FILE, find_spec_file, prepare_dep_file
 from .tasks import repair_records
 
 log = logging.getLogger("cpb")

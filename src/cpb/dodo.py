@@ -16,8 +16,7 @@ from doit.exceptions import InvalidDodoFile
 from .doitapp import doit_config, task_dicts
 from .errors import CpbError
 from .project import open_project
-from .spec import find_spec_file
-from .state import prepare_dep_file
+from .state import find_spec_file, prepare_dep_file
 
 __all__ = ["DOIT_CONFIG", "task_cpb"]
 

@@ -38,14 +38,13 @@ from . import __version__
 from .errors import EXIT_INTERRUPTED, CpbError
 from .podman import ImageStore
 from .runner import Runner
-from .state import STATE_DIR, StateDir, write_bytes_atomic
+from .state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic
 
 if TYPE_CHECKING:  # the fast path must not import the pipeline
     from .project import Project
 
 RECORD = "noop.json"
 FORMAT = 1
-SPEC_FILE = "cpb.yaml"
 DISABLE_ENV = "CPB_NO_FAST_PATH"
 RACY_MARGIN_NS = 2_000_000_000  # coarse file-system clocks: stay well clear
 
@@ -80,11 +79,12 @@ def record(project: Project, started_ns: int, tasks: int) -> bool:
     path = state.root / RECORD
     if not state.root.is_dir():
         return False  # a plan in a fresh checkout writes nothing
-    if cekit_dist_info() is None:
+    cekit = cekit_dist_info()
+    if cekit is None:
         # cekit's version came from `cekit --version`: no file tells of an upgrade
         path.unlink(missing_ok=True)
         return False
-    files = {p: _stat(p) for p in sorted(set(_inputs(project)))}
+    files = {p: _stat(p) for p in sorted({cekit, *_inputs(project)})}
     limit = started_ns - RACY_MARGIN_NS
     if any(st is not None and st[2] >= limit for st in files.values()):
         path.unlink(missing_ok=True)
@@ -109,7 +109,8 @@ def forget(project_root: Path) -> None:
 
 
 def _inputs(project: Project) -> Iterable[str]:
-    from .cekit import cekit_dist_info
+    """Every file and folder whose stat stands for what the run read (cekit's
+    metadata folder aside: record() adds it)."""
     from .modules import PROJECT_MODULES
     from .render import TEMPLATE
     from .resources import builtin_modules_dir, templates_dir
@@ -119,7 +120,6 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
     yield str(builtin_modules_dir())
     yield str(templates_dir() / TEMPLATE)
-    yield cekit_dist_info() or "cekit: version not from an installed distribution"
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
     yield from (str(p) for p in sorted(Path(__file__).parent.glob("*.py")))
@@ -176,13 +176,6 @@ def _parse(argv: Sequence[str]) -> tuple[Path | None, str, bool] | None:
     return spec, command, exit_code
 
 
-def _find_spec(start: Path) -> Path | None:
-    for folder in (start, *start.parents):
-        if (folder / SPEC_FILE).is_file():
-            return folder / SPEC_FILE
-    return None
-
-
 def unchanged(record_file: Path, spec: Path, command: str) -> int | None:
     """The number of tasks, all up to date, if nothing changed since the record."""
     try:
@@ -220,7 +213,7 @@ def fast_path(argv: Sequence[str]) -> int | None:
         return None
     spec, command, _ = parsed
     try:
-        spec = (spec or _find_spec(Path.cwd()) or Path(SPEC_FILE)).resolve()
+        spec = (spec or find_spec_file(Path.cwd())).resolve()  # SpecError: full path
         state = StateDir(spec.parent)
         record_file = state.root / RECORD
         if not record_file.is_file():

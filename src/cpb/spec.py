@@ -22,7 +22,6 @@ from .podspec import PodSpec, build_pods
 from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
 from .yamlload import Located, Mark, load_yaml
 
-SPEC_FILE = "cpb.yaml"
 # cekit keys cpb owns: letting the escape hatch change them would break the
 # image's identity (its name, tags and the parent edge of the graph).
 RESERVED_CEKIT_KEYS = ("name", "version", "from", "schema_version")
@@ -123,16 +122,6 @@ class ProjectSpec:
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
         return (str(self.file.name), mark.line if mark else 0, mark.column if mark else 0)
-
-
-def find_spec_file(start: Path) -> Path:
-    """cpb.yaml in `start` or the nearest folder above it."""
-    start = start.resolve()
-    for folder in (start, *start.parents):
-        candidate = folder / SPEC_FILE
-        if candidate.is_file():
-            return candidate
-    raise SpecError(f"no {SPEC_FILE} here or in any folder above {start}")
 
 
 def load_spec(path: Path, *, builtin_modules: Path | None = None) -> ProjectSpec:

@@ -18,10 +18,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, StateLocked
+from .errors import EnvironmentProblem, SpecError, StateLocked
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
+SPEC_FILE = "cpb.yaml"
+
+
+def find_spec_file(start: Path) -> Path:
+    """cpb.yaml in `start` or the nearest folder above it."""
+    start = start.resolve()
+    for folder in (start, *start.parents):
+        candidate = folder / SPEC_FILE
+        if candidate.is_file():
+            return candidate
+    raise SpecError(f"no {SPEC_FILE} here or in any folder above {start}")
 
 
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
