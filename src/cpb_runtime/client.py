@@ -181,9 +181,10 @@ class Client:
             raise UnknownJob(f"job {job_id}: {reply.error}")
         return reply
 
-    async def workers(self, kind: str = "") -> tuple[p.WorkerInfo, ...]:
+    async def workers(self, kind: str = "", *, patience_s: float = 5.0) -> tuple[p.WorkerInfo, ...]:
+        """The live workers (of one kind, or all), as MajorDomo knows them."""
         reply = await self._ask(p.WORKERS, p.WorkersQuery(kind), p.WorkersReply,
-                                patience_s=min(self.patience_s, 5.0), what="listing workers")
+                                patience_s=patience_s, what="listing workers")
         return reply.workers
 
     # --- following a job --------------------------------------------------------

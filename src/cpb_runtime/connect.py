@@ -13,7 +13,6 @@ import contextlib
 import logging
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
 
 from cpb_runtime.errors import Unreachable
@@ -22,7 +21,7 @@ from cpb_runtime.settings import NatsSettings
 log = logging.getLogger("cpb_runtime.connect")
 
 
-def _callbacks(name: str) -> dict[str, Any]:
+def _callbacks(name: str, nc: NATS) -> dict[str, Any]:
     state = {"errors": 0}
 
     async def error_cb(exc: Exception) -> None:
@@ -32,7 +31,8 @@ def _callbacks(name: str) -> dict[str, Any]:
             log.warning("%s: NATS: %s: %s", name, type(exc).__name__, exc or "(no detail)")
 
     async def disconnected_cb() -> None:
-        log.warning("%s: disconnected from NATS", name)
+        if not (nc.is_closed or nc.is_draining):  # not our own close()
+            log.warning("%s: disconnected from NATS", name)
 
     async def reconnected_cb() -> None:
         state["errors"] = 0
@@ -51,6 +51,7 @@ async def connect(settings: NatsSettings | None = None, *, name: str,
     attempts, then allow ``reconnect_attempts`` reconnections (about one a second).
     """
     settings = settings or NatsSettings.from_env()
+    nc = NATS()
     options: dict[str, Any] = {
         "servers": [settings.url],
         "name": name,
@@ -58,10 +59,10 @@ async def connect(settings: NatsSettings | None = None, *, name: str,
         "reconnect_time_wait": 1 if long_lived else 0.5,
         "max_reconnect_attempts": -1 if long_lived else 2,
         "tls": settings.tls_context(),
-        **_callbacks(name),
+        **_callbacks(name, nc),
     }
     try:
-        nc = await nats.connect(**options)
+        await nc.connect(**options)
     except Exception as exc:  # nats-py raises NoServersError, OSError, TimeoutError...
         raise Unreachable(f"cannot reach NATS at {settings.url}: "
                           f"{type(exc).__name__} {exc}".strip()) from None

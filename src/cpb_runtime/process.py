@@ -53,6 +53,13 @@ async def _read_tail(stream: asyncio.StreamReader | None, into: bytearray) -> No
             del into[:-TAIL_BYTES]
 
 
+async def _exit_status(proc: asyncio.subprocess.Process) -> None:
+    delay = 0.01
+    while proc.returncode is None:
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.2)
+
+
 def _kill_group(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
@@ -112,16 +119,19 @@ class TaskProcess:
 
     async def _wait(self, proc: asyncio.subprocess.Process) -> str:
         exited = asyncio.ensure_future(proc.wait())
+        # asyncio's wait() also waits for the pipes to close, which a leftover
+        # grandchild can hold open for ever: watch the exit status as well.
+        polled = asyncio.ensure_future(_exit_status(proc))
         killed = asyncio.ensure_future(self._killed.wait())
         try:
-            done, _ = await asyncio.wait({exited, killed}, timeout=self.timeout,
+            done, _ = await asyncio.wait({exited, polled, killed}, timeout=self.timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
-            killed.cancel()
-            if not exited.done():
-                exited.cancel()
-            await asyncio.gather(exited, killed, return_exceptions=True)
-        if exited in done:
+            for fut in (exited, polled, killed):
+                if not fut.done():
+                    fut.cancel()
+            await asyncio.gather(exited, polled, killed, return_exceptions=True)
+        if exited in done or polled in done:
             return ""
         if killed in done:
             return self._kill_reason

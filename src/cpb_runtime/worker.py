@@ -131,7 +131,7 @@ class Worker:
     async def _fetch_loop(self) -> None:
         sub = await self._bind()
         while sub is not None and not self.stopping.is_set():
-            free = self.settings.slots - len(self.active)
+            free = self.settings.slots - len(self._runs)  # _runs: counted at once
             if free <= 0:
                 self._slot_freed.clear()
                 await self._wait_either(self._slot_freed.wait())
