@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from cpb_runtime import protocol as p
@@ -34,6 +35,17 @@ class Job:
     cancel_deadline: float | None = None  # monotonic; running tasks of a cancelled job
     finished_at: float | None = None  # monotonic, when it became final here
     dirty: bool = False  # counts changed since the last progress event
+    tally: Counter[str] = field(default_factory=Counter)  # tasks by state, kept up to date
+
+    def __post_init__(self) -> None:
+        self.tally = Counter(self.state_of(i) for i in range(self.record.total))
+
+    def _moved(self, index: int, before: str) -> None:
+        after = self.state_of(index)
+        if after != before:
+            self.tally[before] -= 1
+            self.tally[after] += 1
+            self.dirty = True
 
     @property
     def job_id(self) -> str:
@@ -52,7 +64,9 @@ class Job:
         return "running" if index in self.running else "pending"
 
     def counts(self) -> p.Counts:
-        return p.count_states(self.state_of(i) for i in range(self.record.total))
+        t = self.tally
+        return p.Counts(total=self.record.total, pending=t["pending"], running=t["running"],
+                        succeeded=t["succeeded"], failed=t["failed"], cancelled=t["cancelled"])
 
     def unfinished(self) -> list[int]:
         return [i for i in range(self.record.total) if i not in self.results]
@@ -66,13 +80,16 @@ class Job:
         if self.valid_index(index) and index not in self.results:
             current = self.running.get(index)
             if current is None or (current.worker, current.attempt) != (worker, attempt):
+                before = self.state_of(index)
                 self.running[index] = Running(worker, attempt, time.monotonic())
-                self.dirty = True
+                self._moved(index, before)
 
     def mark_lost(self, index: int) -> None:
         """Its worker is gone: JetStream will deliver it again, so it is pending."""
-        if self.running.pop(index, None) is not None:
-            self.dirty = True
+        if index in self.running:
+            before = self.state_of(index)
+            del self.running[index]
+            self._moved(index, before)
 
     def accept(self, result: p.TaskResult) -> bool:
         """Record a terminal result; False when it is a duplicate or out of range."""
@@ -80,22 +97,25 @@ class Job:
             return False
         if result.name != self.task_name(result.index):
             result = dataclasses.replace(result, name=self.task_name(result.index))
+        before = self.state_of(result.index)
         self.results[result.index] = result
         self.running.pop(result.index, None)
-        self.dirty = True
+        self._moved(result.index, before)
         return True
 
     def forget(self, index: int) -> None:
         """Undo accept() when the result could not be stored."""
-        self.results.pop(index, None)
+        if index in self.results:
+            before = self.state_of(index)
+            del self.results[index]
+            self._moved(index, before)
 
     def cancel_waiting(self, now: float, grace_s: float) -> list[int]:
         """Cancel what has not started; running tasks get until the deadline to report."""
         dropped = []
         for index in self.unfinished():
             if index not in self.running:
-                self.results[index] = self.synthetic(index, "cancelled",
-                                                     "cancelled before it started")
+                self.accept(self.synthetic(index, "cancelled", "cancelled before it started"))
                 dropped.append(index)
         self.cancel_deadline = now + grace_s
         self.dirty = True
@@ -106,9 +126,8 @@ class Job:
         if self.cancel_deadline is None or now < self.cancel_deadline:
             return False
         for index in self.unfinished():
-            self.results[index] = self.synthetic(
-                index, "cancelled", "cancelled; its worker did not report the kill")
-        self.running.clear()
+            self.accept(self.synthetic(index, "cancelled",
+                                       "cancelled; its worker did not report the kill"))
         self.cancel_deadline = None
         self.dirty = True
         return True

@@ -44,6 +44,13 @@ def task_environment(task_env: Mapping[str, str],
     return env
 
 
+def scrub_environment() -> None:
+    """Take the CP_* settings out of this process's environment once they are read,
+    so that tasks inherit the rest as is (``env=None``: nothing to copy per task)."""
+    for name in [k for k in os.environ if k.startswith("CP_")]:
+        del os.environ[name]
+
+
 async def _read_tail(stream: asyncio.StreamReader | None, into: bytearray) -> None:
     if stream is None:
         return
@@ -68,11 +75,12 @@ def _kill_group(pgid: int) -> None:
 class TaskProcess:
     """One run of a task; ``kill(reason)`` ends it early from another coroutine."""
 
-    def __init__(self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
-                 timeout: float) -> None:
+    def __init__(self, argv: Sequence[str], *, cwd: str | None,
+                 env: Mapping[str, str] | None, timeout: float) -> None:
+        """``env`` None: this process's own environment."""
         self.argv = tuple(argv)
         self.cwd = cwd
-        self.env = dict(env)
+        self.env = dict(env) if env is not None else None
         self.timeout = timeout
         self.pid: int | None = None
         self._kill_reason = ""

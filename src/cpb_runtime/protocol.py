@@ -546,9 +546,19 @@ def decode(cls: type[T], data: bytes, *, versioned: bool = True) -> T:
     return _from_wire(cls, obj, ())  # type: ignore[no-any-return]
 
 
+_PLAIN = (str, int, float, bool, type(None))
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def _to_wire(value: object) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_wire(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    if cls in _PLAIN:
+        return value
+    names = _FIELDS.get(cls)
+    if names is None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
+    if names is not None:
+        return {name: _to_wire(getattr(value, name)) for name in names}
     if isinstance(value, tuple | list):
         return [_to_wire(v) for v in value]
     if isinstance(value, Mapping):
@@ -556,20 +566,21 @@ def _to_wire(value: object) -> Any:
     return value
 
 
-_HINTS: dict[type, dict[str, Any]] = {}
+# Decoding: one checking function per type, made once from the dataclasses' hints.
+Path_ = tuple[PathPart, ...]
+Decoder = Callable[[Any, Path_], Any]
+_DECODERS: dict[Any, Decoder] = {}
 
 
-def _hints(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
+def _bad(path: Path_, expected: str, value: Any) -> ProtocolError:
+    return ProtocolError(f"{format_path(path)}: expected {expected}, got {value!r:.80}")
 
 
-def _job_from_wire(obj: Any, path: tuple[PathPart, ...]) -> JobSpec:
+def _job_from_wire(obj: Any, path: Path_) -> JobSpec:
     return parse_job(obj)
 
 
-def _field_error_from_wire(obj: Any, path: tuple[PathPart, ...]) -> FieldError:
+def _field_error_from_wire(obj: Any, path: Path_) -> FieldError:
     if not isinstance(obj, dict) or not isinstance(obj.get("message"), str) or not isinstance(
             obj.get("path"), list):
         raise ProtocolError(f"{format_path(path)}: not a field error")
@@ -577,68 +588,76 @@ def _field_error_from_wire(obj: Any, path: tuple[PathPart, ...]) -> FieldError:
     return FieldError(parts, obj["message"])
 
 
-_CUSTOM: dict[type, Callable[[Any, tuple[PathPart, ...]], Any]] = {
-    JobSpec: _job_from_wire,
-    FieldError: _field_error_from_wire,
-}
+def _plain_decoder(tp: type, expected: str) -> Decoder:
+    def decode_plain(value: Any, path: Path_) -> Any:
+        if type(value) is tp:
+            return value
+        if tp is float and type(value) is int:
+            return float(value)
+        raise _bad(path, expected, value)
+    return decode_plain
 
 
-def _from_wire(tp: Any, value: Any, path: tuple[PathPart, ...]) -> Any:
-    def bad(expected: str) -> ProtocolError:
-        return ProtocolError(f"{format_path(path)}: expected {expected}, got {value!r:.80}")
+def _from_wire(tp: Any, value: Any, path: Path_) -> Any:
+    decoder = _DECODERS.get(tp)
+    if decoder is None:
+        decoder = _DECODERS[tp] = _make_decoder(tp)
+    return decoder(value, path)
 
-    if tp in _CUSTOM:
-        return _CUSTOM[tp](value, path)
-    origin = typing.get_origin(tp)
+
+def _make_decoder(tp: Any) -> Decoder:
+    if tp is JobSpec:
+        return _job_from_wire
+    if tp is FieldError:
+        return _field_error_from_wire
+    plain = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+    if tp in plain:
+        return _plain_decoder(tp, plain[tp])
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise bad("a value")
         (inner,) = [a for a in args if a is not type(None)]
-        return _from_wire(inner, value, path)
+
+        def decode_optional(value: Any, path: Path_) -> Any:
+            return None if value is None else _from_wire(inner, value, path)
+        return decode_optional
     if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad(" or ".join(map(repr, typing.get_args(tp))))
-        return value
+        def decode_literal(value: Any, path: Path_) -> Any:
+            if value not in args:
+                raise _bad(path, " or ".join(map(repr, args)), value)
+            return value
+        return decode_literal
     if origin is tuple:
-        if not isinstance(value, list):
-            raise bad("a list")
-        (inner, _) = typing.get_args(tp)
-        return tuple(_from_wire(inner, v, (*path, i)) for i, v in enumerate(value))
+        item = args[0]
+
+        def decode_tuple(value: Any, path: Path_) -> Any:
+            if not isinstance(value, list):
+                raise _bad(path, "a list", value)
+            return tuple(_from_wire(item, v, (*path, i)) for i, v in enumerate(value))
+        return decode_tuple
     if origin in (Mapping, dict):
-        if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-            raise bad("a mapping of strings")
-        return dict(value)
+        def decode_mapping(value: Any, path: Path_) -> Any:
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise _bad(path, "a mapping of strings", value)
+            return dict(value)
+        return decode_mapping
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise bad("an object")
-        hints = _hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                kwargs[f.name] = _from_wire(hints[f.name], value[f.name], (*path, f.name))
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{format_path((*path, f.name))}: missing")
-        return typing.cast(Any, tp)(**kwargs)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad("true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad("a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad("a string")
-        return value
+        hints = typing.get_type_hints(tp)
+        fields = [(f.name, hints[f.name], f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING) for f in dataclasses.fields(tp)]
+        make = typing.cast(Any, tp)
+
+        def decode_dataclass(value: Any, path: Path_) -> Any:
+            if not isinstance(value, dict):
+                raise _bad(path, "an object", value)
+            kwargs = {}
+            for name, hint, required in fields:
+                if name in value:
+                    kwargs[name] = _from_wire(hint, value[name], (*path, name))
+                elif required:
+                    raise ProtocolError(f"{format_path((*path, name))}: missing")
+            return make(**kwargs)
+        return decode_dataclass
     raise TypeError(f"no wire decoder for {tp!r}")  # a bug here, not bad input
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -31,7 +32,7 @@ from nats.js.errors import NotFoundError
 from cpb_runtime import protocol as p
 from cpb_runtime.connect import close, connect
 from cpb_runtime.errors import ConfigError, ProtocolError
-from cpb_runtime.process import ProcessOutcome, TaskProcess, task_environment
+from cpb_runtime.process import ProcessOutcome, TaskProcess, scrub_environment
 from cpb_runtime.settings import NatsSettings, WorkerSettings, configure_logging
 
 log = logging.getLogger("cpb_runtime.worker")
@@ -194,8 +195,9 @@ class Worker:
         if key in self.active:  # a redelivery of what we run: our in_progress got lost
             await msg.in_progress()
             return
-        process = TaskProcess(task.argv, cwd=task.workdir, env=task_environment(task.env),
-                              timeout=task.timeout)
+        # CP_* settings were scrubbed from os.environ at start: tasks inherit the rest.
+        env = {**os.environ, **task.env} if task.env else None
+        process = TaskProcess(task.argv, cwd=task.workdir, env=env, timeout=task.timeout)
         if task.job_id in self.cancelled_jobs:
             process.kill("cancelled before it started")
         self.active[key] = _Active(task, attempt, process)
@@ -295,7 +297,22 @@ class Worker:
         await self.nc.publish(p.heartbeat_subject(s.kind, s.name), p.encode(beat))
 
 
+def _watch_children_with_pidfds() -> None:
+    """Python 3.11's asyncio starts a thread per child process to wait for it; a pidfd
+    in the event loop does the same without threads (3.12+ does this by itself)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an old kernel, or a sandbox that forbids it
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+
 async def serve(settings: WorkerSettings, nats_settings: NatsSettings | None = None) -> None:
+    _watch_children_with_pidfds()
     nc = await connect(nats_settings, name=f"worker {settings.name}", long_lived=True)
     worker = Worker(nc, settings)
     loop = asyncio.get_running_loop()
@@ -324,6 +341,7 @@ def main(argv: Sequence[str] | None = None, default_kind: str | None = None) -> 
     except ConfigError as exc:
         print(f"cpb_runtime.worker: {exc}", file=sys.stderr)
         return 2
+    scrub_environment()  # the NATS URL and key files are this worker's, not its tasks'
     asyncio.run(serve(settings, nats_settings))
     return 0
 
