@@ -124,11 +124,11 @@ class Client:
                 return p.decode(reply_type, reply.data)
             except _NO_ANSWER as exc:
                 if self.nc.is_closed or time.monotonic() + delay > give_up:
-                    reason = "no answer" if not isinstance(exc, NoRespondersError) else (
-                        "MajorDomo is not running")
-                    raise LostContact(
-                        getattr(message, "job_id", ""),
-                        f"{what or subject}: {reason} for {patience_s:g} s") from None
+                    reason = ("MajorDomo is not running" if isinstance(exc, NoRespondersError)
+                              else "MajorDomo does not answer")
+                    raise LostContact(getattr(message, "job_id", ""),
+                                      f"{what or subject}: {reason} "
+                                      f"(waited {patience_s:g} s)") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -274,6 +274,9 @@ class JobWatch:
             self._seen.add(result.index)
             new = (result,)
         self._done = final
+        if not final and self._last is not None and (
+                counts.finished < self._last[1].finished):
+            counts = self._last[1]  # an older event overtaken by a status poll
         if not new and not final and self._last == (state, counts):
             return None
         self._last = (state, counts)

@@ -91,6 +91,8 @@ class MajorDomo:
         for job in list(self.jobs.values()):
             if job.record.state == "submitting":
                 self._loops.append(asyncio.create_task(self._resume_submission(job)))
+        for job in list(self.jobs.values()):
+            await self._maybe_finish(job)  # all results were in when the last one stopped
         log.info("ready: %d unfinished job(s) reloaded", len(self.jobs))
 
     async def stop(self) -> None:
@@ -275,6 +277,7 @@ class MajorDomo:
             await self._put_record(job)
             self.jobs[job_id] = job
             await self._publish_tasks(job)
+            await self._maybe_finish(job)  # tiny tasks may all be done already
         except Exception as exc:
             log.exception("job %s: could not accept", job_id)
             return p.SubmitReply(False, job_id, error=f"could not accept the job: {exc}")
@@ -299,6 +302,7 @@ class MajorDomo:
         try:
             await self.ensure_consumer(job.spec.kind)
             await self._publish_tasks(job)
+            await self._maybe_finish(job)
             log.info("job %s: submission resumed after a restart", job.job_id)
         except Exception:
             log.exception("job %s: could not resume its submission", job.job_id)

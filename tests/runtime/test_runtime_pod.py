@@ -128,6 +128,20 @@ def test_a_killed_workers_task_is_run_by_the_other_worker(pod: Pod) -> None:
 
 
 @pytest.mark.slow
+def test_a_task_longer_than_the_ack_wait_is_kept_alive_not_redelivered(pod: Pod) -> None:
+    log = pod.dir / "runs.txt"
+    job = {"kind": "test", "tasks": [logged_task(log, "long", 5.0)]}  # ack wait: 2 s
+
+    async def scenario() -> JobOutcome:
+        async with await start(pod, "w1", "w2") as client:
+            return await client.run(job)
+
+    (result,) = run(scenario()).results
+    assert (result.state, result.attempt) == ("succeeded", 1)
+    assert runs_of(log) == Counter({"long": 1})
+
+
+@pytest.mark.slow
 def test_a_hanging_task_is_killed_with_its_process_group_at_its_timeout(pod: Pod) -> None:
     pidfile = pod.dir / "child.pid"
     code = (f"import subprocess; c = subprocess.Popen(['sleep', '60']); "
