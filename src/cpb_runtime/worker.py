@@ -126,7 +126,7 @@ class Worker:
                          consumer, ack_wait, self.settings.slots)
                 await self._heartbeat()
                 return sub
-            await self._sleep_unless_stopping(0.5)
+            await self._sleep_unless_stopping(0.25)
         return None
 
     async def _fetch_loop(self) -> None:

@@ -76,7 +76,7 @@ async def _no_messages(client: Client, stream: str) -> bool:
 
 def test_two_workers_share_a_job_and_no_task_runs_twice(pod: Pod) -> None:
     log = pod.dir / "runs.txt"
-    job = {"kind": "test", "tasks": [logged_task(log, f"t{i}", 0.05) for i in range(40)]}
+    job = {"kind": "test", "tasks": [logged_task(log, f"t{i}", 0.05) for i in range(24)]}
 
     async def scenario() -> JobOutcome:
         async with await start(pod, "w1", "w2") as client:
@@ -85,7 +85,7 @@ def test_two_workers_share_a_job_and_no_task_runs_twice(pod: Pod) -> None:
     outcome = run(scenario())
     assert outcome.state == "succeeded"
     assert {r.worker for r in outcome.results} == {"w1", "w2"}
-    assert runs_of(log) == Counter({f"t{i}": 1 for i in range(40)})
+    assert runs_of(log) == Counter({f"t{i}": 1 for i in range(24)})
     assert all(r.attempt == 1 for r in outcome.results)
 
 
@@ -304,6 +304,36 @@ def test_cancel_drops_waiting_tasks_and_kills_running_ones(pod: Pod) -> None:
                 "cancelled while running", -9, "w1")
     wait_until(lambda: all(pid_gone(pid) for pid in pids.values()), 5, "the tasks to die")
     assert tasks_left == 0
+
+
+@pytest.mark.slow
+def test_a_stopping_worker_finishes_short_tasks_and_hands_long_ones_back(pod: Pod) -> None:
+    log = pod.dir / "runs.txt"
+    job = {"kind": "test", "tasks": [logged_task(log, "short", 0.5), logged_task(log, "long", 3)]}
+
+    async def scenario() -> tuple[JobOutcome, int | None]:
+        pod.start_majordomo(CP_ACK_WAIT="20")
+        pod.start_worker("w1", slots=2, CP_WORKER_DRAIN_TIMEOUT="1")
+        async with await pod.client() as client:
+            await pod.wait_ready(client, "w1")
+            running = asyncio.create_task(client.run(job))
+
+            async def both_running() -> bool:
+                return sum(w.running for w in await client.workers()) == 2
+
+            await wait_until_async(both_running, 10, "both tasks running on w1")
+            pod.start_worker("w2", slots=2)
+            pod.kill("w1", signal.SIGTERM)
+            outcome = await asyncio.wait_for(running, 30)
+            return outcome, pod.procs["w1"].wait(5)
+
+    outcome, exit_code = run(scenario())
+    short, long = outcome.results
+    assert exit_code == 0
+    assert (short.state, short.worker, short.attempt) == ("succeeded", "w1", 1)
+    # handed back (nak) at the drain timeout, not after the 20 s ack wait
+    assert (long.state, long.worker, long.attempt) == ("succeeded", "w2", 2)
+    assert runs_of(log) == Counter({"short": 1, "long": 1})
 
 
 def test_the_client_gives_up_when_majordomo_never_comes_back(pod: Pod) -> None:
