@@ -68,8 +68,14 @@ async def _exit_status(proc: asyncio.subprocess.Process) -> None:
 
 
 def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    """SIGKILL a task's process group (its leader's pid is the group id)."""
+    try:
         os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group is empty: the task and everything it started are gone
+    except PermissionError:  # a member changed its credentials: at least the leader
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pgid, signal.SIGKILL)
 
 
 class TaskProcess:
@@ -113,10 +119,10 @@ class TaskProcess:
         finally:
             # Whatever happened (exit, timeout, kill, our own cancellation), nothing
             # of the task's process group survives it.
+            # (Not proc.kill(): Popen reaps the child itself there, and asyncio's
+            # child watcher then reports exit status 255.)
             _kill_group(proc.pid)
             if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
                 await asyncio.shield(proc.wait())
             _done, pending = await asyncio.wait(readers, timeout=_PIPE_GRACE_S)
             for reader in pending:
