@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from cpb.adapters.fetch import ArtifactCache
 from cpb.errors import SpecError
-from cpb.fetch import ArtifactCache
-from cpb.plan import make_plan
 from cpb.project import Project, open_project
-from cpb.spec import load_spec
-from cpb.tasks import UPTODATE
+from cpb.spec.model import load_spec
+from cpb.tasks.images import UPTODATE
+from cpb.tasks.plan import make_plan
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -157,7 +157,7 @@ def test_fetch_is_skipped_when_every_image_using_it_is_built(tmp_path: Path) -> 
     runner = FakeRunner()
     project = open_project(make(tmp_path), runner=runner, cache=ArtifactCache(tmp_path / "c"))
     one = project.images["one"]
-    runner.add_image("sha256:1", [one.digest_ref], {"io.cpb.digest": one.digest})
+    runner.add_image("sha256:1", [one.digest_ref], {"io.cpb.resolve.digest": one.digest})
     project.store.invalidate()
     assert UPTODATE["fetch"](project, SUM_B)  # only `one` uses it, and it is built
     assert not UPTODATE["fetch"](project, SUM_A)  # base and two still need it

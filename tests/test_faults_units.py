@@ -16,15 +16,15 @@ from typing import Any
 
 import pytest
 
-from cpb.digest import FileHasher
-from cpb.doitapp import prepare_dep_file, run_doit
+from cpb.adapters.podman import ImageStore
+from cpb.adapters.runner import CommandFailed, Runner, stop_running
 from cpb.errors import EnvironmentProblem
-from cpb.plan import _well_formed
-from cpb.podman import ImageStore
 from cpb.project import open_project
-from cpb.runner import CommandFailed, Runner, stop_running
+from cpb.resolve.digest import FileHasher
 from cpb.state import StateDir
-from cpb.tasks import _run_build
+from cpb.tasks.doitapp import prepare_dep_file, run_doit
+from cpb.tasks.images import _run_build
+from cpb.tasks.plan import _well_formed
 from helpers import build_file_tree
 
 
@@ -58,14 +58,14 @@ RACE = ('Error: reading image "7e62": locating image with ID "7e62": image not k
 
 def test_image_listing_retries_a_race_with_a_concurrent_removal(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cpb.podman.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("cpb.adapters.podman.time.sleep", lambda seconds: None)
     runner = FlakyRunner(2, RACE)
     snap = ImageStore(runner, lister="podman").snapshot()
     assert snap.image_id("p/a:1") == "abc" and runner.calls == 3
 
 
 def test_image_listing_gives_up_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("cpb.podman.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("cpb.adapters.podman.time.sleep", lambda seconds: None)
     with pytest.raises(EnvironmentProblem, match="`podman images` failed: .*image not known"):
         ImageStore(FlakyRunner(99, RACE), lister="podman").snapshot()
     runner = FlakyRunner(10, "Error: permission denied")
@@ -258,8 +258,8 @@ def test_an_up_to_date_check_that_fails_is_not_a_traceback(tmp_path: Path,
 def test_run_doit_leaves_sys_stdout_as_it_found_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import sys
 
-    from cpb.doitapp import run_doit, task_dicts
     from cpb.project import open_project
+    from cpb.tasks.doitapp import run_doit, task_dicts
     from fakes import FakeRunner
     from helpers import build_file_tree
 

@@ -19,9 +19,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpb.cli import main
-from cpb.fetch import ArtifactCache, ArtifactsMissing, Download, FetchError, collect_downloads
-from cpb.spec import load_spec
+from cpb.adapters.fetch import (
+    ArtifactCache,
+    ArtifactsMissing,
+    Download,
+    FetchError,
+    collect_downloads,
+)
+from cpb.cli.app import main
+from cpb.spec.model import load_spec
 from helpers import build_file_tree
 from httpserver import FileServer, file_server
 

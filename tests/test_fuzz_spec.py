@@ -19,8 +19,8 @@ from hypothesis import strategies as st
 
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.schema import SCHEMA
-from cpb.spec import ProjectSpec, load_spec
+from cpb.spec.model import ProjectSpec, load_spec
+from cpb.spec.schema import SCHEMA
 from helpers import build_file_tree
 
 FILES = {

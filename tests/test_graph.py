@@ -5,7 +5,7 @@ from pathlib import Path
 import networkx as nx
 
 from cpb.graph import closure, expand_graph, image_order, ordered
-from cpb.spec import load_spec
+from cpb.spec.model import load_spec
 from helpers import build_file_tree
 
 SPEC = """

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.noop import RECORD, _parse, record
+from cpb.cli.fastpath import RECORD, _parse, record
 from cpb.project import open_project
 from fakes import FakeRunner
 from helpers import build_file_tree

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpb.plan import make_plan
 from cpb.project import open_project
+from cpb.tasks.plan import make_plan
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -29,7 +29,7 @@ def pretend_built(root: Path) -> FakeRunner:
     project = open_project(root / "cpb.yaml", runner=runner)
     for name, build in project.images.items():
         runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
-                         {"io.cpb.digest": build.digest})
+                         {"io.cpb.resolve.digest": build.digest})
         project.state.render_path(name).parent.mkdir(parents=True, exist_ok=True)
         project.state.render_path(name).write_text(build.descriptor)
         project.state.write_stamp(f"build:{name}", {"digest": build.digest,
@@ -94,7 +94,7 @@ def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: 
     runner = pretend_built(root)
     for image in runner.images:
         if image["Id"] == "id-leaf":
-            image["Labels"] = {"io.cpb.digest": "0" * 64}
+            image["Labels"] = {"io.cpb.resolve.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
     assert "build:leaf" in pending(root, runner)  # and it was not recorded as built
 
@@ -105,14 +105,14 @@ def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> N
     assert pending(root, runner) == {}  # records now name each image id
     for image in runner.images:
         if image["Id"] == "id-leaf":  # retagged by hand: another image, another label
-            image["Id"], image["Labels"] = "id-other", {"io.cpb.digest": "0" * 64}
+            image["Id"], image["Labels"] = "id-other", {"io.cpb.resolve.digest": "0" * 64}
     runner.calls.clear()
     assert "build:leaf" in pending(root, runner)
     assert runner.calls[1] == ["podman", "image", "inspect", "id-other"]
 
 
 def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -> None:
-    from cpb.tasks import repair_records
+    from cpb.tasks.images import repair_records
 
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)

@@ -12,14 +12,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cpb.cli import main
+from cpb.cli.app import main
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.kube import LABEL_DIGEST
-from cpb.plan import make_plan
-from cpb.pods import cluster_image_ref, cluster_yaml
 from cpb.project import open_project
-from cpb.spec import load_spec
+from cpb.resolve.kube import LABEL_DIGEST
+from cpb.spec.model import load_spec
+from cpb.tasks.plan import make_plan
+from cpb.tasks.pods import cluster_image_ref, cluster_yaml
 from fakes import FakeRunner
 from helpers import build_file_tree
 

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from cpb.adapters.registry import Registry, RegistryError, RegistryUnreachable, credentials_for
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.registry import Registry, RegistryError, RegistryUnreachable, credentials_for
-from cpb.spec import RegistrySpec, load_spec
+from cpb.spec.model import RegistrySpec, load_spec
 from helpers import build_file_tree
 
 DIGEST = "sha256:" + "ab" * 32
@@ -221,7 +221,7 @@ class NoPodman:
 def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from cpb import project as project_module
-    from cpb.plan import make_plan
+    from cpb.tasks.plan import make_plan
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a registry was asked")
@@ -239,7 +239,7 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
 
 def test_push_without_a_registry_is_a_spec_error(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from cpb.cli import main
+    from cpb.cli.app import main
 
     spec = spec_file(tmp_path)
     for argv in (["push"], ["build", "--push"], ["plan", "--push"]):

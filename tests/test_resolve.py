@@ -95,7 +95,7 @@ def test_rendered_descriptor_is_what_cekit_needs(tmp_path: Path) -> None:
     assert descriptor["name"] == "p/leaf"
     assert descriptor["from"] == mid.digest_ref == f"localhost/p/mid:cpb-{mid.digest[:12]}"
     labels = {entry["name"]: entry["value"] for entry in descriptor["labels"]}
-    assert labels["io.cpb.digest"] == leaf.digest
+    assert labels["io.cpb.resolve.digest"] == leaf.digest
     assert descriptor["modules"]["repositories"][0]["path"] == str(root / "modules/m2")
     assert descriptor["artifacts"][0]["path"] == str(root / "data/blob.bin")
     assert descriptor["help"] == {"add": True}  # the escape hatch, merged

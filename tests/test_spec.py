@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cpb.errors import GraphError, SpecError
-from cpb.spec import load_spec
+from cpb.spec.model import load_spec
 from helpers import build_file_tree
 
 GOOD = """

@@ -13,10 +13,10 @@ from typing import Any
 
 from doit.exceptions import InvalidDodoFile
 
-from .doitapp import doit_config, task_dicts
-from .errors import CpbError
-from .project import open_project
-from .state import find_spec_file, prepare_dep_file
+from cpb.errors import CpbError
+from cpb.project import open_project
+from cpb.state import find_spec_file, prepare_dep_file
+from cpb.tasks.doitapp import doit_config, task_dicts
 
 __all__ = ["DOIT_CONFIG", "task_cpb"]
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from .errors import GraphError
-from .spec import ProjectSpec
+from cpb.errors import GraphError
+from cpb.spec.model import ProjectSpec
 
 # Task kinds in the order they happen for one image. fetch:, push: and pod:
 # nodes join the same graph later.

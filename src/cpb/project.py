@@ -13,16 +13,16 @@ from pathlib import Path
 
 import networkx as nx
 
-from .digest import FileHasher
-from .fetch import ArtifactCache, Download, collect_downloads
-from .graph import expand_graph, image_order
-from .podman import DIGEST_LABEL, ImageStore, Snapshot
-from .pods import PodBuild, PodStore, resolve_pods
-from .registry import Registry
-from .resolve import ImageBuild, resolve_images
-from .runner import Runner
-from .spec import ProjectSpec, load_spec
-from .state import StateDir
+from cpb.adapters.fetch import ArtifactCache, Download, collect_downloads
+from cpb.adapters.podman import DIGEST_LABEL, ImageStore, Snapshot
+from cpb.adapters.registry import Registry
+from cpb.adapters.runner import Runner
+from cpb.graph import expand_graph, image_order
+from cpb.resolve.digest import FileHasher
+from cpb.resolve.images import ImageBuild, resolve_images
+from cpb.spec.model import ProjectSpec, load_spec
+from cpb.state import StateDir
+from cpb.tasks.pods import PodBuild, PodStore, resolve_pods
 
 
 @dataclass
@@ -47,7 +47,7 @@ class Project:
         Its digest tag `cpb-<digest12>` names the inputs. An image under that
         tag that cpb did not record making (another checkout, a CI runner
         sharing storage, a hand-made tag) must also carry the full digest as
-        its `io.cpb.digest` label: those are read once per listing, in one
+        its `io.cpb.resolve.digest` label: those are read once per listing, in one
         `podman image inspect`, and recorded so the next run need not ask.
         """
         build = self.images[image]

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem, SpecError, StateLocked
+from cpb.errors import EnvironmentProblem, SpecError, StateLocked
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"

@@ -49,13 +49,13 @@ from synthetic import (  # noqa: E402
     remove_project_images,
 )
 
-from cpb.doitapp import run_doit  # noqa: E402
+from cpb.adapters.runner import Runner  # noqa: E402
+from cpb.cli.fastpath import RACY_MARGIN_NS, RECORD  # noqa: E402
 from cpb.graph import ordered, split_task  # noqa: E402
-from cpb.noop import RACY_MARGIN_NS, RECORD  # noqa: E402
-from cpb.plan import make_plan  # noqa: E402
 from cpb.project import Project, open_project  # noqa: E402
-from cpb.runner import Runner  # noqa: E402
-from cpb.tasks import do_render  # noqa: E402
+from cpb.tasks.doitapp import run_doit  # noqa: E402
+from cpb.tasks.images import do_render  # noqa: E402
+from cpb.tasks.plan import make_plan  # noqa: E402
 from helpers import build_file_tree, busybox_rootfs_tar  # noqa: E402
 
 ALL_CASES = ("noop", "scaling", "incremental", "today", "cold", "parallel")
@@ -244,7 +244,7 @@ def count_noop(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 def count_fast(root: Path) -> dict[str, int]:
     """Processes started by the fast path of a no-op `cpb plan` (in-process)."""
-    import cpb.noop
+    import cpb.cli.fastpath
 
     started: dict[str, int] = {}
 
@@ -253,12 +253,12 @@ def count_fast(root: Path) -> dict[str, int]:
             started[Path(args[0]).name] = started.get(Path(args[0]).name, 0) + 1
             return super().run(args, **kwargs)
 
-    real, cpb.noop.Runner = cpb.noop.Runner, Counting  # type: ignore[misc]
+    real, cpb.cli.fastpath.Runner = cpb.cli.fastpath.Runner, Counting  # type: ignore[misc]
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            code = cpb.noop.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
+            code = cpb.cli.fastpath.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
     finally:
-        cpb.noop.Runner = real  # type: ignore[misc]
+        cpb.cli.fastpath.Runner = real  # type: ignore[misc]
     if code != 0:
         raise RuntimeError(f"the fast path did not answer a no-op plan in {root}")
     return started
@@ -444,7 +444,7 @@ def by_hand_commands(root: Path) -> list[list[str]]:
 
     The descriptors are rendered beforehand (a person has them written).
     """
-    from cpb.cekit import build_command
+    from cpb.adapters.cekit import build_command
 
     project = open_project(root / "cpb.yaml")
     commands: list[list[str]] = []
@@ -492,7 +492,7 @@ def case_today(bench: Bench) -> None:
     timed(cpb("-f", spec, "build"), root)
     settle(root)
     project = open_project(root / "cpb.yaml")
-    from cpb.cekit import build_command
+    from cpb.adapters.cekit import build_command
 
     rebuilds = [build_command(project.state.render_path(i), project.state.build_dir(i),
                               [project.images[i].digest_ref]) for i in ordered_images(project)]

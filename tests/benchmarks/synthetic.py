@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from cpb.adapters.runner import Runner
 from cpb.project import Project
-from cpb.runner import Runner
 from helpers import busybox_rootfs_tar, remove_project_images  # noqa: F401 - for bench.py
 
 BASES = 4
@@ -175,7 +175,7 @@ def preload_images(project: Project, archive: Path) -> None:
             layer_name = f"{diff_id[7:]}/layer.tar"
             _tar_add(tar, layer_name, layer)
             labels = {"io.cpb.project": project.spec.project, "io.cpb.image": build.name,
-                      "io.cpb.digest": build.digest}
+                      "io.cpb.resolve.digest": build.digest}
             config = json.dumps({"architecture": "amd64", "os": "linux",
                                  "config": {"Labels": labels},
                                  # podman builds FROM it need a history entry per layer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.cli import main
+from cpb.cli.app import main
 from helpers import image_ids, module
 
 pytestmark = pytest.mark.integration

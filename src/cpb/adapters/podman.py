@@ -10,7 +10,7 @@ and size the way `podman images` does (0.1 s against 4 s for 500 images,
 and podman's cost grows faster than linearly). It carries names but not
 labels, so for a listed image the content-addressed tag
 `<image>:cpb-<digest12>` is the record that it was built from those inputs;
-the `io.cpb.digest` label is read (one `podman image inspect`) where cpb
+the `io.cpb.resolve.digest` label is read (one `podman image inspect`) where cpb
 needs certainty: right after a build or a pull. Without buildah, cpb lists
 with `podman images`, labels included.
 """
@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EnvironmentProblem
-from .runner import CommandFailed, Runner
+from cpb.adapters.runner import CommandFailed, Runner
+from cpb.errors import EnvironmentProblem
 
 PODMAN = "podman"
 BUILDAH = "buildah"
-DIGEST_LABEL = "io.cpb.digest"  # the full input digest, on every image cpb builds
+DIGEST_LABEL = "io.cpb.resolve.digest"  # the full input digest, on every image cpb builds
 # Podman's local short names: `foo/bar:1` is stored as `localhost/foo/bar:1`.
 LOCAL_PREFIX = "localhost/"
 

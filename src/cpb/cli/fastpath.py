@@ -34,14 +34,14 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from . import __version__
-from .errors import EXIT_INTERRUPTED, CpbError
-from .podman import ImageStore
-from .runner import Runner
-from .state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic
+from cpb import __version__
+from cpb.adapters.podman import ImageStore
+from cpb.adapters.runner import Runner
+from cpb.errors import EXIT_INTERRUPTED, CpbError
+from cpb.state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic
 
 if TYPE_CHECKING:  # the fast path must not import the pipeline
-    from .project import Project
+    from cpb.project import Project
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -73,7 +73,7 @@ def record(project: Project, started_ns: int, tasks: int) -> bool:
     (and writes nothing, removing an old record) when an input changed too
     recently to be certain the run saw its current content.
     """
-    from .cekit import cekit_dist_info
+    from cpb.adapters.cekit import cekit_dist_info
 
     state: StateDir = project.state
     path = state.root / RECORD
@@ -111,9 +111,9 @@ def forget(project_root: Path) -> None:
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
     metadata folder aside: record() adds it)."""
-    from .modules import PROJECT_MODULES
-    from .render import TEMPLATE
-    from .resources import builtin_modules_dir, templates_dir
+    from cpb.resolve.render import TEMPLATE
+    from cpb.resources import builtin_modules_dir, templates_dir
+    from cpb.spec.modules import PROJECT_MODULES
 
     spec = project.spec
     yield str(spec.file)
@@ -122,7 +122,7 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(templates_dir() / TEMPLATE)
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
-    yield from (str(p) for p in sorted(Path(__file__).parent.glob("*.py")))
+    yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
     for name, image in spec.images.items():
         yield str(project.state.render_path(name))
         if image.rootfs is not None and image.rootfs.tar is not None:
@@ -247,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     if code is not None:
         return code
-    from .cli import main as full_main
+    from cpb.cli.app import main as full_main
 
     return full_main(args, started_ns=started)
 

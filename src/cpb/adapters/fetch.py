@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
-from . import __version__
-from .digest import environ_flag
-from .errors import CpbError
-from .spec import ArtifactSpec, ProjectSpec
+from cpb import __version__
+from cpb.errors import CpbError
+from cpb.resolve.digest import environ_flag
+from cpb.spec.model import ArtifactSpec, ProjectSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any
 import jinja2
 import yaml
 
-from .resources import templates_dir
-from .spec import ImageSpec, deep_merge
+from cpb.resources import templates_dir
+from cpb.spec.model import ImageSpec, deep_merge
 
 TEMPLATE = "image.yaml.j2"
 DIGEST_PLACEHOLDER = "@cpb:digest@"
@@ -54,7 +54,7 @@ def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_r
                       spec_file: str, artifact_sums: Mapping[str, str]) -> str:
     labels = dict(image.labels)
     labels.update({"io.cpb.project": project, "io.cpb.image": image.name,
-                   "io.cpb.digest": DIGEST_PLACEHOLDER})
+                   "io.cpb.resolve.digest": DIGEST_PLACEHOLDER})
     return environment().get_template(TEMPLATE).render(
         spec_file=spec_file, image=image.name, repository=repository,
         version=image.version, from_ref=from_ref, description=image.description,

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from .errors import SpecError
-from .yamlload import Located, LocatedList, Mark
+from cpb.errors import SpecError
+from cpb.spec.yamlload import Located, LocatedList, Mark
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
 MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"

@@ -15,9 +15,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cekit import cekit_version
-from .podman import PODMAN, sandbox_hint
-from .runner import CommandFailed, Runner
+from cpb.adapters.cekit import cekit_version
+from cpb.adapters.podman import PODMAN, sandbox_hint
+from cpb.adapters.runner import CommandFailed, Runner
 
 PROBE_IMAGE = "localhost/cpb-doctor/probe:latest"
 

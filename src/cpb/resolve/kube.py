@@ -23,9 +23,9 @@ from typing import Any
 
 import jinja2
 
-from .digest import sha256_text
-from .podspec import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
-from .resources import templates_dir
+from cpb.resolve.digest import sha256_text
+from cpb.resources import templates_dir
+from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
 
 POD_TEMPLATE = "pod.yaml.j2"
 CLUSTER_TEMPLATE = "cluster.yaml.j2"

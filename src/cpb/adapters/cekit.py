@@ -7,7 +7,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from .runner import CommandFailed, Runner
+from cpb.adapters.runner import CommandFailed, Runner
 
 CEKIT = "cekit"
 # Everything passed to `cekit build` that changes the image's bytes; it is

@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from .errors import BuildError, EnvironmentProblem
-from .spec import RegistrySpec
+from cpb.errors import BuildError, EnvironmentProblem
+from cpb.spec.model import RegistrySpec
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .errors import GraphError, SpecError
-from .modules import ModuleRef, find_module, known_modules, read_module
-from .podspec import PodSpec, build_pods
-from .schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
-from .yamlload import Located, Mark, load_yaml
+from cpb.errors import GraphError, SpecError
+from cpb.spec.modules import ModuleRef, find_module, known_modules, read_module
+from cpb.spec.pods import PodSpec, build_pods
+from cpb.spec.schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
+from cpb.spec.yamlload import Located, Mark, load_yaml
 
 # cekit keys cpb owns: letting the escape hatch change them would break the
 # image's identity (its name, tags and the parent edge of the graph).

@@ -6,10 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import EnvironmentProblem
-from .podman import ImageStore
-from .runner import Runner
-from .spec import RootfsSpec
+from cpb.adapters.podman import ImageStore
+from cpb.adapters.runner import Runner
+from cpb.errors import EnvironmentProblem
+from cpb.spec.model import RootfsSpec
 
 
 def recipe(rootfs: RootfsSpec, tar_sha256: str | None) -> dict[str, object]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import SpecError
+from cpb.errors import SpecError
 
 try:  # libyaml's scanner is several times faster; fall back to pure Python
     _Base: type = yaml.CSafeLoader

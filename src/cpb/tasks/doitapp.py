@@ -22,11 +22,11 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
-from .errors import CpbError
-from .graph import ordered, split_task
-from .project import Project
-from .state import prepare_dep_file
-from .tasks import ACTIONS, UPTODATE
+from cpb.errors import CpbError
+from cpb.graph import ordered, split_task
+from cpb.project import Project
+from cpb.state import prepare_dep_file
+from cpb.tasks.images import ACTIONS, UPTODATE
 
 log = logging.getLogger(__name__)
 

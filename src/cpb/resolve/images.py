@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .cekit import BUILDER_FLAGS, cekit_version
-from .digest import FileHasher, digest_of, hash_file, sha256_text, short
-from .errors import SpecError
-from .podman import Snapshot, local_ref
-from .render import fill_placeholders, render_descriptor, template_source
-from .rootfs import recipe
-from .spec import ArtifactSpec, ImageSpec, ProjectSpec
+from cpb.adapters.cekit import BUILDER_FLAGS, cekit_version
+from cpb.adapters.podman import Snapshot, local_ref
+from cpb.adapters.rootfs import recipe
+from cpb.errors import SpecError
+from cpb.resolve.digest import FileHasher, digest_of, hash_file, sha256_text, short
+from cpb.resolve.render import fill_placeholders, render_descriptor, template_source
+from cpb.spec.model import ArtifactSpec, ImageSpec, ProjectSpec
 
 # Spec fields whose change is named in `cpb plan` reasons.
 SPEC_FIELDS = ("version", "description", "modules", "packages", "packages_manager", "artifacts",

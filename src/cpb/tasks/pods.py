@@ -17,9 +17,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .digest import digest_of, short
-from .errors import BuildError, EnvironmentProblem
-from .kube import (
+from cpb.adapters.podman import PODMAN
+from cpb.adapters.runner import CommandFailed, Runner
+from cpb.errors import BuildError, EnvironmentProblem
+from cpb.resolve.digest import digest_of, short
+from cpb.resolve.kube import (
     DIGEST_LABEL_LENGTH,
     LABEL_DIGEST,
     LABEL_PROJECT,
@@ -29,14 +31,12 @@ from .kube import (
     pod_manifest,
     templates_digest,
 )
-from .podman import PODMAN
-from .runner import CommandFailed, Runner
-from .state import write_bytes_atomic
+from cpb.state import write_bytes_atomic
 
 if TYPE_CHECKING:
-    from .project import Project
-    from .resolve import ImageBuild
-    from .spec import ProjectSpec
+    from cpb.project import Project
+    from cpb.resolve.images import ImageBuild
+    from cpb.spec.model import ProjectSpec
 
 log = logging.getLogger(__name__)
 RUNNING = "Running"
@@ -89,7 +89,7 @@ def cluster_image_ref(project: Project, image: str) -> str:
     build = project.images[image]
     if project.registry is None:
         return f"{build.repository}:cpb-{short(build.digest)}"
-    from .push import pushed_manifest  # push imports project, which imports this module
+    from cpb.tasks.push import pushed_manifest  # push imports project, which imports this module
 
     url = project.registry.config.url
     manifest = pushed_manifest(project, image)
@@ -188,7 +188,7 @@ def do_pod(project: Project, pod: str) -> None:
         project.runner.run([PODMAN, "kube", "play", str(manifest)], log_file=log_file,
                            timeout=600)
     except CommandFailed as exc:
-        from .tasks import _failed  # the shared failure message (log, hint, tail)
+        from cpb.tasks.images import _failed  # the shared failure message (log, hint, tail)
         raise _failed(exc) from None
     finally:
         store.invalidate()
@@ -292,7 +292,7 @@ def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
             if not row.get("IsInfra"):  # PodName is only filled in with --pod
                 containers.setdefault(row.get("Pod", ""), []).append(row)
     used = [c.get("ImageID", "") for rows in containers.values() for c in rows]
-    digests = {image_id: labels.get("io.cpb.digest", "") for image_id, labels
+    digests = {image_id: labels.get("io.cpb.resolve.digest", "") for image_id, labels
                in project.store.labels_of(used).items()}
     result = []
     for name in pods:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .digest import short
-from .errors import BuildError
-from .podman import DIGEST_LABEL, PODMAN
-from .project import Project
-from .registry import Registry, RegistryUnreachable
-from .resolve import ImageBuild
-from .runner import CommandFailed
+from cpb.adapters.podman import DIGEST_LABEL, PODMAN
+from cpb.adapters.registry import Registry, RegistryUnreachable
+from cpb.adapters.runner import CommandFailed
+from cpb.errors import BuildError
+from cpb.project import Project
+from cpb.resolve.digest import short
+from cpb.resolve.images import ImageBuild
 
 log = logging.getLogger(__name__)
 SKOPEO = "skopeo"

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from .errors import EXIT_FAILED, SpecError
-from .graph import task_name
-from .pods import cluster_yaml, pod_down, pod_status
-from .project import Project
-from .schema import did_you_mean
+from cpb.errors import EXIT_FAILED, SpecError
+from cpb.graph import task_name
+from cpb.project import Project
+from cpb.spec.schema import did_you_mean
+from cpb.tasks.pods import cluster_yaml, pod_down, pod_status
 
 
 def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
@@ -46,7 +46,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     """
     project: Project = opts.project()
     names = _pod_names(project, pods)
-    from .doitapp import run_doit  # doit is imported only to run tasks
+    from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
 
     with project.state.lock():
         code = run_doit(project, [task_name("pod", n) for n in names], jobs=jobs)

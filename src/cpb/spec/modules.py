@@ -13,8 +13,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import SpecError
-from .resources import builtin_modules_dir
+from cpb.errors import SpecError
+from cpb.resources import builtin_modules_dir
 
 PROJECT_MODULES = "modules"
 

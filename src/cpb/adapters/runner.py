@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import EnvironmentProblem
+from cpb.errors import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 

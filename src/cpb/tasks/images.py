@@ -2,7 +2,7 @@
 
 Up to date means: the output really exists *and* was made from the current
 inputs. For images that is one look at local storage, where the digest tag
-and the `io.cpb.digest` label are the record; stamps under `.cpb/state`
+and the `io.cpb.resolve.digest` label are the record; stamps under `.cpb/state`
 only remember the components of the last build so reasons can be given.
 """
 
@@ -14,16 +14,16 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from .cekit import build_command
-from .errors import BuildError
-from .graph import split_task
-from .podman import DIGEST_LABEL, is_transient, sandbox_hint
-from .pods import do_pod, pod_uptodate
-from .project import Project
-from .push import cache_hit, do_push, pull_instead_of_build, push_uptodate
-from .rootfs import make_rootfs
-from .runner import CommandFailed
-from .state import write_bytes_atomic
+from cpb.adapters.cekit import build_command
+from cpb.adapters.podman import DIGEST_LABEL, is_transient, sandbox_hint
+from cpb.adapters.rootfs import make_rootfs
+from cpb.adapters.runner import CommandFailed
+from cpb.errors import BuildError
+from cpb.graph import split_task
+from cpb.project import Project
+from cpb.state import write_bytes_atomic
+from cpb.tasks.pods import do_pod, pod_uptodate
+from cpb.tasks.push import cache_hit, do_push, pull_instead_of_build, push_uptodate
 
 log = logging.getLogger(__name__)
 _image_locks: dict[str, threading.Lock] = {}

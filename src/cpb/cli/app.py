@@ -18,17 +18,8 @@ from pathlib import Path
 
 import click
 
-from . import __version__, noop
-from .errors import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    EXIT_SPEC,
-    CpbError,
-    EnvironmentProblem,
-    SpecError,
-)
-from .fetch import (
+from cpb import __version__
+from cpb.adapters.fetch import (
     CACHE_ENV,
     ArtifactCache,
     ArtifactsMissing,
@@ -38,17 +29,27 @@ from .fetch import (
     default_cache_dir,
     missing_message,
 )
-from .graph import split_task, task_name
-from .plan import make_plan
-from .podcli import _pod_targets, down, kube, status, up
-from .pods import idle_pod_tasks
-from .project import Project, open_project
-from .resources import templates_dir
-from .runner import Runner, stop_running
-from .schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
-from .spec import url_file_name
-from .state import SPEC_FILE, find_spec_file, prepare_dep_file
-from .tasks import repair_records
+from cpb.adapters.runner import Runner, stop_running
+from cpb.cli import fastpath as noop
+from cpb.cli.pods import _pod_targets, down, kube, status, up
+from cpb.errors import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_SPEC,
+    CpbError,
+    EnvironmentProblem,
+    SpecError,
+)
+from cpb.graph import split_task, task_name
+from cpb.project import Project, open_project
+from cpb.resources import templates_dir
+from cpb.spec.model import url_file_name
+from cpb.spec.schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
+from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file
+from cpb.tasks.images import repair_records
+from cpb.tasks.plan import make_plan
+from cpb.tasks.pods import idle_pod_tasks
 
 log = logging.getLogger("cpb")
 _started_ns = 0  # when this command started: see main() and noop.record
@@ -233,7 +234,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
             click.echo(f"0 done, {len(planned)} up to date")
             return
         noop.forget(project.spec.root)
-        from .doitapp import run_doit  # only when there is work
+        from cpb.tasks.doitapp import run_doit  # only when there is work
 
         code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
     if code != 0:
@@ -266,7 +267,7 @@ def clean(opts: _Options, images: bool) -> None:
 @cli.command()
 def doctor() -> None:
     """Check that this machine can build: podman, cekit, starting a container."""
-    from .doctor import run_checks  # only for `cpb doctor`
+    from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
     checks = run_checks(Runner())
     for check in checks:

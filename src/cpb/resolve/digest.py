@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .state import write_json_atomic
+from cpb.state import write_json_atomic
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20

@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .graph import closure, ordered, split_task
-from .pods import idle_pod_tasks, pod_reasons
-from .project import Project
-from .push import cache_hit, cache_reasons, push_reasons
-from .tasks import UPTODATE
+from cpb.graph import closure, ordered, split_task
+from cpb.project import Project
+from cpb.tasks.images import UPTODATE
+from cpb.tasks.pods import idle_pod_tasks, pod_reasons
+from cpb.tasks.push import cache_hit, cache_reasons, push_reasons
 
 
 @dataclass(frozen=True)
