@@ -149,7 +149,10 @@ def do_push(project: Project, image: str) -> None:
 # -- helpers -------------------------------------------------------------------
 
 def _flag(registry: Registry) -> str:
-    return "true" if registry.config.tls_verify else "false"
+    """`--tls-verify` for podman and skopeo, always explicit: an explicit `true`
+    would override `insecure = true` in registries.conf, and the spec's
+    `tls_verify: false` must reach them as well as cpb's own client."""
+    return "true" if registry.verify else "false"
 
 
 def _fresh_log(project: Project, task: str) -> Path:
