@@ -137,7 +137,7 @@ def test_an_insecure_entry_turns_verification_off_for_podman_and_skopeo(
 
 
 def test_the_push_commands_get_the_effective_tls_verify(home: Path, tmp_path: Path) -> None:
-    from cpb.tasks.push import _flag
+    from cpb.adapters.transfer import _flag
 
     (tmp_path / "registries.conf").write_text(
         '[[registry]]\nlocation = "reg.example:5000"\ninsecure = true\n')
