@@ -20,6 +20,7 @@ from cpb.adapters.runner import Runner
 from cpb.graph import expand_graph, image_order
 from cpb.resolve.digest import FileHasher
 from cpb.resolve.images import ImageBuild, resolve_images
+from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
 from cpb.state import StateDir
 from cpb.tasks.pods import PodBuild, PodStore, resolve_pods
@@ -89,10 +90,12 @@ class Project:
 
 def open_project(spec_file: Path, *, runner: Runner | None = None,
                  builtin_modules: Path | None = None,
-                 cache: ArtifactCache | None = None, registry_cache: bool = True) -> Project:
+                 cache: ArtifactCache | None = None, registry_cache: bool = True,
+                 host_paths: HostPaths | None = None) -> Project:
+    """`host_paths`: host paths outside the project the user allowed (consent.py)."""
     runner = runner or Runner()
     cache = cache or ArtifactCache()
-    spec = load_spec(spec_file, builtin_modules=builtin_modules)
+    spec = load_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
     graph = expand_graph(spec)
     state = StateDir(spec.root)
     store = ImageStore(runner)

@@ -44,6 +44,7 @@ from cpb.errors import (
 from cpb.graph import split_task, task_name
 from cpb.project import Project, open_project
 from cpb.resources import templates_dir
+from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import url_file_name
 from cpb.spec.schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
 from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file
@@ -57,16 +58,17 @@ _started_ns = 0  # when this command started: see main() and noop.record
 
 class _Options:
     def __init__(self, spec_file: Path | None, cache_dir: Path | None = None,
-                 offline: bool = False) -> None:
+                 offline: bool = False, allow_host_paths: Sequence[str] = ()) -> None:
         self.spec_file = spec_file
         self.cache_dir, self.offline = cache_dir, offline
+        self.host_paths = HostPaths.from_user(allow_host_paths)
 
     def cache(self) -> ArtifactCache:
         return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
     def project(self, *, registry_cache: bool = True) -> Project:
         return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache(),
-                            registry_cache=registry_cache)
+                            registry_cache=registry_cache, host_paths=self.host_paths)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,13 +80,16 @@ class _Options:
               help=f"The artifact cache (default: ${CACHE_ENV}, else {default_cache_dir()}).")
 @click.option("--offline", is_flag=True,
               help="Fetch nothing: use only artifacts already in the cache.")
+@click.option("--allow-host-path", "allow_host_paths", multiple=True, metavar="PATH",
+              help=f"Let the project use this host path outside it (a pod volume, an artifact, "
+                   f"a module); repeatable; also ${CONSENT_ENV} (':'-separated).")
 @click.pass_context
 def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
-        offline: bool) -> None:
+        offline: bool, allow_host_paths: tuple[str, ...]) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = _Options(spec_file, cache_dir, offline)
+    ctx.obj = _Options(spec_file, cache_dir, offline, allow_host_paths)
 
 
 @cli.command()
