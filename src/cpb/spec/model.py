@@ -21,8 +21,9 @@ from cpb.spec.consent import HostPaths, inside, refusal
 from cpb.spec.containerfile import CHECKSUM_LENGTHS
 from cpb.spec.modules import ModuleRef, check_module, find_module, known_modules, read_module
 from cpb.spec.pods import PodSpec, build_pods
-from cpb.spec.schema import FILE_NAME_PATTERN, Validator, did_you_mean
+from cpb.spec.schema import FILE_NAME_PATTERN, Validator
 from cpb.spec.yamlload import Located, Mark, load_yaml
+from cpb.util import deep_merge, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -386,13 +387,3 @@ def _scalar_text(value: Any) -> str:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = deep_merge(result[key], value)
-        else:
-            result[key] = value
-    return result
