@@ -21,7 +21,7 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.graph import split_task
 from cpb.project import Project
-from cpb.state import write_bytes_atomic
+from cpb.state import fresh_file, write_bytes_atomic
 from cpb.tasks.pods import do_pod, pod_uptodate
 from cpb.tasks.push import cache_hit, do_push, pull_instead_of_build, push_uptodate
 
@@ -191,10 +191,7 @@ def _run_build(project: Project, args: list[str], log_file: Path, task: str) -> 
 
 
 def _fresh_log(project: Project, task: str) -> Path:
-    path = project.state.log_path(task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
+    return fresh_file(project.state.log_path(task))
 
 
 def _shown(project: Project, path: Path) -> str:

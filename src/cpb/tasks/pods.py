@@ -31,7 +31,8 @@ from cpb.resolve.kube import (
     pod_manifest,
     templates_digest,
 )
-from cpb.state import write_bytes_atomic
+from cpb.spec.pods import replica_names
+from cpb.state import fresh_file, write_bytes_atomic
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -161,10 +162,34 @@ def pod_store(project: Project) -> PodStore:
 # -- the task -----------------------------------------------------------------
 
 def pod_uptodate(project: Project, pod: str) -> bool:
+    """The pod runs, made from these inputs, with every container it should have.
+
+    The last part matters after a `cpb up` killed during `podman kube play`:
+    a pod with the new label can be running with only some of its containers.
+    """
     build = project.pods[pod]
     running = pod_store(project).pods().get(build.k8s_name)
-    return (running is not None and running.status == RUNNING
-            and running.labels.get(LABEL_DIGEST) == build.label)
+    if (running is None or running.status != RUNNING
+            or running.labels.get(LABEL_DIGEST) != build.label):
+        return False
+    return expected_containers(project, pod) <= _running_names(running)
+
+
+def expected_containers(project: Project, pod: str) -> set[str]:
+    """The names podman gives the pod's containers: `<pod>-<container>[-<replica>]`."""
+    prefix = project.pods[pod].k8s_name + "-"
+    return {prefix + shown for c in project.spec.pods[pod].containers
+            for shown in replica_names(c.name, c.replicas)}
+
+
+def _running_names(pod: RunningPod) -> set[str]:
+    return {name for c in pod.containers if str(c.get("Status", "")).lower() == "running"
+            for name in _names(c)}
+
+
+def _names(container: dict[str, Any]) -> list[str]:
+    names = container.get("Names", [])
+    return [names] if isinstance(names, str) else [str(n) for n in names or []]
 
 
 def do_pod(project: Project, pod: str) -> None:
@@ -174,9 +199,7 @@ def do_pod(project: Project, pod: str) -> None:
     task = f"pod:{pod}"
     manifest = project.state.root / "pods" / f"{pod}.yaml"
     write_bytes_atomic(manifest, build.manifest.encode())
-    log_file = project.state.log_path(task)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    log_file.write_bytes(b"")
+    log_file = fresh_file(project.state.log_path(task))
     for volume in spec.containers:
         for v in volume.volumes:
             if v.host_path is not None:
@@ -242,6 +265,10 @@ def pod_reasons(project: Project, pod: str, pending: set[str]) -> list[str]:
     if running is None:
         found.append(f"pod {build.k8s_name} is not running")
     elif running.labels.get(LABEL_DIGEST) == build.label:
+        missing = sorted(expected_containers(project, pod) - _running_names(running))
+        if running.status == RUNNING and missing:
+            return [f"pod {build.k8s_name} lacks running containers {', '.join(missing)} "
+                    "(an interrupted `cpb up`?)"]
         return [f"pod {build.k8s_name} is {running.status or 'not running'}"]
     if old and stamp.get("digest") != build.digest:
         found.extend(_changes(old, build.components, pending))

@@ -21,6 +21,7 @@ from cpb.errors import BuildError
 from cpb.project import Project
 from cpb.resolve.digest import short
 from cpb.resolve.images import ImageBuild
+from cpb.state import fresh_file
 
 log = logging.getLogger(__name__)
 SKOPEO = "skopeo"
@@ -153,10 +154,7 @@ def _flag(registry: Registry) -> str:
 
 
 def _fresh_log(project: Project, task: str) -> Path:
-    path = project.state.log_path(task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
+    return fresh_file(project.state.log_path(task))
 
 
 def _transfer(project: Project, args: list[str], log_file: Path, doing: str) -> None:
