@@ -1,8 +1,8 @@
 """Running the task graph with doit.
 
-`task_dicts` turns the graph into doit task dictionaries (each with an
-`uptodate` check from `tasks.UPTODATE` and its graph predecessors as
-`task_dep`); `CpbLoader` hands them to doit for `cpb build`, and
+`task_dicts` turns the graph into doit task dictionaries (each with its
+kind's `uptodate` check and action from cpb.tasks.table, and its graph
+predecessors as `task_dep`); `CpbLoader` hands them to doit for `cpb build`, and
 `cpb.dodo.task_cpb` yields the same dictionaries to a project's dodo.py so
 that a plain `doit` does the same work.
 """
@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.cmd_base import TaskLoader2
 from doit.dependency import JsonDB
@@ -27,10 +27,14 @@ from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
 from cpb.errors import CpbError, DiskFull, StateWriteError
-from cpb.graph import ordered, split_task
-from cpb.project import Project
+from cpb.graph import ordered
+from cpb.naming import task_name
 from cpb.state import no_space_left, prepare_dep_file, write_bytes_atomic, write_error
-from cpb.tasks.images import ACTIONS, UPTODATE
+from cpb.tasks.kind import TaskKind
+from cpb.tasks.table import kind_of
+
+if TYPE_CHECKING:
+    from cpb.project import Project
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +49,11 @@ class _Stop:
         self._lock = threading.Lock()
         self.error: StateWriteError | None = None
         self.tasks: set[str] = set()
+        self.active = False  # inside run_doit, which reports the error itself
 
-    def reset(self) -> None:
+    def reset(self, active: bool) -> None:
         with self._lock:
-            self.error, self.tasks = None, set()
+            self.error, self.tasks, self.active = None, set(), active
 
     def record(self, error: StateWriteError, task: str | None = None) -> None:
         with self._lock:
@@ -61,13 +66,13 @@ class _Stop:
 STOP = _Stop()
 
 
-def _run_action(project: Project, kind: str, image: str) -> TaskFailed | None:
-    task = f"{kind}:{image}"
+def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | None:
+    task = task_name(kind.name, subject)
     if STOP.error is not None:
         STOP.record(STOP.error, task)
         return TaskFailed(f"not run: {STOP.error}")
     try:
-        ACTIONS[kind](project, image)
+        kind.action(project, subject)
     except StateWriteError as exc:
         STOP.record(exc, task)
         return TaskFailed(str(exc))
@@ -106,7 +111,8 @@ class AtomicJsonDB(JsonDB):  # type: ignore[misc]
             write_bytes_atomic(Path(self.name), self.codec.encode(self._db).encode())
         except StateWriteError as exc:
             STOP.record(exc)
-            log.error("%s", exc)
+            if not STOP.active:  # a plain `doit`: nobody else will say it
+                log.error("%s", exc)
 
 
 BACKEND = "cpb-json"
@@ -118,30 +124,30 @@ def _backend_installed() -> bool:
     return any(e.name == BACKEND for e in importlib.metadata.entry_points(group="doit.BACKEND"))
 
 
-def _uptodate(project: Project, kind: str, image: str) -> bool:
+def _uptodate(project: Project, kind: TaskKind, subject: str) -> bool:
     """doit prints a traceback for an exception here: say "not up to date" instead.
 
     The action then runs, meets the same problem (podman not answering) and
     reports it as the task's one-line failure.
     """
     try:
-        return UPTODATE[kind](project, image)
+        return kind.uptodate(project, subject)
     except CpbError as exc:
-        log.debug("%s:%s: up-to-date check failed: %s", kind, image, exc)
+        log.debug("%s:%s: up-to-date check failed: %s", kind.name, subject, exc)
         return False
 
 
 def task_dicts(project: Project) -> list[dict[str, Any]]:
     result = []
     for task in ordered(project.graph):
-        kind, image = split_task(task)
+        kind, subject = kind_of(task)
         result.append({
             "name": task,
-            "doc": f"{kind} image {image}",
-            "actions": [(_run_action, [project, kind, image])],
+            "doc": f"{kind.name} {kind.label} {subject}",
+            "actions": [(_run_action, [project, kind, subject])],
             # (callable, args, kwargs): doit inspects a partial's signature at
             # every check, a plain function's cheaply
-            "uptodate": [(_uptodate, [project, kind, image], {})],
+            "uptodate": [(_uptodate, [project, kind, subject], {})],
             "task_dep": sorted(project.graph.predecessors(task)),
             # 2: doit must not capture output. Capturing swaps sys.stdout per
             # action, and with threads (-j) the swaps race and can leave a dead
@@ -207,7 +213,7 @@ class CpbReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Task, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})
-        if task.name in STOP.tasks:
+        if STOP.error is not None:
             return  # the run's one error line says it, once
         message = fail.get_msg().strip() if fail.report else ""
         if not task.executed:
@@ -237,7 +243,7 @@ def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
              keep_going: bool = True, extra: Sequence[str] = ()) -> int:
     """Run doit over the project's graph; doit's return code (0 ok, 1 failed, 2/3 errors)."""
     prepare_dep_file(project.spec.root)
-    STOP.reset()
+    STOP.reset(active=True)
     argv = ["run", "-n", str(jobs), "-P", "thread"]
     if keep_going:
         argv.append("--continue")
@@ -248,6 +254,7 @@ def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
         code = int(main.run(argv))
     finally:
         sys.stdout, sys.stderr = streams  # whatever doit did to them
+        STOP.active = False
     if STOP.error is not None:
         raise STOP.error
     return code
