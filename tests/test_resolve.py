@@ -95,7 +95,7 @@ def test_rendered_descriptor_is_what_cekit_needs(tmp_path: Path) -> None:
     assert descriptor["name"] == "p/leaf"
     assert descriptor["from"] == mid.digest_ref == f"localhost/p/mid:cpb-{mid.digest[:12]}"
     labels = {entry["name"]: entry["value"] for entry in descriptor["labels"]}
-    assert labels["io.cpb.resolve.digest"] == leaf.digest
+    assert labels["io.cpb.digest"] == leaf.digest
     assert descriptor["modules"]["repositories"][0]["path"] == str(root / "modules/m2")
     assert descriptor["artifacts"][0]["path"] == str(root / "data/blob.bin")
     assert descriptor["help"] == {"add": True}  # the escape hatch, merged
@@ -121,7 +121,9 @@ def test_values_cekit_would_not_escape_are_refused(tmp_path: Path) -> None:
 
 def test_hash_cache_is_used_when_nothing_changed(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
-    (root / ".cpb").mkdir()
-    first = digests(root)
+    project = open_project(root / "cpb.yaml", runner=FakeRunner())
+    first = {name: build.digest for name, build in project.images.items()}
+    assert not (root / ".cpb/hashes.json").exists()  # opening (and planning) writes nothing
+    project.hashes.save()  # a build's record step
     assert (root / ".cpb/hashes.json").is_file()
     assert digests(root) == first

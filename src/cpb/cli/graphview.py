@@ -17,10 +17,10 @@ from pathlib import Path
 
 from cpb.adapters.runner import CommandFailed, Runner
 from cpb.errors import EnvironmentProblem, SpecError
-from cpb.graph import split_task
+from cpb.naming import split_task
 from cpb.project import Project
 from cpb.tasks.plan import make_plan
-from cpb.tasks.push import cache_hit
+from cpb.tasks.regcache import cache_hit
 from cpb.tasks.runlog import read_runs
 
 FORMATS = ("dot", "mermaid", "svg", "png")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from cpb.errors import CpbError, SpecError
-from cpb.graph import split_task
+from cpb.naming import split_task
 from cpb.project import Project
-from cpb.spec.schema import did_you_mean
 from cpb.tasks.runlog import read_runs
+from cpb.util import did_you_mean
 
 IMAGE_LOG_KINDS = ("rootfs", "build", "push")
 POLL = 0.5  # seconds between looks at a followed log
@@ -155,6 +155,4 @@ def show(project: Project, name: str, follow_it: bool, note: Callable[[str], Non
 
 
 def _running_pods(project: Project) -> set[str]:
-    from cpb.tasks.pods import pod_store
-
-    return set(pod_store(project).pods())
+    return set(project.pod_store.pods())

@@ -21,7 +21,7 @@ import yaml
 
 from cpb.errors import SpecError
 from cpb.spec.model import load_spec, url_file_name
-from cpb.spec.schema import did_you_mean
+from cpb.util import did_you_mean
 
 
 class CannotEdit(SpecError):
