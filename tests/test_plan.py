@@ -19,7 +19,7 @@ FILES = {
           leaf: {from: mid}
         """,
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/install.sh": "echo 1\n",
 }
 

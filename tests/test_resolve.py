@@ -25,15 +25,15 @@ images:
     from: mid
     modules: [m2]
     artifacts: [{path: data/blob.bin, dest: /opt}]
-    cekit: {help: {add: true}}
+    cekit: {args: [{name: A, value: '1'}]}
   other:
     from: base
     modules: [m2]
 """
 FILES = {
     "cpb.yaml": SPEC, "base.tar": "tar bytes", "data/blob.bin": "blob",
-    "modules/m1/module.yaml": "name: m1\n", "modules/m1/install.sh": "echo 1\n",
-    "modules/m2/module.yaml": "name: m2\n", "modules/m2/install.sh": "echo 2\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n", "modules/m1/install.sh": "echo 1\n",
+    "modules/m2/module.yaml": "name: m2\nversion: \"1\"\n", "modules/m2/install.sh": "echo 2\n",
 }
 
 
@@ -81,8 +81,8 @@ def test_artifact_content_and_spec_fields_count(tmp_path: Path) -> None:
     (root / "data/blob.bin").write_text("new blob")
     assert {n for n, d in digests(root).items() if d != before[n]} == {"leaf"}
     before = digests(root)
-    (root / "cpb.yaml").write_text(SPEC.replace("cekit: {help: {add: true}}",
-                                                "cekit: {help: {add: false}}"))
+    (root / "cpb.yaml").write_text(SPEC.replace("cekit: {args: [{name: A, value: '1'}]}",
+                                                "cekit: {args: [{name: A, value: '2'}]}"))
     assert {n for n, d in digests(root).items() if d != before[n]} == {"leaf"}
 
 
@@ -98,7 +98,7 @@ def test_rendered_descriptor_is_what_cekit_needs(tmp_path: Path) -> None:
     assert labels["io.cpb.digest"] == leaf.digest
     assert descriptor["modules"]["repositories"][0]["path"] == str(root / "modules/m2")
     assert descriptor["artifacts"][0]["path"] == str(root / "data/blob.bin")
-    assert descriptor["help"] == {"add": True}  # the escape hatch, merged
+    assert descriptor["args"] == [{"name": "A", "value": "1"}]  # the escape hatch, merged
 
 
 def test_hostile_values_cannot_change_the_descriptor_structure(tmp_path: Path) -> None:

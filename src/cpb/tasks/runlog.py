@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cpb.errors import CpbError
 from cpb.state import StateDir, write_json_atomic
 
 RUNS_FILE = "runs.json"
@@ -86,5 +87,5 @@ class RunRecorder:
                 tasks = {}
             tasks[task] = entry
             # an explanation only: a full disk must not fail the build
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, CpbError):
                 write_json_atomic(path, {"tasks": tasks})
