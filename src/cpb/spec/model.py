@@ -19,7 +19,13 @@ from urllib.parse import unquote, urlsplit
 from cpb.errors import GraphError, SpecError
 from cpb.spec.modules import ModuleRef, find_module, known_modules, read_module
 from cpb.spec.pods import PodSpec, build_pods
-from cpb.spec.schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator, did_you_mean
+from cpb.spec.schema import (
+    CHECKSUM_LENGTHS,
+    FILE_NAME_PATTERN,
+    MODULE_PATTERN,
+    Validator,
+    did_you_mean,
+)
 from cpb.spec.yamlload import Located, Mark, load_yaml
 
 # cekit keys cpb owns: letting the escape hatch change them would break the
@@ -68,7 +74,10 @@ class ImageSpec:
     base_ref: str | None = None  # an external image reference
     rootfs: RootfsSpec | None = None
     description: str = ""
-    modules: tuple[ModuleRef, ...] = ()
+    modules: tuple[ModuleRef, ...] = ()  # as listed: cekit installs these, in this order
+    # modules the listed ones install in turn (module.yaml `modules: {install:}`): cekit
+    # needs their folders, and their files are inputs of the image like the listed ones'
+    required_modules: tuple[ModuleRef, ...] = ()
     packages: tuple[str, ...] = ()
     packages_manager: str = "apt-get"
     artifacts: tuple[ArtifactSpec, ...] = ()
@@ -80,6 +89,11 @@ class ImageSpec:
     cmd: tuple[str, ...] = ()
     entrypoint: tuple[str, ...] = ()
     cekit: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def all_modules(self) -> tuple[ModuleRef, ...]:
+        """Every module folder the build reads: the listed ones, then what they require."""
+        return self.modules + self.required_modules
 
 
 @dataclass(frozen=True)
@@ -177,12 +191,13 @@ class _Builder:
                 section = at if key in raw.get("cekit", {}) else "defaults"
                 where = f"{section}.cekit.{key}"
                 raise self.fail(f"'{key}' is set by cpb and cannot be overridden here", where)
+        modules = tuple(self.module(m, at) for m in _merged_list(defaults, raw, "modules"))
         return ImageSpec(
             name=name,
             version=raw.get("version", "latest"),
             parent=parent, base_ref=base_ref, rootfs=rootfs,
             description=raw.get("description", ""),
-            modules=tuple(self.module(m, at) for m in _merged_list(defaults, raw, "modules")),
+            modules=modules, required_modules=self.required(modules, at),
             packages=tuple(_merged_list(defaults, raw, "packages")),
             packages_manager=raw.get("packages_manager",
                                      defaults.get("packages_manager", "apt-get")),
@@ -233,13 +248,50 @@ class _Builder:
             hint = did_you_mean(name, known_modules(self.root, self.builtin))
             raise self.fail(f"module '{name}' not found in modules/ or cpb's built-in "
                             f"modules{hint}", f"{at}.modules")
+        return self.module_ref(found, at)
+
+    def module_ref(self, found: ModuleRef, at: str) -> ModuleRef:
+        """`found` with its files read, once per run however many images use it."""
         if found.path not in self.read_modules:
             try:
                 # symlinks leaving the module, FIFOs: refused with a line
                 self.read_modules[found.path] = read_module(found)
             except SpecError as exc:
-                raise self.fail(exc.reason, f"{at}.modules") from None
+                # an error inside a module.yaml keeps that file's own position
+                raise self.fail(str(exc) if exc.file else exc.reason, f"{at}.modules") from None
         return self.read_modules[found.path]
+
+    def required(self, listed: tuple[ModuleRef, ...], at: str) -> tuple[ModuleRef, ...]:
+        """The modules `listed` install in turn, transitively, each once, in the order met.
+
+        A name defined by a module.yaml inside one of the folders cekit is
+        given (a module bundling its helpers) needs no folder of its own.
+        """
+        seen = {m.name for m in listed}
+        found: list[ModuleRef] = []
+        queue = list(listed)
+        while queue:
+            module = queue.pop(0)
+            for name in module.requires:
+                if name in seen:
+                    continue
+                seen.add(name)
+                if any(name in m.nested for m in (*listed, *found)):
+                    continue
+                if not re.fullmatch(MODULE_PATTERN.strip("^$"), name):
+                    # a stranger's module.yaml: the name becomes a path below modules/
+                    raise self.fail(f"{module.label}/module.yaml installs {name!r}, which is "
+                                    "not a module name", f"{at}.modules")
+                ref = find_module(name, self.root, self.builtin)
+                if ref is None:
+                    hint = did_you_mean(name, known_modules(self.root, self.builtin))
+                    raise self.fail(f"module '{module.name}' installs module '{name}' "
+                                    f"({module.label}/module.yaml), which is not in modules/ "
+                                    f"or cpb's built-in modules{hint}", f"{at}.modules")
+                ref = self.module_ref(ref, at)
+                found.append(ref)
+                queue.append(ref)
+        return tuple(found)
 
     def local_file(self, written: str, at: str) -> Path:
         path = self.real_path(self.root / written)

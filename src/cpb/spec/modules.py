@@ -2,7 +2,9 @@
 
 A module `NAME` is the folder `modules/NAME/` beside cpb.yaml (holding a
 `module.yaml`), or else cpb's built-in `templates/modules/NAME/`. Its files
-feed the input digest of every image that installs it.
+feed the input digest of every image that installs it, and so do the files
+of the modules it installs in turn (`modules: {install: [...]}` in its
+module.yaml), which cekit runs before it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from cpb.errors import SpecError
 from cpb.resources import builtin_modules_dir
+from cpb.spec.yamlload import load_yaml
 
 PROJECT_MODULES = "modules"
 
@@ -36,6 +39,10 @@ class ModuleRef:
     files: tuple[ModuleFile, ...] = field(default=(), compare=False, repr=False)
     real: Path | None = field(default=None, compare=False, repr=False)  # symlinks resolved
     folders: tuple[str, ...] = field(default=(), compare=False, repr=False)  # below path
+    # names from `modules: {install: [...]}` in its module.yaml: cekit installs them first
+    requires: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    # names of the modules defined in folders below this one (cekit finds them there)
+    nested: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
 
 def read_module(module: ModuleRef) -> ModuleRef:
@@ -46,7 +53,33 @@ def read_module(module: ModuleRef) -> ModuleRef:
     real = os.path.realpath(module.path)
     folders: list[str] = []
     files = module_files(module, real, folders)
-    return dataclasses.replace(module, files=files, real=Path(real), folders=tuple(folders))
+    top = module.path / "module.yaml"
+    nested = tuple(name for f in files if f.path != top and f.path.name == "module.yaml"
+                   for name in [_descriptor(f)[0]] if name)
+    requires = next((_descriptor(f)[1] for f in files if f.path == top), ())
+    return dataclasses.replace(module, files=files, real=Path(real), folders=tuple(folders),
+                               requires=requires, nested=nested)
+
+
+def _descriptor(file: ModuleFile) -> tuple[str | None, tuple[str, ...]]:
+    """(name, names of the modules it installs) from one module.yaml.
+
+    Only what cpb follows is read here; cekit checks the rest of the descriptor.
+    """
+    data = load_yaml(file.path, file.shown)  # a stranger's file: the spec's limits apply
+    if not isinstance(data, dict):
+        raise SpecError(f"{file.shown} is not a module descriptor (a YAML mapping)")
+    name = data.get("name")
+    modules = data.get("modules")
+    install = modules.get("install") if isinstance(modules, dict) else None
+    if install is None:
+        return (name if isinstance(name, str) else None), ()
+    names = ([e.get("name") if isinstance(e, dict) else None for e in install]
+             if isinstance(install, list) else [None])
+    if not all(isinstance(n, str) and n for n in names):
+        raise SpecError(f"{file.shown}: modules.install must be a list of {{name: MODULE}} "
+                        "entries")
+    return (name if isinstance(name, str) else None), tuple(str(n) for n in names)
 
 
 def _search_path(project_root: Path, builtin: Path | None) -> list[tuple[Path, str]]:

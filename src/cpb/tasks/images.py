@@ -21,6 +21,7 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.graph import split_task
 from cpb.project import Project
+from cpb.resolve.render import GENERATED_DIR
 from cpb.state import write_bytes_atomic
 from cpb.tasks.pods import do_pod, pod_uptodate
 from cpb.tasks.push import cache_hit, do_push, pull_instead_of_build, push_uptodate
@@ -33,8 +34,11 @@ _image_locks: dict[str, threading.Lock] = {}
 
 def render_uptodate(project: Project, image: str) -> bool:
     path = project.state.render_path(image)
+    build = project.images[image]
     try:
-        return path.read_text() == project.images[image].descriptor
+        return (path.read_text() == build.descriptor
+                and all((path.parent / rel).read_text() == text
+                        for rel, text in build.generated.items()))
     except OSError:
         return False
 
@@ -81,7 +85,16 @@ UPTODATE["pod"] = pod_uptodate  # pods.py: the running pod carries its digest
 
 def do_render(project: Project, image: str) -> None:
     build = project.images[image]
-    write_bytes_atomic(project.state.render_path(image), build.descriptor.encode())
+    path = project.state.render_path(image)
+    folder = path.parent / GENERATED_DIR
+    # a module generated for an earlier spec (the image had packages) must not linger:
+    # cekit reads every module.yaml below the folder it is given
+    for old in sorted(folder.glob("*/module.yaml")) if folder.is_dir() else []:
+        if old.relative_to(path.parent).as_posix() not in build.generated:
+            old.unlink()
+    for rel, text in build.generated.items():
+        write_bytes_atomic(path.parent / rel, text.encode())
+    write_bytes_atomic(path, build.descriptor.encode())
     project.state.write_stamp(f"render:{image}", {"digest": build.digest})
 
 
