@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from cpb.adapters.fetch import ArtifactCache
+from cpb.adapters.artifacts import ArtifactCache
 from cpb.errors import SpecError
 from cpb.project import Project, open_project
 from cpb.spec.model import load_spec
-from cpb.tasks.images import UPTODATE
+from cpb.tasks.fetch import fetch_uptodate
 from cpb.tasks.plan import make_plan
 from fakes import FakeRunner
 from helpers import build_file_tree
@@ -151,8 +151,8 @@ def test_plan_fetches_what_is_missing_and_nothing_cached(tmp_path: Path) -> None
         f"artifact tool 1.tgz (sha256 {SUM_B[:12]}) is not in the cache {cache}"]
     (cache / "sha256").mkdir(parents=True)
     (cache / "sha256" / SUM_B).write_bytes(b"verified before")
-    assert UPTODATE["fetch"](project, SUM_B)
-    assert not UPTODATE["fetch"](project, SUM_A)
+    assert fetch_uptodate(project, SUM_B)
+    assert not fetch_uptodate(project, SUM_A)
     assert f"fetch:{SUM_B}" not in {p.task for p in make_plan(project) if p.pending}
 
 
@@ -160,7 +160,7 @@ def test_fetch_is_skipped_when_every_image_using_it_is_built(tmp_path: Path) -> 
     runner = FakeRunner()
     project = open_project(make(tmp_path), runner=runner, cache=ArtifactCache(tmp_path / "c"))
     one = project.images["one"]
-    runner.add_image("sha256:1", [one.digest_ref], {"io.cpb.resolve.digest": one.digest})
+    runner.add_image("sha256:1", [one.digest_ref], {"io.cpb.digest": one.digest})
     project.store.invalidate()
-    assert UPTODATE["fetch"](project, SUM_B)  # only `one` uses it, and it is built
-    assert not UPTODATE["fetch"](project, SUM_A)  # base and two still need it
+    assert fetch_uptodate(project, SUM_B)  # only `one` uses it, and it is built
+    assert not fetch_uptodate(project, SUM_A)  # base and two still need it

@@ -22,9 +22,9 @@ from cpb.errors import EnvironmentProblem
 from cpb.project import open_project
 from cpb.resolve.digest import FileHasher
 from cpb.state import StateDir
+from cpb.tasks.changes import well_formed
 from cpb.tasks.doitapp import prepare_dep_file, run_doit
-from cpb.tasks.images import _run_build
-from cpb.tasks.plan import _well_formed
+from cpb.tasks.images import run_build
 from helpers import build_file_tree
 
 
@@ -136,7 +136,7 @@ def test_a_hash_cache_entry_that_looks_current_but_is_garbage_is_not_trusted(
 @pytest.mark.parametrize("components", [
     "not a mapping", {"base": "x"}, {"files": ["a"]}, {"files": {"a": 1}}, {"spec": None}])
 def test_plan_survives_a_stamp_of_the_wrong_shape(components: Any) -> None:
-    assert _well_formed(components) is False
+    assert well_formed(components) is False
 
 
 def test_state_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
@@ -230,15 +230,15 @@ LAYER_RACE = ("Error: checking if cached image exists from a previous build: "
 
 def test_a_build_that_lost_a_storage_race_is_tried_once_more(tmp_path: Path) -> None:
     runner = FlakyRunner(1, LAYER_RACE)
-    _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+    run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
     assert runner.calls == 2
     runner = FlakyRunner(5, LAYER_RACE)
     with pytest.raises(CommandFailed):
-        _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+        run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
     assert runner.calls == 2  # only once more
     runner = FlakyRunner(5, "STEP 3/9: RUN install.sh\nexit status 3")
     with pytest.raises(CommandFailed):
-        _run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
+        run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
     assert runner.calls == 1  # a real failure is not retried
 
 

@@ -19,14 +19,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cpb.adapters.fetch import (
-    ArtifactCache,
-    ArtifactsMissing,
-    Download,
-    FetchError,
-    collect_downloads,
-)
+from cpb.adapters.artifacts import ArtifactCache, ArtifactsMissing, Download, FetchError
 from cpb.cli.app import main
+from cpb.resolve.downloads import collect_downloads
 from cpb.spec.model import load_spec
 from helpers import build_file_tree
 from httpserver import FileServer, file_server

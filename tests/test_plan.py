@@ -7,6 +7,7 @@ from pathlib import Path
 from cpb.project import open_project
 from cpb.tasks.images import do_render
 from cpb.tasks.plan import make_plan
+from cpb.tasks.records import record_found, repair_records
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -30,11 +31,20 @@ def pretend_built(root: Path) -> FakeRunner:
     project = open_project(root / "cpb.yaml", runner=runner)
     for name, build in project.images.items():
         runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
-                         {"io.cpb.resolve.digest": build.digest})
+                         {"io.cpb.digest": build.digest})
         do_render(project, name)
         project.state.write_stamp(f"build:{name}", {"digest": build.digest,
                                                     "components": build.components})
     return runner
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def record(root: Path, runner: FakeRunner) -> None:
+    """What every build does before it plans: record the images found built."""
+    record_found(open_project(root / "cpb.yaml", runner=runner))
 
 
 def pending(root: Path, runner: FakeRunner) -> dict[str, list[str]]:
@@ -53,9 +63,13 @@ def test_fresh_project_plans_everything(tmp_path: Path) -> None:
 def test_nothing_pending_after_a_build(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
+    before = files_of(root)
     assert pending(root, runner) == {}
     # One listing, and one inspect of the images whose records lack their id:
     assert dict(runner.started) == {"buildah": 1, "podman": 1}
+    assert files_of(root) == before  # planning writes nothing
+    record(root, runner)
+    assert files_of(root) != before
     runner.started.clear()
     assert pending(root, runner) == {}
     assert dict(runner.started) == {"buildah": 1}  # recorded now: the listing alone
@@ -126,26 +140,25 @@ def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: 
     runner = pretend_built(root)
     for image in runner.images:
         if image["Id"] == "id-leaf":
-            image["Labels"] = {"io.cpb.resolve.digest": "0" * 64}
+            image["Labels"] = {"io.cpb.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
+    record(root, runner)
     assert "build:leaf" in pending(root, runner)  # and it was not recorded as built
 
 
 def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
-    assert pending(root, runner) == {}  # records now name each image id
+    record(root, runner)  # records now name each image id
     for image in runner.images:
         if image["Id"] == "id-leaf":  # retagged by hand: another image, another label
-            image["Id"], image["Labels"] = "id-other", {"io.cpb.resolve.digest": "0" * 64}
+            image["Id"], image["Labels"] = "id-other", {"io.cpb.digest": "0" * 64}
     runner.calls.clear()
     assert "build:leaf" in pending(root, runner)
     assert runner.calls[1] == ["podman", "image", "inspect", "id-other"]
 
 
 def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -> None:
-    from cpb.tasks.images import repair_records
-
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
     project = open_project(root / "cpb.yaml", runner=runner)

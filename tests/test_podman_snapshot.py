@@ -30,25 +30,25 @@ class FakePodman(Runner):
                                {"id": "sha256:ccc", "names": ["localhost/p/c:cpb-3"]}])
         if args[1] == "images":
             return json.dumps([{"Id": "aaa", "Names": ["localhost/p/a:cpb-1"],
-                                "Labels": {"io.cpb.resolve.digest": "d1"}}])
+                                "Labels": {"io.cpb.digest": "d1"}}])
         if args[1:3] == ["image", "inspect"]:
             if args[3].endswith("missing:1"):
                 raise CommandFailed(args, 125, "image not known", None)
             return json.dumps([{"Id": "bbb", "RepoTags": ["localhost/p/b:cpb-2"],
-                                "Labels": {"io.cpb.resolve.digest": "d2"}}])
+                                "Labels": {"io.cpb.digest": "d2"}}])
         return ""
 
 
 def test_tag_and_refresh_patch_the_snapshot_without_listing_again(tmp_path: Path) -> None:
     runner = FakePodman()
     store = ImageStore(runner, lister="podman")
-    assert store.snapshot().label("p/a:cpb-1", "io.cpb.resolve.digest") == "d1"
+    assert store.snapshot().label("p/a:cpb-1", "io.cpb.digest") == "d1"
     store.tag("localhost/p/a:cpb-1", "localhost/p/a:1")
     store.refresh("localhost/p/b:cpb-2")
     store.import_tar(tmp_path / "x.tar", "localhost/p/c:1", tmp_path / "log")
     snap = store.snapshot()
     assert snap.image_id("p/a:1") == "aaa"
-    assert snap.label("p/b:cpb-2", "io.cpb.resolve.digest") == "d2"
+    assert snap.label("p/b:cpb-2", "io.cpb.digest") == "d2"
     assert [c[1] for c in runner.calls].count("images") == 1
 
 
@@ -66,7 +66,7 @@ def test_refresh_before_any_listing_lists_then_reads_the_labels() -> None:
     store = ImageStore(runner, lister="buildah")
     store.refresh("localhost/p/b:cpb-2")
     assert [c[:2] for c in runner.calls] == [["buildah", "images"], ["podman", "image"]]
-    assert store.snapshot().label("p/b:cpb-2", "io.cpb.resolve.digest") == "d2"
+    assert store.snapshot().label("p/b:cpb-2", "io.cpb.digest") == "d2"
 
 
 def test_a_buildah_listing_has_names_and_ids_but_no_labels() -> None:
@@ -74,25 +74,25 @@ def test_a_buildah_listing_has_names_and_ids_but_no_labels() -> None:
     snap = ImageStore(runner, lister="buildah").snapshot()
     assert runner.calls == [["buildah", "images", "--json", "--no-trunc"]]
     assert snap.image_id("p/a:cpb-1") == "aaa"  # podman's form of the id
-    assert snap.label("p/a:cpb-1", "io.cpb.resolve.digest") is None
+    assert snap.label("p/a:cpb-1", "io.cpb.digest") is None
 
 
 def test_holds_trusts_the_digest_tag_until_the_labels_are_read() -> None:
     runner = FakePodman()
     store = ImageStore(runner, lister="buildah")
     snap = store.snapshot()
-    assert snap.holds("p/a:cpb-1", "io.cpb.resolve.digest", "d1")
-    assert not snap.holds("p/missing:cpb-9", "io.cpb.resolve.digest", "d9")
+    assert snap.holds("p/a:cpb-1", "io.cpb.digest", "d1")
+    assert not snap.holds("p/missing:cpb-9", "io.cpb.digest", "d9")
     store.refresh("localhost/p/b:cpb-2")  # inspected: its label is known now
-    assert snap.holds("p/b:cpb-2", "io.cpb.resolve.digest", "d2")
-    assert not snap.holds("p/b:cpb-2", "io.cpb.resolve.digest", "something else")
+    assert snap.holds("p/b:cpb-2", "io.cpb.digest", "d2")
+    assert not snap.holds("p/b:cpb-2", "io.cpb.digest", "something else")
 
 
 def test_labels_of_inspects_only_what_was_not_read() -> None:
     runner = FakePodman()
     store = ImageStore(runner, lister="podman")
-    assert store.labels_of(["aaa", "bbb"]) == {"aaa": {"io.cpb.resolve.digest": "d1"},
-                                               "bbb": {"io.cpb.resolve.digest": "d2"}}
+    assert store.labels_of(["aaa", "bbb"]) == {"aaa": {"io.cpb.digest": "d1"},
+                                               "bbb": {"io.cpb.digest": "d2"}}
     assert [c for c in runner.calls if c[1] == "image"] == [["podman", "image", "inspect", "bbb"]]
 
 
@@ -100,11 +100,11 @@ def test_an_image_whose_labels_cannot_be_read_is_not_trusted_by_its_tag() -> Non
     runner = FakePodman()
     store = ImageStore(runner, lister="buildah")
     snap = store.snapshot()
-    assert snap.holds("p/c:cpb-3", "io.cpb.resolve.digest", "d3")  # listed, labels not read yet
+    assert snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")  # listed, labels not read yet
 
     def failing(args: Sequence[str], **kw: Any) -> str:
         raise CommandFailed(args, 125, "image not known", None)
 
     runner.run = failing  # type: ignore[method-assign]
     assert store.labels_of(["ccc"]) == {"ccc": {}}
-    assert not snap.holds("p/c:cpb-3", "io.cpb.resolve.digest", "d3")
+    assert not snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")

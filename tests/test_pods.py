@@ -19,7 +19,8 @@ from cpb.project import open_project
 from cpb.resolve.kube import LABEL_DIGEST
 from cpb.spec.model import load_spec
 from cpb.tasks.plan import make_plan
-from cpb.tasks.pods import cluster_image_ref, cluster_yaml
+from cpb.tasks.podops import cluster_image_ref, cluster_yaml
+from cpb.tasks.table import TASK_KINDS
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -117,7 +118,7 @@ def test_pods_are_normalised_with_defaults(tmp_path: Path) -> None:
 
 
 def test_pod_nodes_need_their_images_tags(tmp_path: Path) -> None:
-    graph = expand_graph(load_spec(make(tmp_path)))
+    graph = expand_graph(load_spec(make(tmp_path)), TASK_KINDS)
     assert sorted(graph.predecessors("pod:farm")) == ["tag:majordomo", "tag:nats",
                                                       "tag:worker_gcc"]
     assert sorted(graph.predecessors("pod:solo")) == ["tag:nats"]
@@ -301,7 +302,7 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     spec_file.write_text(SPEC)
     project = open_project(spec_file, runner=fake)
     fake.pods = [running(project, "farm", status="Exited")]
-    project.pod_store = None  # asked again
+    project.pod_store.invalidate()  # asked again
     planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
     assert planned["pod:farm"].reasons == ["pod farm-farm is Exited"]
 

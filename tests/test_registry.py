@@ -23,6 +23,7 @@ from cpb.adapters.registry import Registry, RegistryError, RegistryUnreachable, 
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
 from cpb.spec.model import RegistrySpec, load_spec
+from cpb.tasks.table import TASK_KINDS
 from helpers import build_file_tree
 
 DIGEST = "sha256:" + "ab" * 32
@@ -50,14 +51,14 @@ def test_registry_key_is_parsed_with_tls_verify_on_by_default(tmp_path: Path) ->
     assert spec.registry == RegistrySpec(url="reg.example:5000/farm", tls_verify=True)
     assert spec.registry.ref("base", "cpb-0123") == "reg.example:5000/farm/base:cpb-0123"
     assert spec.registry.repository("base") == "farm/base"
-    graph = expand_graph(spec)
+    graph = expand_graph(spec, TASK_KINDS)
     assert ("tag:base", "push:base") in graph.edges
 
 
 def test_no_registry_no_push_tasks(tmp_path: Path) -> None:
     spec = load_spec(spec_file(tmp_path))
     assert spec.registry is None
-    assert not [t for t in expand_graph(spec) if t.startswith("push:")]
+    assert not [t for t in expand_graph(spec, TASK_KINDS) if t.startswith("push:")]
 
 
 @pytest.mark.parametrize(("text", "message"), [

@@ -278,7 +278,7 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
     setup_built(root)
     bench.add("noop", f"setup: {images} images loaded, first `cpb build`",
               fmt_s(time.perf_counter() - start))
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     bare, ntasks, nfiles = bare_doit_project(project, bench.work / f"bare{images}")
     spec = str(root / "cpb.yaml")
     full = {**os.environ, "CPB_NO_FAST_PATH": "1"}
@@ -347,7 +347,7 @@ def setup_built(root: Path) -> None:
     builds, then one real `cpb build`: it renders every descriptor, finds
     every image built, and records them. Not measured.
     """
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     preload_images(project, root / "preload.tar")
     timed(cpb("-f", str(root / "cpb.yaml"), "build"), root)
 
@@ -355,7 +355,7 @@ def setup_built(root: Path) -> None:
 def profile_noop(root: Path) -> None:
     prof = cProfile.Profile()
     prof.enable()
-    quiet_doit(open_project(root / "cpb.yaml"))
+    quiet_doit(open_project(root / "cpb.yaml", runner=Runner()))
     prof.disable()
     stats = pstats.Stats(prof, stream=sys.stderr)
     stats.sort_stats("cumulative").print_stats(25)
@@ -380,7 +380,7 @@ def case_scaling(bench: Bench, sizes: Sequence[int]) -> None:
 
 
 def case_incremental(bench: Bench, root: Path) -> None:
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     images = project.spec.images
     children = nx.DiGraph((i.parent, n) for n, i in images.items() if i.parent)
     leaves = sorted(n for n in images if n in children and children.out_degree(n) == 0)
@@ -446,7 +446,7 @@ def by_hand_commands(root: Path) -> list[list[str]]:
     """
     from cpb.adapters.cekit import build_command
 
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     commands: list[list[str]] = []
     for image in ordered_images(project):
         do_render(project, image)
@@ -491,7 +491,7 @@ def case_today(bench: Bench) -> None:
     spec = str(root / "cpb.yaml")
     timed(cpb("-f", spec, "build"), root)
     settle(root)
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     from cpb.adapters.cekit import build_command
 
     rebuilds = [build_command(project.state.render_path(i), project.state.build_dir(i),

@@ -175,7 +175,7 @@ def preload_images(project: Project, archive: Path) -> None:
             layer_name = f"{diff_id[7:]}/layer.tar"
             _tar_add(tar, layer_name, layer)
             labels = {"io.cpb.project": project.spec.project, "io.cpb.image": build.name,
-                      "io.cpb.resolve.digest": build.digest}
+                      "io.cpb.digest": build.digest}
             config = json.dumps({"architecture": "amd64", "os": "linux",
                                  "config": {"Labels": labels},
                                  # podman builds FROM it need a history entry per layer

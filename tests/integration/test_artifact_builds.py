@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.adapters.fetch import ArtifactCache
+from cpb.adapters.artifacts import ArtifactCache
 from cpb.adapters.runner import Runner
 from cpb.cli.app import main
 from cpb.project import open_project

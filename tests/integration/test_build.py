@@ -82,7 +82,7 @@ def test_fresh_build_tags_and_labels(built: Path, project_name: str) -> None:
         assert len(digest_tags) == 1 and ids[digest_tags[0]] == ids[f"{image}:{version}"]
         labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}",
                                    f"{project_name}/{image}:{version}"))
-        assert labels["io.cpb.resolve.digest"].startswith(digest_tags[0].split("cpb-")[1])
+        assert labels["io.cpb.digest"].startswith(digest_tags[0].split("cpb-")[1])
         assert labels["io.cekit.version"]
     out = podman("run", "--rm", f"{project_name}/leaf1:latest")
     assert out == "mid\nleaf\n"

@@ -105,7 +105,7 @@ def tags(*images: str) -> list[str]:
 def local_label(project_name: str, image: str, tag: str) -> str:
     labels = json.loads(podman("image", "inspect", "--format", "{{json .Labels}}",
                                f"{project_name}/{image}:{tag}"))
-    return str(labels["io.cpb.resolve.digest"])
+    return str(labels["io.cpb.digest"])
 
 
 def cli(root: Path, *argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -124,7 +124,7 @@ def assert_in_registry(registry: RegistryServer, root: Path, project_name: str,
     assert f"cpb-{digest[:12]}" in tags and version in tags, tags
     by_digest = registry.inspect(f"farm/{image}", f"cpb-{digest[:12]}")
     by_version = registry.inspect(f"farm/{image}", version)
-    assert by_digest["Labels"]["io.cpb.resolve.digest"] == digest
+    assert by_digest["Labels"]["io.cpb.digest"] == digest
     assert by_version["Digest"] == by_digest["Digest"]
     # .cpb/ records that manifest: pushed from here, or pulled from there
     pushed = root / f".cpb/state/push/{image}.json"
@@ -336,7 +336,7 @@ def test_credentials_come_from_podmans_auth_file_and_are_never_shown(
              f"docker://{server.url}/farm/other:latest"],
             capture_output=True, text=True, check=True)
         digest = local_label(project_name, "other", "latest")
-        assert json.loads(inspect.stdout)["Labels"]["io.cpb.resolve.digest"] == digest
+        assert json.loads(inspect.stdout)["Labels"]["io.cpb.digest"] == digest
         # The password (or its base64 form) is in no output, log or record.
         encoded = base64.b64encode(f"ci:{password}".encode()).decode()
         records = "".join(p.read_text(errors="replace") for p in (root / ".cpb").rglob("*")

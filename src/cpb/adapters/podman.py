@@ -10,7 +10,7 @@ and size the way `podman images` does (0.1 s against 4 s for 500 images,
 and podman's cost grows faster than linearly). It carries names but not
 labels, so for a listed image the content-addressed tag
 `<image>:cpb-<digest12>` is the record that it was built from those inputs;
-the `io.cpb.resolve.digest` label is read (one `podman image inspect`) where cpb
+the digest label (`cpb.naming.DIGEST_LABEL`) is read (one `podman image inspect`) where cpb
 needs certainty: right after a build or a pull. Without buildah, cpb lists
 with `podman images`, labels included.
 """
@@ -30,7 +30,6 @@ from cpb.errors import EnvironmentProblem
 
 PODMAN = "podman"
 BUILDAH = "buildah"
-DIGEST_LABEL = "io.cpb.resolve.digest"  # the full input digest, on every image cpb builds
 # Podman's local short names: `foo/bar:1` is stored as `localhost/foo/bar:1`.
 LOCAL_PREFIX = "localhost/"
 
@@ -64,7 +63,9 @@ class Snapshot:
     # image id -> labels, for the images whose labels were read (podman's
     # listing, or an inspect after a build); buildah's listing has none.
     labels: dict[str, dict[str, str]] = field(default_factory=dict)
-    checked: bool = False  # Project.built has checked the images it did not record
+    # Listed images no build record accounts for, by image name, once their
+    # labels were read (see cpb.tasks.records); None: not looked at yet.
+    unverified: dict[str, str] | None = None
 
     def image_id(self, ref: str) -> str | None:
         return self.ids.get(local_ref(ref))

@@ -19,19 +19,18 @@ from pathlib import Path
 import click
 
 from cpb import __version__
-from cpb.adapters.fetch import (
+from cpb.adapters.artifacts import (
     CACHE_ENV,
     ArtifactCache,
     ArtifactsMissing,
     FetchError,
-    ProgressLines,
-    collect_downloads,
     default_cache_dir,
     missing_message,
 )
 from cpb.adapters.runner import Runner, stop_running
 from cpb.cli import fastpath as noop
-from cpb.cli.pods import _pod_targets, down, kube, status, up
+from cpb.cli.pods import down, kube, pod_targets, status, up
+from cpb.cli.progress import ProgressLines
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -41,15 +40,16 @@ from cpb.errors import (
     EnvironmentProblem,
     SpecError,
 )
-from cpb.graph import split_task, task_name
+from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
 from cpb.project import Project, open_project
+from cpb.resolve.downloads import collect_downloads
 from cpb.resources import templates_dir
 from cpb.spec.model import url_file_name
-from cpb.spec.schema import ARTIFACT_URL_PATTERN, did_you_mean, schema_json
+from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
 from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file
-from cpb.tasks.images import repair_records
-from cpb.tasks.plan import make_plan
-from cpb.tasks.pods import idle_pod_tasks
+from cpb.tasks.plan import default_tasks, make_plan
+from cpb.tasks.records import record_found, repair_records
+from cpb.util import did_you_mean
 
 log = logging.getLogger("cpb")
 _started_ns = 0  # when this command started: see main() and noop.record
@@ -65,8 +65,8 @@ class _Options:
         return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
     def project(self, *, registry_cache: bool = True) -> Project:
-        return open_project(self.spec_file or find_spec_file(Path.cwd()), cache=self.cache(),
-                            registry_cache=registry_cache)
+        return open_project(self.spec_file or find_spec_file(Path.cwd()), runner=Runner(),
+                            cache=self.cache(), registry_cache=registry_cache)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -102,13 +102,13 @@ def init(directory: Path) -> None:
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
-    pod_targets = _pod_targets(project, [i[4:] for i in images if i.startswith("pod:")])
-    images = [i for i in images if not i.startswith("pod:")]
+    pods = [split_task(i)[1] for i in images if i.startswith(task_name(POD, ""))]
+    images = [i for i in images if not i.startswith(task_name(POD, ""))]
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
-    return [task_name("tag", image) for image in images] + pod_targets
+    return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
 
 @cli.command()
@@ -190,9 +190,15 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
                         "(registry: {url: HOST[:PORT][/PATH]})")
     if not images and project.registry is None:
         # every image; pods are started by `cpb up`, not by a build
-        return [task_name("tag", image) for image in project.images]
+        return [task_name(TAG, image) for image in project.images]
     targets = _targets(project, images or sorted(project.images))
-    return [t.replace("tag:", "push:", 1) for t in targets] if push else targets
+    if not push:
+        return targets
+    pushes = []
+    for target in targets:
+        kind, subject = split_task(target)
+        pushes.append(task_name(PUSH, subject) if kind == TAG else target)
+    return pushes
 
 
 def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
@@ -200,9 +206,8 @@ def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[s
     (a running pod whose image changes is re-created by the next `cpb up`)."""
     if images or push:
         return _registry_targets(project, images, push)
-    idle = idle_pod_tasks(project)
-    running = sorted(t for t in project.graph if t.startswith("pod:") and t not in idle)
-    return [task_name("tag", image) for image in project.images] + running
+    running = default_tasks(project, sorted(task_name(POD, pod) for pod in project.pods))
+    return [task_name(TAG, image) for image in project.images] + running
 
 
 def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
@@ -224,6 +229,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
             project.store.invalidate()
         project.runner.keep_fds = (lock_fd,)
         repair_records(project)
+        record_found(project)
         prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run
         planned = make_plan(project, targets)
         if not any(p.pending for p in planned):
@@ -285,8 +291,9 @@ def schema() -> None:
 
 def _check_offline(project: Project, targets: Sequence[str]) -> None:
     """All artifacts the pending builds need are cached, or one error naming the others."""
-    keys = [split_task(p.task)[1] for p in make_plan(project, targets)
-            if p.pending and p.task.startswith("fetch:")]
+    keys = [subject for kind, subject in (split_task(p.task) for p in
+                                          make_plan(project, targets) if p.pending)
+            if kind == FETCH]
     if keys:
         raise ArtifactsMissing(missing_message([project.downloads[k] for k in keys],
                                                project.cache.root))

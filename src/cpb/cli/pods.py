@@ -13,10 +13,11 @@ from typing import Any
 import click
 
 from cpb.errors import EXIT_FAILED, SpecError
-from cpb.graph import task_name
+from cpb.naming import POD, digest_tag, task_name
 from cpb.project import Project
-from cpb.spec.schema import did_you_mean
-from cpb.tasks.pods import cluster_yaml, pod_down, pod_status
+from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
+from cpb.tasks.records import record_found
+from cpb.util import did_you_mean
 
 
 def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
@@ -29,8 +30,8 @@ def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
     return list(names) or list(project.spec.pods)
 
 
-def _pod_targets(project: Project, names: Sequence[str]) -> list[str]:
-    return [task_name("pod", n) for n in _pod_names(project, names)] if names else []
+def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
+    return [task_name(POD, n) for n in _pod_names(project, names)] if names else []
 
 
 @click.command()
@@ -49,7 +50,8 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
 
     with project.state.lock():
-        code = run_doit(project, [task_name("pod", n) for n in names], jobs=jobs)
+        record_found(project)
+        code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
     if code != 0:
         sys.exit(EXIT_FAILED)
     for name in names:
@@ -88,7 +90,7 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
                 f", out of date (`cpb up {pod['pod']}` replaces it)"
         click.echo(f"{pod['pod']}: {pod['name']} {state}")
         for c in pod["containers"]:
-            digest = f"cpb-{c['digest'][:12]}" if c["digest"] else c["image_id"][:12]
+            digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
             click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest})")
 
 

@@ -101,11 +101,3 @@ def _cache_entry_ok(entry: Any) -> bool:
     return (isinstance(entry, list) and len(entry) == 5
             and all(isinstance(n, int) for n in entry[:4])
             and isinstance(entry[4], str) and len(entry[4]) == 64)
-
-
-def short(digest: str) -> str:
-    return digest[:12]
-
-
-def environ_flag(name: str) -> bool:
-    return os.environ.get(name, "") not in ("", "0", "false", "no")

@@ -20,7 +20,8 @@ from cpb.adapters.cekit import BUILDER_FLAGS, cekit_version
 from cpb.adapters.podman import Snapshot, local_ref
 from cpb.adapters.rootfs import recipe
 from cpb.errors import SpecError
-from cpb.resolve.digest import FileHasher, digest_of, hash_file, sha256_text, short
+from cpb.naming import digest_tag
+from cpb.resolve.digest import FileHasher, digest_of, hash_file, sha256_text
 from cpb.resolve.render import (
     GENERATED_DIR,
     GENERATED_LABEL,
@@ -57,7 +58,7 @@ class ImageBuild:
 
     @property
     def digest_ref(self) -> str:
-        return local_ref(f"{self.repository}:cpb-{short(self.digest)}")
+        return local_ref(f"{self.repository}:{digest_tag(self.digest)}")
 
     @property
     def version_ref(self) -> str:
@@ -115,7 +116,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
     elif image.rootfs is not None:
         tar_sum = hasher.hash(image.rootfs.tar) if image.rootfs.tar else None
         rootfs_digest = digest_of(recipe(image.rootfs, tar_sum))
-        rootfs_ref = local_ref(f"{spec.project}/rootfs/{image.name}:cpb-{short(rootfs_digest)}")
+        rootfs_ref = local_ref(f"{spec.project}/rootfs/{image.name}:{digest_tag(rootfs_digest)}")
         from_ref, base = rootfs_ref, {"rootfs": rootfs_digest}
     else:
         assert image.base_ref is not None

@@ -23,13 +23,14 @@ from typing import Any
 
 import jinja2
 
+from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import sha256_text
 from cpb.resources import templates_dir
 from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
 
 POD_TEMPLATE = "pod.yaml.j2"
 CLUSTER_TEMPLATE = "cluster.yaml.j2"
-LABEL_PROJECT = "io.cpb.project"
+LABEL_PROJECT = PROJECT_LABEL
 LABEL_POD = "io.cpb.pod"
 LABEL_DIGEST = "io.cpb.pod-digest"
 LABEL_CONTAINER = "io.cpb.container"

@@ -25,8 +25,10 @@ from typing import Any
 import jinja2
 import yaml
 
+from cpb.naming import DIGEST_LABEL, IMAGE_LABEL, PROJECT_LABEL
 from cpb.resources import templates_dir
-from cpb.spec.model import ImageSpec, deep_merge
+from cpb.spec.model import ImageSpec
+from cpb.util import deep_merge
 
 TEMPLATE = "image.yaml.j2"
 MODULE_TEMPLATE = "image-module.yaml.j2"
@@ -75,8 +77,8 @@ def _generated(image: ImageSpec) -> list[tuple[str, str]]:
 def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_ref: str,
                       spec_file: str) -> str:
     labels = dict(image.labels)
-    labels.update({"io.cpb.project": project, "io.cpb.image": image.name,
-                   "io.cpb.resolve.digest": DIGEST_PLACEHOLDER})
+    labels.update({PROJECT_LABEL: project, IMAGE_LABEL: image.name,
+                   DIGEST_LABEL: DIGEST_PLACEHOLDER})
     return environment().get_template(TEMPLATE).render(
         spec_file=spec_file, image=image.name, repository=repository,
         version=image.version, from_ref=from_ref, description=image.description,

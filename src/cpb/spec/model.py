@@ -19,14 +19,9 @@ from urllib.parse import unquote, urlsplit
 from cpb.errors import GraphError, SpecError
 from cpb.spec.modules import ModuleRef, find_module, known_modules, read_module
 from cpb.spec.pods import PodSpec, build_pods
-from cpb.spec.schema import (
-    CHECKSUM_LENGTHS,
-    FILE_NAME_PATTERN,
-    MODULE_PATTERN,
-    Validator,
-    did_you_mean,
-)
+from cpb.spec.schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, MODULE_PATTERN, Validator
 from cpb.spec.yamlload import Located, Mark, load_yaml
+from cpb.util import deep_merge, did_you_mean
 
 # cekit keys cpb owns: letting the escape hatch change them would break the
 # image's identity (its name, tags and the parent edge of the graph).
@@ -394,13 +389,3 @@ def _scalar_text(value: Any) -> str:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(result.get(key), Mapping):
-            result[key] = deep_merge(result[key], value)
-        else:
-            result[key] = value
-    return result

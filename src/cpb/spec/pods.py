@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cpb.spec.schema import did_you_mean
+from cpb.util import did_you_mean
 
 DEFAULT_STOP_TIMEOUT = 10
 

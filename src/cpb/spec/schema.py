@@ -8,7 +8,6 @@ specific: the field path, the position, and "did you mean" for a typo.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Callable
@@ -16,6 +15,7 @@ from typing import Any
 
 from cpb.errors import SpecError
 from cpb.spec.yamlload import Located, LocatedList, Mark
+from cpb.util import did_you_mean
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
 MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
@@ -283,10 +283,6 @@ def _ecma(pattern: str) -> str:
     """JSON Schema's `$` ends the string; Python's also matches before a final newline."""
     return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
 
-
-def did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class Validator:

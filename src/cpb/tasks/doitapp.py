@@ -1,8 +1,8 @@
 """Running the task graph with doit.
 
-`task_dicts` turns the graph into doit task dictionaries (each with an
-`uptodate` check from `tasks.UPTODATE` and its graph predecessors as
-`task_dep`); `CpbLoader` hands them to doit for `cpb build`, and
+`task_dicts` turns the graph into doit task dictionaries (each with its
+kind's `uptodate` check and action from cpb.tasks.table, and its graph
+predecessors as `task_dep`); `CpbLoader` hands them to doit for `cpb build`, and
 `cpb.dodo.task_cpb` yields the same dictionaries to a project's dodo.py so
 that a plain `doit` does the same work.
 """
@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doit.cmd_base import TaskLoader2
 from doit.doit_cmd import DoitMain
@@ -23,46 +23,49 @@ from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
 from cpb.errors import CpbError
-from cpb.graph import ordered, split_task
-from cpb.project import Project
+from cpb.graph import ordered
 from cpb.state import prepare_dep_file
-from cpb.tasks.images import ACTIONS, UPTODATE
+from cpb.tasks.kind import TaskKind
+from cpb.tasks.table import kind_of
+
+if TYPE_CHECKING:
+    from cpb.project import Project
 
 log = logging.getLogger(__name__)
 
 
-def _run_action(project: Project, kind: str, image: str) -> TaskFailed | None:
+def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | None:
     try:
-        ACTIONS[kind](project, image)
+        kind.action(project, subject)
     except CpbError as exc:
         return TaskFailed(str(exc))
     return None  # never a Path or other non-JSON value: it would truncate doit's db
 
 
-def _uptodate(project: Project, kind: str, image: str) -> bool:
+def _uptodate(project: Project, kind: TaskKind, subject: str) -> bool:
     """doit prints a traceback for an exception here: say "not up to date" instead.
 
     The action then runs, meets the same problem (podman not answering) and
     reports it as the task's one-line failure.
     """
     try:
-        return UPTODATE[kind](project, image)
+        return kind.uptodate(project, subject)
     except CpbError as exc:
-        log.debug("%s:%s: up-to-date check failed: %s", kind, image, exc)
+        log.debug("%s:%s: up-to-date check failed: %s", kind.name, subject, exc)
         return False
 
 
 def task_dicts(project: Project) -> list[dict[str, Any]]:
     result = []
     for task in ordered(project.graph):
-        kind, image = split_task(task)
+        kind, subject = kind_of(task)
         result.append({
             "name": task,
-            "doc": f"{kind} image {image}",
-            "actions": [(_run_action, [project, kind, image])],
+            "doc": f"{kind.name} {kind.label} {subject}",
+            "actions": [(_run_action, [project, kind, subject])],
             # (callable, args, kwargs): doit inspects a partial's signature at
             # every check, a plain function's cheaply
-            "uptodate": [(_uptodate, [project, kind, image], {})],
+            "uptodate": [(_uptodate, [project, kind, subject], {})],
             "task_dep": sorted(project.graph.predecessors(task)),
             # 2: doit must not capture output. Capturing swaps sys.stdout per
             # action, and with threads (-j) the swaps race and can leave a dead

@@ -1,4 +1,4 @@
-"""`fetch:` tasks: artifacts downloaded on the host into a content-addressed cache.
+"""The artifact cache: url artifacts downloaded on the host, content-addressed.
 
 Containers here cannot reach HTTPS hosts, and a reproducible build should
 not download anything anyway: cpb fetches each `url` artifact once, checks
@@ -34,8 +34,7 @@ from urllib.parse import urlsplit
 
 from cpb import __version__
 from cpb.errors import CpbError
-from cpb.resolve.digest import environ_flag
-from cpb.spec.model import ArtifactSpec, ProjectSpec
+from cpb.util import environ_flag
 
 log = logging.getLogger(__name__)
 
@@ -88,27 +87,6 @@ class FetchResult:
     fetched: bool  # False: it was in the cache already
     size: int
     seconds: float
-
-
-def collect_downloads(spec: ProjectSpec, images: Iterable[str] | None = None
-                      ) -> dict[str, Download]:
-    """The distinct url artifacts of the spec (or of `images`), by cache key."""
-    found: dict[str, list[ArtifactSpec]] = {}
-    for name in sorted(spec.images if images is None else images):
-        for artifact in spec.images[name].artifacts:
-            if artifact.url is not None:
-                found.setdefault(artifact.key, []).append(artifact)
-    result = {}
-    for key, artifacts in sorted(found.items()):
-        checksums: dict[str, str] = {}
-        for artifact in artifacts:
-            for algorithm, value in artifact.checksums:
-                checksums.setdefault(algorithm, value)
-        result[key] = Download(
-            key=key, checksums=tuple(checksums.items()),
-            urls=tuple(dict.fromkeys(a.url for a in artifacts if a.url)),
-            names=tuple(dict.fromkeys(a.name for a in artifacts)))
-    return result
 
 
 def default_cache_dir() -> Path:
@@ -341,33 +319,3 @@ class _TempFile:
     def __exit__(self, *exc: object) -> None:
         self.handle.close()
         self.path.unlink(missing_ok=True)
-
-
-class ProgressLines:
-    """Progress of large downloads as plain lines (parallel downloads interleave cleanly).
-
-    At most one line per download per `every` seconds, and only for downloads
-    of at least `min_size` bytes (or of unknown size once they pass it).
-    """
-
-    def __init__(self, write: Callable[[str], None], *, min_size: int = 1 << 20,
-                 every: float = 1.0) -> None:
-        self.write, self.min_size, self.every = write, min_size, every
-        self.last: dict[str, float] = {}
-
-    def __call__(self, name: str, done: int, total: int | None) -> None:
-        if (total if total is not None else done) < self.min_size:
-            return
-        now = time.monotonic()
-        finished = total is not None and done >= total
-        if not finished and now - self.last.get(name, 0.0) < self.every:
-            return
-        self.last[name] = now
-        if total:
-            self.write(f"  {name}: {_mb(done)} of {_mb(total)} MB ({100 * done // total}%)")
-        else:
-            self.write(f"  {name}: {_mb(done)} MB")
-
-
-def _mb(size: int) -> str:
-    return f"{size / 1e6:.1f}"
