@@ -31,7 +31,7 @@ images:
   one:
     from: base
     artifacts:
-      - url: https://example.org/dl/tool%201.tgz?x=1
+      - url: https://example.org/dl/tool%2B1.tgz?x=1
         sha256: {SUM_B}
         dest: /opt/
   two:
@@ -55,7 +55,7 @@ def test_url_artifacts_are_read_with_defaults_names_and_lower_case(tmp_path: Pat
     one = spec.images["one"].artifacts
     assert [(a.name, a.url, a.key) for a in one] == [
         ("nats_py-2.16.0-py3-none-any.whl", WHEEL, SUM_A),
-        ("tool 1.tgz", "https://example.org/dl/tool%201.tgz?x=1", SUM_B)]
+        ("tool+1.tgz", "https://example.org/dl/tool%2B1.tgz?x=1", SUM_B)]
     assert one[1].dest == "/opt/" and one[1].path is None
     two = spec.images["two"].artifacts
     assert [a.name for a in two] == ["nats_py-2.16.0-py3-none-any.whl", "local.bin"]
@@ -148,7 +148,7 @@ def test_plan_fetches_what_is_missing_and_nothing_cached(tmp_path: Path) -> None
     project = open_(make(tmp_path), cache)
     pending = {p.task: p.reasons for p in make_plan(project) if p.pending}
     assert pending[f"fetch:{SUM_B}"] == [
-        f"artifact tool 1.tgz (sha256 {SUM_B[:12]}) is not in the cache {cache}"]
+        f"artifact tool+1.tgz (sha256 {SUM_B[:12]}) is not in the cache {cache}"]
     (cache / "sha256").mkdir(parents=True)
     (cache / "sha256" / SUM_B).write_bytes(b"verified before")
     assert fetch_uptodate(project, SUM_B)

@@ -20,7 +20,7 @@ FILES = {
           leaf: {from: mid}
         """,
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/install.sh": "echo 1\n",
 }
 
@@ -96,8 +96,10 @@ def test_spec_field_change_is_named(tmp_path: Path) -> None:
 
 def test_change_in_a_module_another_module_installs_names_the_file(tmp_path: Path) -> None:
     files = {**FILES,
-             "modules/m1/module.yaml": "name: m1\nmodules:\n  install: [{name: m0}]\n",
-             "modules/m0/module.yaml": "name: m0\n", "modules/m0/install.sh": "echo 0\n"}
+             "modules/m1/module.yaml": ('name: m1\nversion: "1"\n'
+                                        "modules:\n  install: [{name: m0}]\n"),
+             "modules/m0/module.yaml": 'name: m0\nversion: "1"\n',
+             "modules/m0/install.sh": "echo 0\n"}
     root = build_file_tree(tmp_path, files)
     runner = pretend_built(root)
     assert pending(root, runner) == {}

@@ -25,7 +25,7 @@ __all__ = ["DOIT_CONFIG", "task_cpb"]
 # doit imports dodo.py with the working directory set to the dodo's folder.
 _ROOT = Path.cwd()
 prepare_dep_file(_ROOT)
-DOIT_CONFIG: dict[str, Any] = doit_config(_ROOT)
+DOIT_CONFIG: dict[str, Any] = doit_config(_ROOT, plain_doit=True)
 
 
 def task_cpb() -> Iterator[dict[str, Any]]:

@@ -31,9 +31,9 @@ from cpb.adapters.runner import Runner, stop_running
 from cpb.cli import fastpath as noop
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
+from cpb.cli.session import interruption, project_lock, signals_interrupt
 from cpb.errors import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SPEC,
     CpbError,
@@ -44,6 +44,7 @@ from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
 from cpb.project import Project, open_project
 from cpb.resolve.downloads import collect_downloads
 from cpb.resources import templates_dir
+from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import url_file_name
 from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
 from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file
@@ -57,16 +58,18 @@ _started_ns = 0  # when this command started: see main() and noop.record
 
 class _Options:
     def __init__(self, spec_file: Path | None, cache_dir: Path | None = None,
-                 offline: bool = False) -> None:
+                 offline: bool = False, allow_host_paths: Sequence[str] = ()) -> None:
         self.spec_file = spec_file
         self.cache_dir, self.offline = cache_dir, offline
+        self.host_paths = HostPaths.from_user(allow_host_paths)
 
     def cache(self) -> ArtifactCache:
         return ArtifactCache(self.cache_dir, offline=self.offline or None)
 
     def project(self, *, registry_cache: bool = True) -> Project:
         return open_project(self.spec_file or find_spec_file(Path.cwd()), runner=Runner(),
-                            cache=self.cache(), registry_cache=registry_cache)
+                            cache=self.cache(), registry_cache=registry_cache,
+                            host_paths=self.host_paths)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,13 +81,16 @@ class _Options:
               help=f"The artifact cache (default: ${CACHE_ENV}, else {default_cache_dir()}).")
 @click.option("--offline", is_flag=True,
               help="Fetch nothing: use only artifacts already in the cache.")
+@click.option("--allow-host-path", "allow_host_paths", multiple=True, metavar="PATH",
+              help=f"Let the project use this host path outside it (a pod volume, an artifact, "
+                   f"a module); repeatable; also ${CONSENT_ENV} (':'-separated).")
 @click.pass_context
 def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
-        offline: bool) -> None:
+        offline: bool, allow_host_paths: tuple[str, ...]) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = _Options(spec_file, cache_dir, offline)
+    ctx.obj = _Options(spec_file, cache_dir, offline, allow_host_paths)
 
 
 @cli.command()
@@ -213,21 +219,9 @@ def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[s
 def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
          everything: bool = False) -> None:
     """Run the targets with doit; `everything`: they are every image's tag: task."""
-
-    waited: list[str] = []
-
-    def waiting(holder: str) -> None:
-        waited.append(holder)
-        click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
-                   err=True)
-
     if project.cache.offline:
         _check_offline(project, targets)
-    with project.state.lock(on_wait=waiting) as lock_fd:
-        if waited:
-            # the other run changed local storage: what we saw before waiting is stale
-            project.store.invalidate()
-        project.runner.keep_fds = (lock_fd,)
+    with project_lock(project):
         repair_records(project)
         record_found(project)
         prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run
@@ -254,7 +248,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
 def clean(opts: _Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
     project = opts.project()
-    with project.state.lock(wait=False):
+    with project_lock(project, wait=False):
         if images:
             prefix = f"localhost/{project.spec.project}/"
             refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
@@ -375,6 +369,11 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     """
     global _started_ns
     _started_ns = started_ns or time.time_ns()
+    with signals_interrupt():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="cpb",
                  standalone_mode=False)
@@ -383,13 +382,13 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     except click.ClickException as exc:
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
-    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+    except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
         stop_running()  # builds other threads started
+        code, message = interruption(exc)
         # doit may still have sys.stderr swapped for another thread's action:
         # write where the user will see it.
-        click.echo("interrupted; everything finished so far is kept",
-                   file=sys.__stderr__ or sys.stderr)
-        return EXIT_INTERRUPTED
+        click.echo(message, file=sys.__stderr__ or sys.stderr)
+        return code
     except CpbError as exc:
         click.echo(f"cpb: error: {exc}", err=True)
         return exc.exit_code

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, NoReturn
 from cpb import __version__
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
-from cpb.errors import EXIT_INTERRUPTED, CpbError
-from cpb.state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic
+from cpb.cli.session import interruption, signals_interrupt
+from cpb.errors import INTERRUPT_EXITS, CpbError
+from cpb.state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic, write_error
 
 if TYPE_CHECKING:  # the fast path must not import the pipeline
     from cpb.project import Project
@@ -105,7 +106,11 @@ def record(project: Project, started_ns: int, tasks: int) -> bool:
 
 def forget(project_root: Path) -> None:
     """Remove the record (a run that found work, or failed)."""
-    (project_root / STATE_DIR / RECORD).unlink(missing_ok=True)
+    path = project_root / STATE_DIR / RECORD
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def _inputs(project: Project) -> Iterable[str]:
@@ -133,7 +138,7 @@ def _inputs(project: Project) -> Iterable[str]:
         for artifact in image.artifacts:
             yield str(artifact.path if artifact.path is not None
                       else project.cache.path(artifact.key))
-        for module in image.all_modules:
+        for module in image.modules:
             yield str(module.path)
             yield from module.folders
             yield from (str(f.path) for f in module.files)
@@ -243,20 +248,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `cpb` command: the fast path when it applies, else the full CLI."""
     args = sys.argv[1:] if argv is None else list(argv)
     started = time.time_ns()
-    try:
-        code = fast_path(args)
-    except KeyboardInterrupt:
-        print("interrupted; everything finished so far is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if code is not None:
-        return code
-    from cpb.cli.app import main as full_main
+    with signals_interrupt():
+        try:
+            code = fast_path(args)
+        except KeyboardInterrupt as exc:
+            code, message = interruption(exc)
+            print(message, file=sys.stderr)
+            return code
+        if code is not None:
+            return code
+        from cpb.cli.app import main as full_main
 
-    return full_main(args, started_ns=started)
+        return full_main(args, started_ns=started)
 
 
 def exit_with(code: int) -> NoReturn:
-    if code == EXIT_INTERRUPTED:
+    if code in INTERRUPT_EXITS:
         # doit's worker threads may still wait for work that will never come;
         # everything is on disk, so do not wait for them.
         sys.stdout.flush()

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
 from cpb.project import Project
@@ -49,7 +50,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     names = _pod_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
 
-    with project.state.lock():
+    with project_lock(project):
         record_found(project)
         code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
     if code != 0:

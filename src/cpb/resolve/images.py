@@ -129,7 +129,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         for a in image.artifacts}
     paths[GENERATED_LABEL] = StateDir(spec.root).render_path(image.name).parent / GENERATED_DIR
     files: dict[str, str] = {}
-    for module in image.all_modules:
+    for module in image.modules:
         paths[module.label] = module.real or module.path.resolve()
         for file in module.files:
             files[file.shown] = hasher.hash(file.path, file.stat)

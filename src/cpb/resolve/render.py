@@ -87,7 +87,7 @@ def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_r
         generated=[name for _, name in _generated(image)],
         generated_path=path_placeholder(GENERATED_LABEL),
         repositories=[{"name": m.name, "path": path_placeholder(m.label)}
-                      for m in image.all_modules],
+                      for m in image.modules],
         modules=[{"name": m.name} for m in image.modules],
         user=image.user, workdir=image.workdir, cmd=list(image.cmd),
         entrypoint=list(image.entrypoint))

@@ -9,22 +9,27 @@ that a plain `doit` does the same work.
 
 from __future__ import annotations
 
+import errno
+import importlib.metadata
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.cmd_base import TaskLoader2
+from doit.dependency import JsonDB
 from doit.doit_cmd import DoitMain
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
-from cpb.errors import CpbError
+from cpb.errors import CpbError, DiskFull, StateWriteError
 from cpb.graph import ordered
-from cpb.state import prepare_dep_file
+from cpb.naming import task_name
+from cpb.state import no_space_left, prepare_dep_file, write_bytes_atomic, write_error
 from cpb.tasks.kind import TaskKind
 from cpb.tasks.table import kind_of
 
@@ -34,12 +39,89 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class _Stop:
+    """A fault that ends the whole run (no space left under .cpb/): the first one
+    is kept, every action after it is not started, and `run_doit` raises it
+    once doit has finished (doit would print an exception from an action or
+    from its database as a traceback)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: StateWriteError | None = None
+        self.tasks: set[str] = set()
+        self.active = False  # inside run_doit, which reports the error itself
+
+    def reset(self, active: bool) -> None:
+        with self._lock:
+            self.error, self.tasks, self.active = None, set(), active
+
+    def record(self, error: StateWriteError, task: str | None = None) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = error
+            if task is not None:
+                self.tasks.add(task)
+
+
+STOP = _Stop()
+
+
 def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | None:
+    task = task_name(kind.name, subject)
+    if STOP.error is not None:
+        STOP.record(STOP.error, task)
+        return TaskFailed(f"not run: {STOP.error}")
     try:
         kind.action(project, subject)
-    except CpbError as exc:
+    except StateWriteError as exc:
+        STOP.record(exc, task)
         return TaskFailed(str(exc))
+    except CpbError as exc:
+        if no_space_left(project.state.root):
+            # cekit, podman or a download failed writing under .cpb/ (its log
+            # may be empty for the same reason): say what is wrong
+            full = DiskFull(f"no space left on device writing .cpb/ "
+                            f"({task} failed: {str(exc).splitlines()[0]}); "
+                            "images built so far are kept")
+            STOP.record(full, task)
+            return TaskFailed(str(full))
+        return TaskFailed(str(exc))
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        error = write_error(exc.filename or project.state.root, exc)
+        STOP.record(error, task)
+        return TaskFailed(str(error))
     return None  # never a Path or other non-JSON value: it would truncate doit's db
+
+
+class AtomicJsonDB(JsonDB):  # type: ignore[misc]
+    """doit's JSON database, written to a temporary file and renamed into place.
+
+    doit's own JsonDB opens the file for writing (truncating it) and then
+    writes: a full disk or a kill in between leaves it empty. A write that
+    fails here leaves the old file whole; the run then ends with the one-line
+    error (`cpb build`), or a logged one (a plain `doit`).
+    """
+
+    desc = "JSON, written atomically (cpb)"
+
+    def dump(self) -> None:
+        try:
+            write_bytes_atomic(Path(self.name), self.codec.encode(self._db).encode())
+        except StateWriteError as exc:
+            STOP.record(exc)
+            if not STOP.active:  # a plain `doit`: nobody else will say it
+                log.error("%s", exc)
+
+
+BACKEND = "cpb-json"
+_BACKEND_PLUGIN = {"BACKEND": {BACKEND: f"{__name__}:AtomicJsonDB"}}
+
+
+def _backend_installed() -> bool:
+    """A plain `doit` finds the backend through the entry point cpb's package declares."""
+    return any(e.name == BACKEND for e in importlib.metadata.entry_points(group="doit.BACKEND"))
 
 
 def _uptodate(project: Project, kind: TaskKind, subject: str) -> bool:
@@ -75,10 +157,12 @@ def task_dicts(project: Project) -> list[dict[str, Any]]:
     return result
 
 
-def doit_config(project_root: Path) -> dict[str, Any]:
+def doit_config(project_root: Path, *, plain_doit: bool = False) -> dict[str, Any]:
+    """doit's settings; `plain_doit`: for a project's dodo.py, where cpb's backend
+    is known to doit only if cpb is installed with its entry points."""
     return {
         "dep_file": str(project_root / ".cpb" / "doit.json"),
-        "backend": "json",
+        "backend": BACKEND if not plain_doit or _backend_installed() else "json",
         "par_type": "thread",
         "reporter": CpbReporter,
         "check_file_uptodate": "timestamp",
@@ -129,6 +213,8 @@ class CpbReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Task, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})
+        if STOP.error is not None:
+            return  # the run's one error line says it, once
         message = fail.get_msg().strip() if fail.report else ""
         if not task.executed:
             message = "not run: a task it needs failed"
@@ -157,14 +243,19 @@ def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
              keep_going: bool = True, extra: Sequence[str] = ()) -> int:
     """Run doit over the project's graph; doit's return code (0 ok, 1 failed, 2/3 errors)."""
     prepare_dep_file(project.spec.root)
+    STOP.reset(active=True)
     argv = ["run", "-n", str(jobs), "-P", "thread"]
     if keep_going:
         argv.append("--continue")
     argv += [*extra, *targets]
-    main = DoitMain(CpbLoader(project), config_filenames=())
+    main = DoitMain(CpbLoader(project), config_filenames=(), extra_config=_BACKEND_PLUGIN)
     streams = sys.stdout, sys.stderr
     try:
-        return int(main.run(argv))
+        code = int(main.run(argv))
     finally:
         sys.stdout, sys.stderr = streams  # whatever doit did to them
+        STOP.active = False
+    if STOP.error is not None:
+        raise STOP.error
+    return code
 
