@@ -116,7 +116,7 @@ def forget(project_root: Path) -> None:
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
     metadata folder aside: record() adds it)."""
-    from cpb.resolve.render import TEMPLATE
+    from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
     from cpb.resources import builtin_modules_dir, templates_dir
     from cpb.spec.modules import PROJECT_MODULES
 
@@ -125,11 +125,14 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
     yield str(builtin_modules_dir())
     yield str(templates_dir() / TEMPLATE)
+    yield str(templates_dir() / MODULE_TEMPLATE)
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
     yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
     for name, image in spec.images.items():
-        yield str(project.state.render_path(name))
+        render = project.state.render_path(name)
+        yield str(render)
+        yield from (str(render.parent / rel) for rel in project.images[name].generated)
         if image.rootfs is not None and image.rootfs.tar is not None:
             yield str(image.rootfs.tar)
         for artifact in image.artifacts:
