@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from cpb.cli import complete
 from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
@@ -36,7 +37,7 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
 @click.pass_obj
@@ -60,7 +61,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
 def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
@@ -74,7 +75,7 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
 def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
@@ -96,7 +97,7 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("pod")
+@click.argument("pod", shell_complete=complete.pods)
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
 @click.pass_obj
