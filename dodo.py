@@ -3,7 +3,7 @@
     doit test        the whole test suite (as CI runs it)
     doit unit        only the fast unit tests
     doit lint        ruff and mypy
-    doit schema      regenerate src/cpb/cpb.schema.json from src/cpb/schema.py
+    doit schema      regenerate src/cpb/cpb.schema.json from src/cpb/spec/schema.py
     doit bench       the benchmark (tests/benchmarks/bench.py, ~9 min; docs/benchmarks.md)
 """
 
@@ -37,12 +37,12 @@ def task_schema() -> dict[str, object]:
 
     def write() -> None:
         sys.path.insert(0, "src")
-        from cpb.schema import schema_json
+        from cpb.spec.schema import schema_json
 
         with open("src/cpb/cpb.schema.json", "w") as handle:
             handle.write(schema_json())
 
-    return {"actions": [write], "file_dep": ["src/cpb/schema.py"],
+    return {"actions": [write], "file_dep": ["src/cpb/spec/schema.py"],
             "targets": ["src/cpb/cpb.schema.json"]}
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cpb.runner import Runner
+from cpb.adapters.runner import Runner
 
 
 class FakeRunner(Runner):

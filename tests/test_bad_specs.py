@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.cli import main
+from cpb.cli.app import main
 
 DATA = Path(__file__).parent / "data" / "bad-specs"
 EXPECTED: dict[str, dict[str, object]] = json.loads((DATA / "expected.json").read_text())

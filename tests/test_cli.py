@@ -5,10 +5,10 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from cpb.cli import cli, main
+from cpb.cli.app import cli, main
 from cpb.resources import templates_dir
-from cpb.schema import SCHEMA, schema_json
-from cpb.spec import load_spec
+from cpb.spec.model import load_spec
+from cpb.spec.schema import SCHEMA, schema_json
 
 
 def test_shipped_schema_is_the_generated_one() -> None:

@@ -10,7 +10,7 @@ import click
 import pytest
 import yaml
 
-from cpb.cli import cli
+from cpb.cli.app import cli
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ci.md"
 FENCE = re.compile(r"```(\w+)\n(.*?)```", re.S)

@@ -19,14 +19,15 @@ from hypothesis import strategies as st
 
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.schema import SCHEMA
-from cpb.spec import ProjectSpec, load_spec
+from cpb.spec.model import ProjectSpec, load_spec
+from cpb.spec.schema import SCHEMA
+from cpb.tasks.table import TASK_KINDS
 from helpers import build_file_tree
 
 FILES = {
     "base.tar": "x",
     "files/tool.tar.gz": "payload",
-    "modules/worker/module.yaml": "name: worker\n",
+    "modules/worker/module.yaml": "name: worker\nversion: \"1\"\n",
     "modules/worker/install.sh": "echo hi\n",
 }
 IMAGE_KEYS = sorted(SCHEMA["$defs"]["image"]["properties"])
@@ -102,7 +103,7 @@ def load(project_dir: Path, data: bytes) -> Any:
         assert str(exc) and "\n" not in str(exc)
         return exc
     assert isinstance(spec, ProjectSpec)
-    expand_graph(spec)  # a spec that loads must also make a graph
+    expand_graph(spec, TASK_KINDS)  # a spec that loads must also make a graph
     return spec
 
 

@@ -5,7 +5,8 @@ from pathlib import Path
 import networkx as nx
 
 from cpb.graph import closure, expand_graph, image_order, ordered
-from cpb.spec import load_spec
+from cpb.spec.model import load_spec
+from cpb.tasks.table import TASK_KINDS
 from helpers import build_file_tree
 
 SPEC = """
@@ -24,7 +25,7 @@ def spec(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_nodes_and_edges(tmp_path: Path) -> None:
-    graph = expand_graph(spec(tmp_path))
+    graph = expand_graph(spec(tmp_path), TASK_KINDS)
     assert set(graph) == {f"{k}:{i}" for k in ("render", "build", "tag")
                           for i in ("base", "mid", "leaf", "ext")} | {"rootfs:base"}
     assert set(graph.predecessors("build:mid")) == {"render:mid", "build:base"}
@@ -35,9 +36,9 @@ def test_nodes_and_edges(tmp_path: Path) -> None:
 
 
 def test_order_is_deterministic_and_respects_edges(tmp_path: Path) -> None:
-    graph = expand_graph(spec(tmp_path))
+    graph = expand_graph(spec(tmp_path), TASK_KINDS)
     order = ordered(graph)
-    assert order == ordered(expand_graph(spec(tmp_path)))
+    assert order == ordered(expand_graph(spec(tmp_path), TASK_KINDS))
     position = {task: i for i, task in enumerate(order)}
     for a, b in graph.edges:
         assert position[a] < position[b]
@@ -45,6 +46,6 @@ def test_order_is_deterministic_and_respects_edges(tmp_path: Path) -> None:
 
 
 def test_closure_is_the_target_and_what_it_needs(tmp_path: Path) -> None:
-    graph = expand_graph(spec(tmp_path))
+    graph = expand_graph(spec(tmp_path), TASK_KINDS)
     assert closure(graph, ["tag:mid"]) == {"tag:mid", "build:mid", "render:mid",
                                            "build:base", "render:base", "rootfs:base"}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpb.plan import make_plan
 from cpb.project import open_project
+from cpb.tasks.images import do_render
+from cpb.tasks.plan import make_plan
+from cpb.tasks.records import record_found, repair_records
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -18,7 +20,7 @@ FILES = {
           leaf: {from: mid}
         """,
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/install.sh": "echo 1\n",
 }
 
@@ -30,11 +32,19 @@ def pretend_built(root: Path) -> FakeRunner:
     for name, build in project.images.items():
         runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
                          {"io.cpb.digest": build.digest})
-        project.state.render_path(name).parent.mkdir(parents=True, exist_ok=True)
-        project.state.render_path(name).write_text(build.descriptor)
+        do_render(project, name)
         project.state.write_stamp(f"build:{name}", {"digest": build.digest,
                                                     "components": build.components})
     return runner
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def record(root: Path, runner: FakeRunner) -> None:
+    """What every build does before it plans: record the images found built."""
+    record_found(open_project(root / "cpb.yaml", runner=runner))
 
 
 def pending(root: Path, runner: FakeRunner) -> dict[str, list[str]]:
@@ -53,9 +63,13 @@ def test_fresh_project_plans_everything(tmp_path: Path) -> None:
 def test_nothing_pending_after_a_build(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
+    before = files_of(root)
     assert pending(root, runner) == {}
     # One listing, and one inspect of the images whose records lack their id:
     assert dict(runner.started) == {"buildah": 1, "podman": 1}
+    assert files_of(root) == before  # planning writes nothing
+    record(root, runner)
+    assert files_of(root) != before
     runner.started.clear()
     assert pending(root, runner) == {}
     assert dict(runner.started) == {"buildah": 1}  # recorded now: the listing alone
@@ -80,6 +94,40 @@ def test_spec_field_change_is_named(tmp_path: Path) -> None:
     assert pending(root, runner)["build:leaf"] == ["spec field images.leaf.env changed"]
 
 
+def test_change_in_a_module_another_module_installs_names_the_file(tmp_path: Path) -> None:
+    files = {**FILES,
+             "modules/m1/module.yaml": ('name: m1\nversion: "1"\n'
+                                        "modules:\n  install: [{name: m0}]\n"),
+             "modules/m0/module.yaml": 'name: m0\nversion: "1"\n',
+             "modules/m0/install.sh": "echo 0\n"}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    assert pending(root, runner) == {}
+    (root / "modules/m0/install.sh").write_text("echo changed\n")
+    plan = pending(root, runner)
+    assert plan["build:mid"] == ["module file modules/m0/install.sh changed"]
+    assert plan["build:leaf"] == ["parent image mid will be rebuilt"]
+
+
+def test_package_change_rerenders_the_generated_module(tmp_path: Path) -> None:
+    files = {**FILES, "cpb.yaml": FILES["cpb.yaml"].replace(
+        "leaf: {from: mid}", "leaf: {from: mid, packages: [gcc]}")}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    assert (root / ".cpb/render/leaf/modules/packages/module.yaml").is_file()
+    assert pending(root, runner) == {}
+    spec = root / "cpb.yaml"
+    spec.write_text(spec.read_text().replace("packages: [gcc]", "packages: [gcc, make]"))
+    plan = pending(root, runner)
+    assert plan["render:leaf"] == ["rendered descriptor is out of date"]
+    assert plan["build:leaf"] == ["spec field images.leaf.packages changed"]
+    spec.write_text(spec.read_text().replace(", packages: [gcc, make]", ""))
+    project = open_project(spec, runner=runner)
+    do_render(project, "leaf")
+    # no module of the earlier spec is left where cekit looks for modules
+    assert not (root / ".cpb/render/leaf/modules/packages/module.yaml").exists()
+
+
 def test_missing_image_is_the_reason(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
@@ -96,13 +144,14 @@ def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: 
         if image["Id"] == "id-leaf":
             image["Labels"] = {"io.cpb.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
+    record(root, runner)
     assert "build:leaf" in pending(root, runner)  # and it was not recorded as built
 
 
 def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
-    assert pending(root, runner) == {}  # records now name each image id
+    record(root, runner)  # records now name each image id
     for image in runner.images:
         if image["Id"] == "id-leaf":  # retagged by hand: another image, another label
             image["Id"], image["Labels"] = "id-other", {"io.cpb.digest": "0" * 64}
@@ -112,8 +161,6 @@ def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> N
 
 
 def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -> None:
-    from cpb.tasks import repair_records
-
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
     project = open_project(root / "cpb.yaml", runner=runner)

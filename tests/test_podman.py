@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from cpb.podman import local_ref, sandbox_hint
+from cpb.adapters.podman import local_ref, sandbox_hint
 
 
 def test_local_ref_adds_localhost_only_to_short_names() -> None:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cpb.podman import ImageStore
-from cpb.runner import CommandFailed, Runner
+from cpb.adapters.podman import ImageStore
+from cpb.adapters.runner import CommandFailed, Runner
 
 
 class FakePodman(Runner):

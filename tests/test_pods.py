@@ -12,14 +12,16 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from cpb.cli import main
+from cpb.cli.app import main
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.kube import LABEL_DIGEST
-from cpb.plan import make_plan
-from cpb.pods import cluster_image_ref, cluster_yaml
 from cpb.project import open_project
-from cpb.spec import load_spec
+from cpb.resolve.kube import LABEL_DIGEST
+from cpb.spec.model import load_spec
+from cpb.tasks.plan import make_plan
+from cpb.tasks.podops import cluster_image_ref, cluster_yaml
+from cpb.tasks.pods import expected_containers
+from cpb.tasks.table import TASK_KINDS
 from fakes import FakeRunner
 from helpers import build_file_tree
 
@@ -117,7 +119,7 @@ def test_pods_are_normalised_with_defaults(tmp_path: Path) -> None:
 
 
 def test_pod_nodes_need_their_images_tags(tmp_path: Path) -> None:
-    graph = expand_graph(load_spec(make(tmp_path)))
+    graph = expand_graph(load_spec(make(tmp_path)), TASK_KINDS)
     assert sorted(graph.predecessors("pod:farm")) == ["tag:majordomo", "tag:nats",
                                                       "tag:worker_gcc"]
     assert sorted(graph.predecessors("pod:solo")) == ["tag:nats"]
@@ -251,7 +253,10 @@ def test_kubernetes_validate_works_offline(monkeypatch: pytest.MonkeyPatch) -> N
 def running(project: Any, name: str, *, digest: str | None = None,
             status: str = "Running") -> dict[str, Any]:
     build = project.pods[name]
-    return {"Name": build.k8s_name, "Id": "p1", "Status": status, "Containers": [],
+    containers = [{"Id": f"c{i}", "Names": shown, "Status": status.lower()}
+                  for i, shown in enumerate(sorted(expected_containers(project, name)))]
+    return {"Name": build.k8s_name, "Id": "p1", "Status": status,
+            "Containers": [{"Id": "i", "Names": "p1-infra", "Status": "running"}, *containers],
             "Labels": {LABEL_DIGEST: digest or build.label}}
 
 
@@ -301,7 +306,7 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     spec_file.write_text(SPEC)
     project = open_project(spec_file, runner=fake)
     fake.pods = [running(project, "farm", status="Exited")]
-    project.pod_store = None  # asked again
+    project.pod_store.invalidate()  # asked again
     planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
     assert planned["pod:farm"].reasons == ["pod farm-farm is Exited"]
 
@@ -321,3 +326,21 @@ def test_cluster_images_are_pinned_by_registry_manifest_once_pushed(tmp_path: Pa
     manifest = "sha256:" + "ab" * 32
     project.state.write_stamp(f"push:{image}", {"digest": build.digest, "manifest": manifest})
     assert cluster_image_ref(project, image) == f"127.0.0.1:5999/farm/{image}@{manifest}"
+
+
+def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> None:
+    """`cpb up` killed during `podman kube play`: the pod has the new label but not
+    all its containers; the next `cpb up` must replace it, not trust the label."""
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    project = open_project(spec_file, runner=fake)
+    whole = running(project, "farm")
+    fake.pods = [{**whole, "Containers": whole["Containers"][:-1]}]
+    project = open_project(spec_file, runner=fake)
+    planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
+    last = sorted(expected_containers(project, "farm"))[-1]
+    assert planned["pod:farm"].reasons == [
+        f"pod farm-farm lacks running containers {last} (an interrupted `cpb up`?)"]
+    fake.pods = [whole]
+    project = open_project(spec_file, runner=fake)
+    assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}

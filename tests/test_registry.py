@@ -19,10 +19,11 @@ from typing import Any
 
 import pytest
 
+from cpb.adapters.registry import Registry, RegistryError, RegistryUnreachable, credentials_for
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
-from cpb.registry import Registry, RegistryError, RegistryUnreachable, credentials_for
-from cpb.spec import RegistrySpec, load_spec
+from cpb.spec.model import RegistrySpec, load_spec
+from cpb.tasks.table import TASK_KINDS
 from helpers import build_file_tree
 
 DIGEST = "sha256:" + "ab" * 32
@@ -50,14 +51,14 @@ def test_registry_key_is_parsed_with_tls_verify_on_by_default(tmp_path: Path) ->
     assert spec.registry == RegistrySpec(url="reg.example:5000/farm", tls_verify=True)
     assert spec.registry.ref("base", "cpb-0123") == "reg.example:5000/farm/base:cpb-0123"
     assert spec.registry.repository("base") == "farm/base"
-    graph = expand_graph(spec)
+    graph = expand_graph(spec, TASK_KINDS)
     assert ("tag:base", "push:base") in graph.edges
 
 
 def test_no_registry_no_push_tasks(tmp_path: Path) -> None:
     spec = load_spec(spec_file(tmp_path))
     assert spec.registry is None
-    assert not [t for t in expand_graph(spec) if t.startswith("push:")]
+    assert not [t for t in expand_graph(spec, TASK_KINDS) if t.startswith("push:")]
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -221,7 +222,7 @@ class NoPodman:
 def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from cpb import project as project_module
-    from cpb.plan import make_plan
+    from cpb.tasks.plan import make_plan
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a registry was asked")
@@ -239,7 +240,7 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
 
 def test_push_without_a_registry_is_a_spec_error(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from cpb.cli import main
+    from cpb.cli.app import main
 
     spec = spec_file(tmp_path)
     for argv in (["push"], ["build", "--push"], ["plan", "--push"]):

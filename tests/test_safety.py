@@ -1,7 +1,7 @@
 """Safety properties checked on the source itself.
 
 No spec value may reach a shell: external programs run only through
-`cpb.runner.Runner`, with argument lists. Files that may hold secrets are
+`cpb.adapters.runner.Runner`, with argument lists. Files that may hold secrets are
 written with a mode chosen before any byte is written.
 """
 
@@ -32,7 +32,7 @@ FORBIDDEN = {
 
 
 def test_sources_are_found() -> None:
-    assert len(SOURCES) > 10 and SRC / "runner.py" in SOURCES
+    assert len(SOURCES) > 10 and SRC / "adapters" / "runner.py" in SOURCES
 
 
 @pytest.mark.parametrize("pattern", sorted(FORBIDDEN))

@@ -8,7 +8,7 @@ The pipeline, each step usable on its own::
     plan = make_plan(project)
 
 The names below are imported on first use, so that `cpb plan` with nothing
-to do (see `cpb.noop`) does not pay for importing the whole pipeline.
+to do (see `cpb.cli.fastpath`) does not pay for importing the whole pipeline.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ __version__ = "0.1.0"
 _WHERE = {
     "BuildError": "errors", "CpbError": "errors", "EnvironmentProblem": "errors",
     "GraphError": "errors", "SpecError": "errors", "expand_graph": "graph",
-    "PlannedTask": "plan", "make_plan": "plan", "Project": "project",
-    "open_project": "project", "ImageBuild": "resolve", "Runner": "runner",
-    "ImageSpec": "spec", "ProjectSpec": "spec", "load_spec": "spec",
+    "PlannedTask": "tasks.plan", "make_plan": "tasks.plan", "Project": "project",
+    "open_project": "project", "ImageBuild": "resolve.images", "Runner": "adapters.runner",
+    "ImageSpec": "spec.model", "ProjectSpec": "spec.model", "load_spec": "spec.model",
 }
 
 __all__ = sorted([*_WHERE, "__version__"])

@@ -1,3 +1,3 @@
-from cpb.noop import entry
+from cpb.cli.fastpath import entry
 
 entry()

@@ -1,64 +1,54 @@
 """The spec as a networkx graph of file-level tasks.
 
-Nodes are task names, `KIND:IMAGE`; an edge A → B means B needs A's output.
-The graph is built from the spec alone, before anything runs, and its order
-is deterministic (lexicographic among tasks that are free to go).
+Nodes are task names, `KIND:SUBJECT`; an edge A → B means B needs A's
+output. Each kind of task says which tasks of its kind a spec has and what
+each needs (`TaskKind.nodes`, see cpb.tasks.table); this module only puts
+them together. The graph is built from the spec alone, before anything
+runs, and its order is deterministic (lexicographic among tasks that are
+free to go).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 import networkx as nx
 
-from .errors import GraphError
-from .spec import ProjectSpec
-
-# Task kinds in the order they happen for one image. fetch:, push: and pod:
-# nodes join the same graph later.
-KINDS = ("rootfs", "render", "build", "tag")
+from cpb.errors import GraphError
+from cpb.naming import split_task, task_name
+from cpb.spec.model import ProjectSpec
 
 
-def task_name(kind: str, image: str) -> str:
-    return f"{kind}:{image}"
+class NodeLike(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def needs(self) -> tuple[str, ...]: ...
 
 
-def split_task(name: str) -> tuple[str, str]:
-    kind, _, image = name.partition(":")
-    return kind, image
+class KindLike(Protocol):
+    """What the graph needs of a task kind (cpb.tasks.kind.TaskKind has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def nodes(self) -> Callable[[ProjectSpec], Iterable[NodeLike]]: ...
 
 
-def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
+def expand_graph(spec: ProjectSpec, kinds: Sequence[KindLike]) -> nx.DiGraph:
+    """The task graph of `spec`; `kinds` in the order one subject's tasks happen."""
     graph = nx.DiGraph()
-    for name, image in spec.images.items():
-        render, build, tag = (task_name(k, name) for k in ("render", "build", "tag"))
-        graph.add_node(render, kind="render", image=name)
-        graph.add_node(build, kind="build", image=name)
-        graph.add_node(tag, kind="tag", image=name)
-        graph.add_edge(render, build)
-        graph.add_edge(build, tag)
-        if image.rootfs is not None:
-            rootfs = task_name("rootfs", name)
-            graph.add_node(rootfs, kind="rootfs", image=name)
-            graph.add_edge(rootfs, build)
-        if image.parent is not None:
-            graph.add_edge(task_name("build", image.parent), build)
-        for artifact in image.artifacts:
-            if artifact.url is not None:
-                # one node per distinct artifact, shared by every image using it
-                fetch = task_name("fetch", artifact.key)
-                graph.add_node(fetch, kind="fetch", image=artifact.key)
-                graph.add_edge(fetch, build)
-        if spec.registry is not None:
-            push = task_name("push", name)
-            graph.add_node(push, kind="push", image=name)
-            graph.add_edge(tag, push)
-    for pod_name, pod in spec.pods.items():
-        # A pod needs the tagged images of its containers (see pods.py).
-        node = task_name("pod", pod_name)
-        graph.add_node(node, kind="pod", pod=pod_name)
-        for container in pod.containers:
-            graph.add_edge(task_name("tag", container.image), node)
+    edges: list[tuple[str, str]] = []
+    for rank, kind in enumerate(kinds):
+        for node in kind.nodes(spec):
+            name = task_name(kind.name, node.subject)
+            graph.add_node(name, kind=kind.name, subject=node.subject, rank=rank)
+            edges.extend((need, name) for need in node.needs)
+    for need, name in edges:
+        if need not in graph:
+            raise GraphError(f"task {name} needs {need}, which the spec does not have")
+        graph.add_edge(need, name)
     if not nx.is_directed_acyclic_graph(graph):
         cycle = [edge[0] for edge in nx.find_cycle(graph)]
         raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))
@@ -66,13 +56,13 @@ def expand_graph(spec: ProjectSpec) -> nx.DiGraph:
 
 
 def ordered(graph: nx.DiGraph) -> list[str]:
-    """Every task, dependencies first; among tasks free to go, one image's
-    tasks together (by image name, then in the order they happen)."""
-    rank = {kind: index for index, kind in enumerate(KINDS)}
+    """Every task, dependencies first; among tasks free to go, one subject's
+    tasks together (by subject, then in the order their kinds happen)."""
+    nodes = graph.nodes
 
     def key(task: str) -> tuple[str, int, str]:
-        kind, image = split_task(task)
-        return (image, rank.get(kind, len(rank)), kind)
+        kind, subject = split_task(task)
+        return (subject, nodes[task]["rank"], kind)
 
     return list(nx.lexicographical_topological_sort(graph, key=key))
 

@@ -49,13 +49,13 @@ from synthetic import (  # noqa: E402
     remove_project_images,
 )
 
-from cpb.doitapp import run_doit  # noqa: E402
+from cpb.adapters.runner import Runner  # noqa: E402
+from cpb.cli.fastpath import RACY_MARGIN_NS, RECORD  # noqa: E402
 from cpb.graph import ordered, split_task  # noqa: E402
-from cpb.noop import RACY_MARGIN_NS, RECORD  # noqa: E402
-from cpb.plan import make_plan  # noqa: E402
 from cpb.project import Project, open_project  # noqa: E402
-from cpb.runner import Runner  # noqa: E402
-from cpb.tasks import do_render  # noqa: E402
+from cpb.tasks.doitapp import run_doit  # noqa: E402
+from cpb.tasks.images import do_render  # noqa: E402
+from cpb.tasks.plan import make_plan  # noqa: E402
 from helpers import build_file_tree, busybox_rootfs_tar  # noqa: E402
 
 ALL_CASES = ("noop", "scaling", "incremental", "today", "cold", "parallel")
@@ -244,7 +244,7 @@ def count_noop(root: Path) -> tuple[dict[str, int], dict[str, int]]:
 
 def count_fast(root: Path) -> dict[str, int]:
     """Processes started by the fast path of a no-op `cpb plan` (in-process)."""
-    import cpb.noop
+    import cpb.cli.fastpath
 
     started: dict[str, int] = {}
 
@@ -253,12 +253,12 @@ def count_fast(root: Path) -> dict[str, int]:
             started[Path(args[0]).name] = started.get(Path(args[0]).name, 0) + 1
             return super().run(args, **kwargs)
 
-    real, cpb.noop.Runner = cpb.noop.Runner, Counting  # type: ignore[misc]
+    real, cpb.cli.fastpath.Runner = cpb.cli.fastpath.Runner, Counting  # type: ignore[misc]
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            code = cpb.noop.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
+            code = cpb.cli.fastpath.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
     finally:
-        cpb.noop.Runner = real  # type: ignore[misc]
+        cpb.cli.fastpath.Runner = real  # type: ignore[misc]
     if code != 0:
         raise RuntimeError(f"the fast path did not answer a no-op plan in {root}")
     return started
@@ -278,7 +278,7 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
     setup_built(root)
     bench.add("noop", f"setup: {images} images loaded, first `cpb build`",
               fmt_s(time.perf_counter() - start))
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     bare, ntasks, nfiles = bare_doit_project(project, bench.work / f"bare{images}")
     spec = str(root / "cpb.yaml")
     full = {**os.environ, "CPB_NO_FAST_PATH": "1"}
@@ -347,7 +347,7 @@ def setup_built(root: Path) -> None:
     builds, then one real `cpb build`: it renders every descriptor, finds
     every image built, and records them. Not measured.
     """
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     preload_images(project, root / "preload.tar")
     timed(cpb("-f", str(root / "cpb.yaml"), "build"), root)
 
@@ -355,7 +355,7 @@ def setup_built(root: Path) -> None:
 def profile_noop(root: Path) -> None:
     prof = cProfile.Profile()
     prof.enable()
-    quiet_doit(open_project(root / "cpb.yaml"))
+    quiet_doit(open_project(root / "cpb.yaml", runner=Runner()))
     prof.disable()
     stats = pstats.Stats(prof, stream=sys.stderr)
     stats.sort_stats("cumulative").print_stats(25)
@@ -380,7 +380,7 @@ def case_scaling(bench: Bench, sizes: Sequence[int]) -> None:
 
 
 def case_incremental(bench: Bench, root: Path) -> None:
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     images = project.spec.images
     children = nx.DiGraph((i.parent, n) for n, i in images.items() if i.parent)
     leaves = sorted(n for n in images if n in children and children.out_degree(n) == 0)
@@ -444,9 +444,9 @@ def by_hand_commands(root: Path) -> list[list[str]]:
 
     The descriptors are rendered beforehand (a person has them written).
     """
-    from cpb.cekit import build_command
+    from cpb.adapters.cekit import build_command
 
-    project = open_project(root / "cpb.yaml")
+    project = open_project(root / "cpb.yaml", runner=Runner())
     commands: list[list[str]] = []
     for image in ordered_images(project):
         do_render(project, image)
@@ -491,8 +491,8 @@ def case_today(bench: Bench) -> None:
     spec = str(root / "cpb.yaml")
     timed(cpb("-f", spec, "build"), root)
     settle(root)
-    project = open_project(root / "cpb.yaml")
-    from cpb.cekit import build_command
+    project = open_project(root / "cpb.yaml", runner=Runner())
+    from cpb.adapters.cekit import build_command
 
     rebuilds = [build_command(project.state.render_path(i), project.state.build_dir(i),
                               [project.images[i].digest_ref]) for i in ordered_images(project)]

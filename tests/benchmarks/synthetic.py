@@ -30,8 +30,8 @@ from pathlib import Path
 
 import yaml
 
+from cpb.adapters.runner import Runner
 from cpb.project import Project
-from cpb.runner import Runner
 from helpers import busybox_rootfs_tar, remove_project_images  # noqa: F401 - for bench.py
 
 BASES = 4

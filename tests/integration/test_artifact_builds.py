@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from cpb.cli import main
-from cpb.doitapp import run_doit
-from cpb.fetch import ArtifactCache
+from cpb.adapters.artifacts import ArtifactCache
+from cpb.adapters.runner import Runner
+from cpb.cli.app import main
 from cpb.project import open_project
-from cpb.runner import Runner
+from cpb.tasks.doitapp import run_doit
 from helpers import image_ids, podman
 from httpserver import FileServer, file_server
 

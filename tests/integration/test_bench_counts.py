@@ -16,10 +16,10 @@ import networkx as nx
 import pytest
 
 from benchmarks.synthetic import StubRunner, make_synthetic, module_files
-from cpb.doitapp import run_doit
-from cpb.plan import make_plan
+from cpb.adapters.runner import Runner
 from cpb.project import open_project
-from cpb.runner import Runner
+from cpb.tasks.doitapp import run_doit
+from cpb.tasks.plan import make_plan
 from helpers import image_ids, remove_project_images
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cpb.cli import main
-from cpb.doitapp import run_doit
+from cpb.adapters.runner import Runner
+from cpb.cli.app import main
 from cpb.project import open_project
-from cpb.runner import Runner
+from cpb.tasks.doitapp import run_doit
 from helpers import image_ids, module, podman
 
 pytestmark = pytest.mark.integration

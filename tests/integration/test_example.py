@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.cli import main
+from cpb.cli.app import main
 from helpers import image_ids, podman, remove_project_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

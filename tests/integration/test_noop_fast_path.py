@@ -1,4 +1,4 @@
-"""The no-op fast path (cpb.noop) on a real project in real podman storage.
+"""The no-op fast path (cpb.cli.fastpath) on a real project in real podman storage.
 
 A second no-op `cpb plan` / `cpb build` is answered from .cpb/noop.json
 without importing the pipeline (checked with `python -X importtime`: no
@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.synthetic import StubRunner, artifact_files, make_synthetic, module_files
-from cpb.doitapp import run_doit
-from cpb.noop import RACY_MARGIN_NS, RECORD
+from cpb.cli.fastpath import RACY_MARGIN_NS, RECORD
 from cpb.project import open_project
+from cpb.tasks.doitapp import run_doit
 from helpers import podman
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 
-from cpb.cli import main
-from cpb.doitapp import run_doit
+from cpb.adapters.runner import Runner
+from cpb.cli.app import main
 from cpb.project import open_project
-from cpb.runner import Runner
+from cpb.tasks.doitapp import run_doit
 from helpers import image_ids, podman, remove_project_images
 from integration.test_build import FILES, SPEC
 from registry_server import RegistryServer

@@ -1,0 +1,1 @@
+"""The outside world: processes, podman, cekit, root file systems, registries, downloads."""

@@ -1,0 +1,55 @@
+"""Cekit adapter: its version (part of every input digest) and its build command."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+from cpb.adapters.runner import CommandFailed, Runner
+
+CEKIT = "cekit"
+# Everything passed to `cekit build` that changes the image's bytes; it is
+# part of the input digest so that changing a flag rebuilds.
+BUILDER_FLAGS = ("podman", "--no-squash")
+
+
+def cekit_dist_info() -> str | None:
+    """The folder of cekit's installed metadata (its name carries the version),
+    or None when cekit is not an installed Python distribution here."""
+    try:
+        path = getattr(metadata.distribution("cekit"), "_path", None)
+    except metadata.PackageNotFoundError:
+        return None
+    return str(path) if path is not None else None
+
+
+@cache
+def cekit_version() -> str:
+    """cekit's version, without starting a process when it is importable.
+
+    cekit stamps `io.cekit.version` into every image, so an upgrade changes
+    every image: the version belongs in the input digest.
+    """
+    try:
+        return metadata.version("cekit")
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        out = Runner().run([CEKIT, "--version"], timeout=60)
+    except CommandFailed:
+        return "unknown"
+    found = re.search(r"\d+(\.\d+)+\S*", out)
+    return found.group(0) if found else out.strip()
+
+
+def build_command(descriptor: Path, build_dir: Path, tags: list[str]) -> list[str]:
+    args = [CEKIT, "--nocolor", "--descriptor", str(descriptor),
+            "--work-dir", str(build_dir / "work"), "--target", str(build_dir / "target"),
+            # a config file that does not exist: no user's ~/.cekit/config leaks in
+            "--config", str(build_dir / "cekit.cfg"),
+            "build", *BUILDER_FLAGS]
+    for tag in tags:
+        args += ["--tag", tag]
+    return args

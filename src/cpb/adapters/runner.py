@@ -1,0 +1,224 @@
+"""The one place cpb starts external programs.
+
+Always an argument list, never a shell string, so no spec value can be
+interpreted by a shell. A `Runner` is passed to whatever needs one, so unit
+tests can substitute it; it also counts the processes it starts, which the
+benchmark uses to show that a no-op starts a constant number of them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from cpb.errors import EnvironmentProblem
+
+if TYPE_CHECKING:
+    from cpb.state import HeldLock
+
+log = logging.getLogger(__name__)
+
+
+class GroupRecorder(Protocol):
+    def add(self, pid: int) -> None: ...
+    def discard(self, pid: int) -> None: ...
+
+
+class CommandFailed(Exception):
+    def __init__(self, args: Sequence[str], returncode: int, output: str,
+                 log_file: Path | None) -> None:
+        self.args_list, self.returncode = list(args), returncode
+        self.output, self.log_file = output, log_file
+        self.timed_out = False
+        super().__init__(f"{Path(args[0]).name} exited with {returncode}")
+
+    def tail(self, lines: int = 12) -> str:
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
+
+
+class Runner:
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self.env = dict(env) if env is not None else None
+        self.started: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        # File descriptors every command inherits: the project lock, so that a
+        # build cpb started keeps the project locked even if cpb is killed.
+        self.keep_fds: tuple[int, ...] = ()
+        # Told of each command's process group as it starts and ends (the
+        # project lock's record, for the run after a kill -9).
+        self.groups: GroupRecorder | None = None
+
+    def hold(self, lock: HeldLock) -> None:
+        """Run every command under the project lock `lock`: inherited, and recorded."""
+        self.keep_fds, self.groups = (lock.fd,), lock
+
+    def run(self, args: Sequence[str], *, log_file: Path | None = None,
+            timeout: float | None = None, stdin: bytes | None = None,
+            cwd: Path | None = None) -> str:
+        """Run `args`; return its output (stdout, or stdout+stderr into `log_file`).
+
+        Raises `CommandFailed` on a non-zero exit and `EnvironmentProblem`
+        when the program is not installed.
+        """
+        program = args[0]
+        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
+            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
+                                     "(run `cpb doctor`)")
+        with self._lock:
+            self.started[Path(program).name] += 1
+        log.debug("running %s", args)
+        if log_file is not None:
+            return self._run_logged(args, log_file, timeout, stdin, cwd)
+        code, stdout, stderr = self._spawn(args, stdin, subprocess.PIPE, subprocess.PIPE,
+                                           timeout, cwd, None)
+        out = stdout.decode(errors="replace")
+        if code != 0:
+            raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
+        return out
+
+    def run_attached(self, args: Sequence[str]) -> int:
+        """Run `args` with cpb's own stdout and stderr (`cpb logs -f`); its exit code."""
+        program = args[0]
+        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
+            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
+                                     "(run `cpb doctor`)")
+        with self._lock:
+            self.started[Path(program).name] += 1
+        code, _, _ = self._spawn(args, None, None, None, None, None, None)
+        return code
+
+    def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
+                    stdin: bytes | None, cwd: Path | None) -> str:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab", buffering=0) as handle:
+            try:
+                handle.write(("$ " + " ".join(args) + "\n").encode())
+            except OSError as exc:
+                exc.filename = str(log_file)  # a full disk: the message names the log
+                raise
+            code, _, _ = self._spawn(args, stdin, handle, subprocess.STDOUT, timeout, cwd,
+                                     log_file)
+        if code != 0:
+            text = log_file.read_bytes()[-64_000:].decode(errors="replace")
+            raise CommandFailed(args, code, text, log_file)
+        return ""
+
+    def _spawn(self, args: Sequence[str], stdin: bytes | None, stdout: Any, stderr: Any,
+               timeout: float | None, cwd: Path | None,
+               log_file: Path | None) -> tuple[int, bytes, bytes]:
+        # A session of its own: Ctrl-C reaches cpb alone, and cpb stops the
+        # whole group (cekit *and* the podman it started), so an interrupted
+        # build never leaves a podman build running on behind our back.
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            # An interrupt between the start and the bookkeeping would leave
+            # a command nobody stops: it waits until both are done.
+            with _interrupts_deferred():
+                proc = subprocess.Popen(
+                    list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
+                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                    start_new_session=True, pass_fds=self.keep_fds)
+                with _running_lock:
+                    _running.add(proc)
+                if self.groups is not None:
+                    self.groups.add(proc.pid)
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            assert proc is not None
+            stop_group(proc)
+            raise _timed_out(args, timeout, exc, log_file) from None
+        except BaseException:
+            if proc is not None:
+                stop_group(proc)
+            raise
+        finally:
+            if proc is not None:
+                for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                with _running_lock:
+                    _running.discard(proc)
+                if self.groups is not None:
+                    self.groups.discard(proc.pid)
+        return proc.returncode, out or b"", err or b""
+
+
+_deferral = threading.local()
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    _deferral.depth = getattr(_deferral, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+        pending: BaseException | None = getattr(_deferral, "pending", None)
+        if _deferral.depth == 0 and pending is not None:
+            _deferral.pending = None
+            raise pending
+
+
+def defer_interrupt(exc: BaseException) -> bool:
+    """For a signal handler (it runs in the main thread): True if the main thread is
+    starting a command, and `exc` is raised once the command is accounted for."""
+    if getattr(_deferral, "depth", 0) > 0:
+        _deferral.pending = exc
+        return True
+    return False
+
+
+_running: set[subprocess.Popen[bytes]] = set()
+_running_lock = threading.Lock()
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the command's process group, then SIGKILL what is left after `grace`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or the group never looks empty
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        log.warning("process %d did not stop", proc.pid)
+
+
+def stop_running() -> None:
+    """Stop every command still running (other threads' builds after Ctrl-C)."""
+    with _running_lock:
+        procs = list(_running)
+    for proc in procs:
+        stop_group(proc)
+
+
+def _timed_out(args: Sequence[str], timeout: float | None, exc: subprocess.TimeoutExpired,
+               log_file: Path | None) -> CommandFailed:
+    """A command that hung is a failed command, not a traceback (subprocess killed it)."""
+    output = exc.output.decode(errors="replace") if isinstance(exc.output, bytes) else ""
+    failed = CommandFailed(args, -1, output, log_file)
+    failed.timed_out = True
+    failed.args = (f"{Path(args[0]).name} did not finish within {timeout or exc.timeout:g} s",)
+    return failed

@@ -1,0 +1,1 @@
+"""The command line: the fast path, the click app, pod commands, doctor."""

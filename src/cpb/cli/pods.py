@@ -1,0 +1,109 @@
+"""The pod commands of the CLI: `cpb up`, `cpb down`, `cpb status`, `cpb kube`.
+
+Thin like the rest of the CLI: they call pods.py and kube.py and print.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from cpb.cli import complete
+from cpb.cli.session import project_lock
+from cpb.errors import EXIT_FAILED, SpecError
+from cpb.naming import POD, digest_tag, task_name
+from cpb.project import Project
+from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
+from cpb.tasks.records import record_found
+from cpb.util import did_you_mean
+
+
+def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
+    if not project.spec.pods:
+        raise SpecError(f"{project.spec.file.name} has no pods: add a 'pods:' section")
+    for name in names:
+        if name not in project.spec.pods:
+            hint = did_you_mean(name, sorted(project.spec.pods))
+            raise SpecError(f"no pod '{name}' in {project.spec.file.name}{hint}")
+    return list(names) or list(project.spec.pods)
+
+
+def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
+    return [task_name(POD, n) for n in _pod_names(project, names)] if names else []
+
+
+@click.command()
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
+@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Tasks to run at once.")
+@click.pass_obj
+def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
+    """Build what the PODS need and start them (all pods if none given).
+
+    A running pod whose spec and images did not change is left alone; one
+    that changed is replaced.
+    """
+    project: Project = opts.project()
+    names = _pod_names(project, pods)
+    from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
+
+    with project_lock(project):
+        record_found(project)
+        code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
+    if code != 0:
+        sys.exit(EXIT_FAILED)
+    for name in names:
+        click.echo(f"pod {name}: running as {project.pods[name].k8s_name}")
+
+
+@click.command()
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
+@click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
+@click.pass_obj
+def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
+    """Stop and remove PODS (all pods of the spec if none given)."""
+    project: Project = opts.project()
+    for name in _pod_names(project, pods):
+        existed = pod_down(project, name, volumes=volumes)
+        shown = project.pods[name].k8s_name
+        click.echo(f"pod {name}: removed {shown}" if existed
+                   else f"pod {name}: {shown} was not running")
+
+
+@click.command()
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_obj
+def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
+    """Show the pods: state, containers, their images and image digests."""
+    project: Project = opts.project()
+    result = pod_status(project, _pod_names(project, pods))
+    if as_json:
+        click.echo(json.dumps({"project": project.spec.project, "pods": result}, indent=2))
+        return
+    for pod in result:
+        state = pod["state"]
+        if pod["state"] != "not running":
+            state += ", up to date" if pod["up_to_date"] else \
+                f", out of date (`cpb up {pod['pod']}` replaces it)"
+        click.echo(f"{pod['pod']}: {pod['name']} {state}")
+        for c in pod["containers"]:
+            digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
+            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest})")
+
+
+@click.command()
+@click.argument("pod", shell_complete=complete.pods)
+@click.option("--cluster", is_flag=True,
+              help="Deployments and Services for a cluster instead of one Pod.")
+@click.pass_obj
+def kube(opts: Any, pod: str, cluster: bool) -> None:
+    """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
+    project: Project = opts.project()
+    name = _pod_names(project, [pod])[0]
+    click.echo(cluster_yaml(project, name) if cluster else project.pods[name].manifest,
+               nl=False)

@@ -1,0 +1,1 @@
+"""From the spec to concrete things: input digests, descriptors, manifests."""

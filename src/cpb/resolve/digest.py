@@ -1,0 +1,103 @@
+"""Stable hashing: canonical JSON, file hashes with a stat-keyed cache.
+
+An image's input digest is the hash of its *components* (see
+`resolve.image_components`); keeping the components, not just the digest,
+is what lets `cpb plan` say which input changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from cpb.state import write_json_atomic
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              default=str)
+
+
+def canonical(value: Any) -> bytes:
+    return _CANONICAL.encode(value).encode()
+
+
+def digest_of(value: Any) -> str:
+    return hashlib.sha256(canonical(value)).hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    return hash_file(path, "sha256")
+
+
+def hash_file(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class FileHasher:
+    """sha256 of files, re-read only when size, mtime, inode or ctime changed.
+
+    Artifacts can be large; re-hashing them on every no-op `cpb plan` would
+    make the no-op cost grow with their size.
+    """
+
+    def __init__(self, cache_file: Path | None = None) -> None:
+        self.cache_file = cache_file
+        self._cache: dict[str, list[Any]] = {}
+        self._dirty = False
+        if cache_file is not None:
+            self._cache = _read_cache(cache_file)
+
+    def hash(self, path: Path, st: os.stat_result | None = None) -> str:
+        """sha256 of the file; `st`, when given, is its stat taken just before."""
+        st = st or path.stat()
+        key = str(path)
+        # ctime too: an edit that keeps size and mtime (a tool restoring the
+        # mtime, a write within the clock's tick) still moves the ctime
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+        hit = self._cache.get(key)
+        if hit is not None and hit[:4] == stamp:
+            return str(hit[4])
+        value = sha256_file(path)
+        self._cache[key] = [*stamp, value]
+        self._dirty = True
+        return value
+
+    def save(self) -> None:
+        if self.cache_file is not None and self._dirty:
+            write_json_atomic(self.cache_file, self._cache)
+            self._dirty = False
+
+
+def _read_cache(path: Path) -> dict[str, list[Any]]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        log.warning("%s was unreadable; hashing files afresh", path)
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if _cache_entry_ok(v)}
+
+
+def _cache_entry_ok(entry: Any) -> bool:
+    """[size, mtime_ns, inode, ctime_ns, sha256 hex]: anything else is ignored, not trusted."""
+    return (isinstance(entry, list) and len(entry) == 5
+            and all(isinstance(n, int) for n in entry[:4])
+            and isinstance(entry[4], str) and len(entry[4]) == 64)

@@ -1,0 +1,199 @@
+"""Kubernetes manifests of a pod, rendered from templates/kube/.
+
+Two forms from one `PodSpec`:
+
+- `pod_manifest`: one `Pod`, what `podman kube play` runs on one machine.
+  Replicas become containers `name-1 … name-N`; every container's name
+  resolves to 127.0.0.1 (hostAliases), so `nats://nats:4222` works inside it.
+- `cluster_manifest`: for a cluster, each container becomes a Deployment
+  (with its replicas); service containers get a Service of the same name,
+  so the same `nats://nats:4222` works there too.
+
+The views are built here as plain data; the templates only lay them out,
+quoting every value as JSON (which YAML reads as it is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from cpb.naming import PROJECT_LABEL
+from cpb.resolve.digest import sha256_text
+from cpb.resources import templates_dir
+from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
+
+POD_TEMPLATE = "pod.yaml.j2"
+CLUSTER_TEMPLATE = "cluster.yaml.j2"
+LABEL_PROJECT = PROJECT_LABEL
+LABEL_POD = "io.cpb.pod"
+LABEL_DIGEST = "io.cpb.pod-digest"
+LABEL_CONTAINER = "io.cpb.container"
+DIGEST_LABEL_LENGTH = 40  # label values are at most 63 characters
+
+
+def _quote(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+@cache
+def _environment(folder: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
+        autoescape=False,  # noqa: S701 (YAML, not HTML: values are quoted by `q`)
+        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["q"] = _quote
+    return env
+
+
+def kube_templates() -> Path:
+    return templates_dir() / "kube"
+
+
+def templates_digest() -> str:
+    """What a change of cpb's own pod templates does to every pod's identity."""
+    folder = kube_templates()
+    texts = {p.name: p.read_text() for p in sorted(folder.glob("*.j2"))}
+    return sha256_text(json.dumps(texts, sort_keys=True))[:16]
+
+
+def pod_k8s_name(project: str, pod: str) -> str:
+    """The pod's name in podman (and the prefix of its containers' names)."""
+    return k8s_name(f"{project}-{pod}")
+
+
+def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
+                 digest: str, spec_file: str = "cpb.yaml") -> str:
+    containers: list[dict[str, Any]] = []
+    published = _published_by_container(pod)
+    for container in pod.containers:
+        for index, name in enumerate(replica_names(container.name, container.replicas)):
+            ports = published.get(container.name, []) if index == 0 else []
+            containers.append(_container_view(container, name, image_refs, ports))
+    aliases = _host_aliases(pod)
+    local = sorted({c["name"] for c in containers} | {c.name for c in pod.containers})
+    aliases.append({"ip": "127.0.0.1", "hostnames": local})
+    labels = {**dict(pod.labels), LABEL_PROJECT: project, LABEL_POD: pod.name,
+              LABEL_DIGEST: digest[:DIGEST_LABEL_LENGTH]}
+    view = {
+        "name": pod.name, "k8s_name": pod_k8s_name(project, pod.name),
+        "labels": dict(sorted(labels.items())), "restart": pod.restart,
+        "stop_timeout": pod.stop_timeout, "host_aliases": aliases,
+        "volumes": _volumes(project, pod.containers), "containers": containers,
+    }
+    return _environment(kube_templates()).get_template(POD_TEMPLATE).render(
+        pod=view, spec_file=spec_file)
+
+
+def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
+                     spec_file: str = "cpb.yaml") -> str:
+    deployments = []
+    for container in pod.containers:
+        selector = {LABEL_PROJECT: project, LABEL_POD: pod.name,
+                    LABEL_CONTAINER: container.name}
+        labels = {**dict(pod.labels), **selector,
+                  "app.kubernetes.io/name": container.name,
+                  "app.kubernetes.io/part-of": project}
+        ports = [{"containerPort": p, "protocol": "TCP"} for p in container.ports]
+        service_ports = ([{"name": f"p{p}", "port": p, "targetPort": p, "protocol": "TCP"}
+                          for p in container.ports] if container.role == "service" else [])
+        deployments.append({
+            "name": k8s_name(f"{pod.name}-{container.name}"),
+            "service": container.name,
+            "labels": dict(sorted(labels.items())), "selector": selector,
+            "replicas": container.replicas, "service_ports": service_ports,
+            "pod": {
+                # a Deployment's pods must restart; stop_timeout still applies
+                "restart": "Always", "stop_timeout": pod.stop_timeout,
+                "host_aliases": _host_aliases(pod),
+                "volumes": _volumes(project, (container,)),
+                "containers": [_container_view(container, container.name, image_refs, ports)],
+            },
+        })
+    return _environment(kube_templates()).get_template(CLUSTER_TEMPLATE).render(
+        pod={"name": pod.name}, deployments=deployments, spec_file=spec_file)
+
+
+def _container_view(container: ContainerSpec, name: str, image_refs: Mapping[str, str],
+                    ports: list[dict[str, Any]]) -> dict[str, Any]:
+    requests = {k: v for k, v in (("cpu", container.resources.cpu),
+                                  ("memory", container.resources.memory)) if v is not None}
+    return {
+        "name": name, "image": image_refs[container.image],
+        "command": list(container.command),
+        "args": None if container.args is None else list(container.args),
+        "workdir": container.workdir, "env": list(container.env), "ports": ports,
+        "mounts": [{"name": _volume_name(v.volume, v.host), "path": v.mount,
+                    "read_only": v.read_only} for v in container.volumes],
+        "requests": requests,
+    }
+
+
+def _published_by_container(pod: PodSpec) -> dict[str, list[dict[str, Any]]]:
+    """containerPort entries, published ones with their hostPort.
+
+    A pod's containers share one network, so a published port can sit on any
+    of them; it goes on the container that declares the port (else the first).
+    """
+    result: dict[str, list[dict[str, Any]]] = {c.name: [] for c in pod.containers}
+    published = {p.container_port: p for p in pod.ports}
+    for container in pod.containers:
+        for port in container.ports:
+            entry: dict[str, Any] = {"containerPort": port, "protocol": "TCP"}
+            if port in published:
+                entry.update(_host_side(published.pop(port)))
+            result[container.name].append(entry)
+    first = pod.containers[0].name
+    for extra in published.values():
+        result[first].append({"containerPort": extra.container_port, **_host_side(extra)})
+    return result
+
+
+def _host_side(port: PublishedPort) -> dict[str, Any]:
+    side: dict[str, Any] = {"hostPort": port.host_port, "protocol": port.protocol}
+    if port.host_ip:
+        side["hostIP"] = port.host_ip
+    return side
+
+
+def _host_aliases(pod: PodSpec) -> list[dict[str, Any]]:
+    by_ip: dict[str, list[str]] = {}
+    for host, ip in pod.hosts:
+        by_ip.setdefault(ip, []).append(host)
+    return [{"ip": ip, "hostnames": sorted(names)} for ip, names in sorted(by_ip.items())]
+
+
+def _volume_name(volume: str | None, host: str | None) -> str:
+    if volume is not None:
+        return f"vol-{volume}"
+    assert host is not None
+    # a stable name from the folder as written: the same folder, the same volume
+    return "host-" + sha256_text(host)[:10]
+
+
+def volume_claim(project: str, volume: str) -> str:
+    """The named volume's name in podman: per project, so projects never share one."""
+    return k8s_name(f"{project}-{volume}")
+
+
+def _volumes(project: str, containers: tuple[ContainerSpec, ...]) -> list[dict[str, Any]]:
+    found: dict[str, dict[str, Any]] = {}
+    for container in containers:
+        for v in container.volumes:
+            name = _volume_name(v.volume, v.host)
+            if v.volume is not None:
+                found[name] = {"name": name, "claim": volume_claim(project, v.volume),
+                               "host_path": None}
+            else:
+                found[name] = {"name": name, "host_path": str(v.host_path)}
+    return [found[k] for k in sorted(found)]
+
+
+def named_volumes(project: str, pod: PodSpec) -> list[str]:
+    return sorted({volume_claim(project, v.volume) for c in pod.containers
+                   for v in c.volumes if v.volume is not None})

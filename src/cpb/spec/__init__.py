@@ -1,0 +1,1 @@
+"""Reading cpb.yaml: YAML with positions, the schema, the frozen model, modules."""

@@ -1,0 +1,196 @@
+"""The `pods:` section of cpb.yaml as frozen dataclasses.
+
+`build_pods` runs inside `load_spec`, after the images are known: each
+container names an image of the spec, `pod_defaults` are merged into every
+pod, host folders are resolved against the project, and the names that end
+up in Kubernetes objects are checked to be unique within their pod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cpb.util import did_you_mean
+
+DEFAULT_STOP_TIMEOUT = 10
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    mount: str  # path in the container
+    host: str | None = None  # as written, relative to cpb.yaml (or absolute)
+    host_path: Path | None = None  # resolved on this machine
+    volume: str | None = None  # a named volume
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ResourcesSpec:
+    cpu: str | None = None
+    memory: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str  # unique in the pod
+    image: str  # an image of the spec
+    replicas: int = 1
+    role: str = "worker"  # "service" (gets a Service in the cluster form) or "worker"
+    env: tuple[tuple[str, str], ...] = ()
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] | None = None  # None: the image's cmd; () clears it
+    ports: tuple[int, ...] = ()  # the image's ports and the container's own
+    volumes: tuple[VolumeSpec, ...] = ()
+    resources: ResourcesSpec = ResourcesSpec()
+    workdir: str | None = None
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    host_port: int
+    container_port: int
+    host_ip: str | None = None
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    name: str
+    containers: tuple[ContainerSpec, ...]
+    ports: tuple[PublishedPort, ...] = ()
+    hosts: tuple[tuple[str, str], ...] = ()  # (hostname, ip)
+    labels: tuple[tuple[str, str], ...] = ()
+    restart: str = "Always"
+    stop_timeout: int = DEFAULT_STOP_TIMEOUT
+
+    def as_dict(self) -> dict[str, Any]:
+        """The spec as plain data, without paths that depend on this machine."""
+        data = asdict(self)
+        for container in data["containers"]:
+            for volume in container["volumes"]:
+                volume.pop("host_path")
+        return data
+
+
+Fail = Callable[[str, str], Exception]
+
+
+def build_pods(data: Mapping[str, Any], images: Mapping[str, Any], root: Path,
+               fail: Fail) -> dict[str, PodSpec]:
+    """PodSpec per pod of the validated document `data`, sorted by name."""
+    defaults = data.get("pod_defaults") or {}
+    raw_pods: Mapping[str, Any] = data.get("pods") or {}
+    return {name: _pod(name, raw_pods[name], defaults, images, root, fail)
+            for name in sorted(raw_pods)}
+
+
+def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
+         images: Mapping[str, Any], root: Path, fail: Fail) -> PodSpec:
+    at = f"pods.{name}"
+    env = {**defaults.get("env", {}), **raw.get("env", {})}
+    resources = {**defaults.get("resources", {}), **raw.get("resources", {})}
+    containers: list[ContainerSpec] = []
+    seen: dict[str, str] = {}
+    for index, entry in enumerate(raw["containers"]):
+        where = f"{at}.containers[{index}]"
+        container = _container(entry, env, resources, images, root, where, fail)
+        for shown in _replica_names(container):
+            if shown in seen:
+                raise fail(f"container name '{shown}' is already used by {seen[shown]}; "
+                           "give one of them a 'name'", where)
+            seen[shown] = where
+        containers.append(container)
+    ports = tuple(_published(text) for text in raw.get("ports", []))
+    hosts = {**defaults.get("hosts", {}), **raw.get("hosts", {})}
+    labels = {**defaults.get("labels", {}), **raw.get("labels", {})}
+    return PodSpec(
+        name=name, containers=tuple(containers), ports=ports,
+        hosts=tuple(sorted(hosts.items())), labels=tuple(sorted(labels.items())),
+        restart=raw.get("restart", defaults.get("restart", "Always")),
+        stop_timeout=raw.get("stop_timeout",
+                             defaults.get("stop_timeout", DEFAULT_STOP_TIMEOUT)))
+
+
+def _container(raw: Mapping[str, Any], pod_env: Mapping[str, Any],
+               pod_resources: Mapping[str, Any], images: Mapping[str, Any], root: Path,
+               at: str, fail: Fail) -> ContainerSpec:
+    image_name: str = raw["image"]
+    if image_name not in images:
+        hint = did_you_mean(image_name, sorted(images))
+        raise fail(f"'{image_name}' is not an image of this spec{hint}", f"{at}.image")
+    image = images[image_name]
+    ports = tuple(dict.fromkeys([*image.ports, *raw.get("ports", [])]))
+    env = {**pod_env, **raw.get("env", {})}
+    resources = {**pod_resources, **raw.get("resources", {})}
+    volumes = tuple(_volume(v, root, f"{at}.volumes[{i}]", fail)
+                    for i, v in enumerate(raw.get("volumes", [])))
+    mounts = [v.mount for v in volumes]
+    if len(set(mounts)) != len(mounts):
+        raise fail("two volumes are mounted at the same path", f"{at}.volumes")
+    args = raw.get("args")
+    return ContainerSpec(
+        name=raw.get("name", _k8s_name(image_name)), image=image_name,
+        replicas=raw.get("replicas", 1),
+        role=raw.get("role", "service" if ports else "worker"),
+        env=tuple(sorted((k, _text(v)) for k, v in env.items())),
+        command=tuple(raw.get("command", ())),
+        args=None if args is None else tuple(args),
+        ports=ports, volumes=volumes,
+        resources=ResourcesSpec(cpu=_opt_text(resources.get("cpu")),
+                                memory=_opt_text(resources.get("memory"))),
+        workdir=raw.get("workdir"))
+
+
+def _volume(raw: Mapping[str, Any], root: Path, at: str, fail: Fail) -> VolumeSpec:
+    if ("host" in raw) == ("volume" in raw):
+        which = "both" if "host" in raw else "neither"
+        raise fail(f"give exactly one of 'host' or 'volume' ({which} given)", at)
+    read_only = bool(raw.get("read_only", False))
+    if "volume" in raw:
+        return VolumeSpec(mount=raw["mount"], volume=raw["volume"], read_only=read_only)
+    host: str = raw["host"]
+    path = (root / host).resolve()
+    if path.exists() and not path.is_dir():
+        raise fail(f"{host} is not a folder (only folders can be mounted)", f"{at}.host")
+    return VolumeSpec(mount=raw["mount"], host=host, host_path=path, read_only=read_only)
+
+
+def _published(text: str) -> PublishedPort:
+    body, _, protocol = text.partition("/")
+    parts = body.split(":")
+    host_ip = parts[0] if len(parts) == 3 else None
+    return PublishedPort(host_port=int(parts[-2]), container_port=int(parts[-1]),
+                         host_ip=host_ip, protocol=(protocol or "tcp").upper())
+
+
+def _replica_names(container: ContainerSpec) -> list[str]:
+    return replica_names(container.name, container.replicas)
+
+
+def replica_names(name: str, replicas: int) -> list[str]:
+    """The pod form runs each replica as its own container: name-1, name-2, ..."""
+    if replicas == 1:
+        return [name]
+    return [f"{name}-{index}" for index in range(1, replicas + 1)]
+
+
+def _k8s_name(name: str) -> str:
+    """A DNS label from an image name (which may hold '.' and '_')."""
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:42] or "c"
+
+
+def k8s_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _opt_text(value: Any) -> str | None:
+    return None if value is None else _text(value)

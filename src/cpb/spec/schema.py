@@ -1,0 +1,401 @@
+"""The JSON Schema of cpb.yaml, and a small validator for the subset it uses.
+
+The schema is the single source of truth: the loader validates against it,
+and `cpb schema` (and the shipped `cpb.schema.json`) give it to editors.
+The validator knows only the keywords used here, so its messages can be
+specific: the field path, the position, and "did you mean" for a typo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from cpb.errors import SpecError
+from cpb.spec.containerfile import (
+    ARGV,
+    CEKIT_HATCH,
+    CHECKSUMS,
+    CONTAINERFILE_TEXT,
+    ENV_NAME_PATTERN,
+    IMAGE_PATH_PATTERN,
+    LABEL_NAME_PATTERN,
+    MODULE_PATTERN,
+    PACKAGES,
+    SAFE_DEST,
+    SAFE_FILE_NAME,
+    SAFE_NAME,
+    SCALAR,
+    UNESCAPED,
+    USER,
+    WORKDIR,
+)
+from cpb.spec.yamlload import Located, LocatedList, Mark
+from cpb.util import did_you_mean
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
+TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+FILE_NAME_PATTERN = SAFE_FILE_NAME
+_UNESCAPED = UNESCAPED
+REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
+ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
+# host[:port][/path]: no scheme (tls_verify says http or https), no tag.
+REGISTRY_URL_PATTERN = (r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+                        r"(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
+
+_STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
+_ARGV = ARGV
+_SCALAR = SCALAR
+
+
+def _image_common() -> dict[str, Any]:
+    """Properties an image and the `defaults` section share."""
+    return {
+        "modules": {"type": "array", "description": "modules/ beside cpb.yaml first, then cpb's",
+                    "items": {"type": "string", "pattern": MODULE_PATTERN}},
+        "packages": PACKAGES,
+        "packages_manager": {"enum": ["apt-get", "apk", "dnf", "microdnf", "yum", "zypper"]},
+        "artifacts": {"type": "array", "items": {"$ref": "#/$defs/artifact"}},
+        "env": {"type": "object", "propertyNames": {"pattern": ENV_NAME_PATTERN},
+                "additionalProperties": _SCALAR},
+        "labels": {"type": "object", "propertyNames": {"pattern": LABEL_NAME_PATTERN},
+                   "additionalProperties": _SCALAR},
+        "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
+        "user": USER,
+        "workdir": WORKDIR,
+        "cmd": _ARGV,
+        "entrypoint": _ARGV,
+        "cekit": CEKIT_HATCH,
+    }
+
+
+def build_schema() -> dict[str, Any]:
+    image = {
+        "type": "object", "additionalProperties": False,
+        "properties": {
+            "from": {"type": "string", "pattern": REFERENCE_PATTERN, "description":
+                     "another image of this spec, or an external image reference"},
+            "rootfs": {"$ref": "#/$defs/rootfs"},
+            "version": {"type": "string", "pattern": TAG_PATTERN},
+            "description": {"type": "string", "pattern": CONTAINERFILE_TEXT,
+                            "x-message": _UNESCAPED},
+            **_image_common(),
+        },
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "cpb.yaml: images and pods for a ComputePod",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["project", "images"],
+        "properties": {
+            "project": {"type": "string", "pattern": NAME_PATTERN},
+            "registry": {
+                "type": "object", "additionalProperties": False, "required": ["url"],
+                "description": "push target and build cache shared by every machine; "
+                               "credentials come from podman's auth file, never from here",
+                "properties": {
+                    "url": {"type": "string", "pattern": REGISTRY_URL_PATTERN,
+                            "x-message": "is not host[:port][/path] (no scheme), "
+                                         "e.g. 127.0.0.1:5000/farm",
+                            "description": "host[:port][/path]; images go to <url>/<image>"},
+                    "tls_verify": {"type": "boolean", "description":
+                                   "false: plain HTTP or an untrusted certificate (default true)"},
+                },
+            },
+            "defaults": {"type": "object", "additionalProperties": False,
+                         "properties": _image_common()},
+            "images": {"type": "object", "minProperties": 1,
+                       "propertyNames": {"pattern": NAME_PATTERN},
+                       "additionalProperties": {"$ref": "#/$defs/image"}},
+            **pod_properties(),
+        },
+        "$defs": {
+            "image": image,
+            **pod_defs(),
+            "rootfs": {
+                "type": "object", "additionalProperties": False,
+                "minProperties": 1, "maxProperties": 1,
+                "properties": {
+                    "tar": {"type": "string", "minLength": 1},
+                    "debootstrap": {"$ref": "#/$defs/debootstrap"},
+                },
+            },
+            "debootstrap": {
+                "type": "object", "additionalProperties": False, "required": ["suite"],
+                "properties": {
+                    "suite": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
+                    "variant": {"enum": ["minbase", "buildd", "fakechroot", "-"]},
+                    "include": {"type": "array", "items": {
+                        "type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"}},
+                    "components": {"type": "array", "items": {
+                        "type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}},
+                    "mirror": {"type": "string", "pattern": r"^(https?|file)://\S+$"},
+                },
+            },
+            "artifact": {
+                "type": "object", "additionalProperties": False,
+                "description": "give exactly one of 'path' or 'url'; a url needs a checksum",
+                "properties": {
+                    "path": {"type": "string", "minLength": 1,
+                             "description": "a local file, relative to cpb.yaml"},
+                    "url": {"type": "string", "pattern": ARTIFACT_URL_PATTERN,
+                            "x-message": "is not an http://, https:// or file:// URL",
+                            "description": "fetched on the host into cpb's artifact cache"},
+                    **CHECKSUMS,
+                    "size": {"type": "integer", "minimum": 0,
+                             "description": "a url artifact's size in bytes: the download "
+                                            "stops once it is exceeded (default limit 2 GiB, "
+                                            "$CPB_MAX_DOWNLOAD)"},
+                    "name": SAFE_NAME,
+                    "target": SAFE_NAME,
+                    "dest": SAFE_DEST,
+                },
+            },
+        },
+    }
+
+
+# -- pods ----------------------------------------------------------------------
+
+# Kubernetes' quantities, e.g. "250m", "0.5", "64Mi", "1G".
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
+PUBLISH_PATTERN = (rf"^({_OCTET}(\.{_OCTET}){{3}}:)?"
+                   r"[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
+HOST_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+IP_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"
+_ENV_MAP = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+            "additionalProperties": _SCALAR}
+_RESOURCES = {"type": "object", "additionalProperties": False,
+              "description": "resource requests of each container",
+              "properties": {
+                  "cpu": {"type": ["string", "number"], "pattern": QUANTITY_PATTERN},
+                  "memory": {"type": "string", "pattern": QUANTITY_PATTERN}}}
+
+
+def _pod_common() -> dict[str, Any]:
+    """Properties a pod and `pod_defaults` share."""
+    return {
+        "labels": {"type": "object",
+                   "propertyNames": {"pattern": r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?"
+                                                r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"},
+                   "additionalProperties": {"type": "string",
+                                            "pattern": r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}"
+                                                       r"[A-Za-z0-9])?)?$"}},
+        "hosts": {"type": "object", "description": "extra /etc/hosts entries: name -> IP",
+                  "propertyNames": {"pattern": HOST_PATTERN},
+                  "additionalProperties": {"type": "string", "pattern": IP_PATTERN}},
+        "env": {**_ENV_MAP, "description": "set in every container of the pod"},
+        "resources": _RESOURCES,
+        "restart": {"enum": ["Always", "OnFailure", "Never"]},
+        "stop_timeout": {"type": "integer", "minimum": 0, "maximum": 3600,
+                         "description": "seconds a container gets to stop before it is killed"},
+    }
+
+
+def pod_properties() -> dict[str, Any]:
+    return {
+        "pod_defaults": {"type": "object", "additionalProperties": False,
+                         "properties": _pod_common()},
+        "pods": {"type": "object", "propertyNames": {"pattern": NAME_PATTERN},
+                 "additionalProperties": {"$ref": "#/$defs/pod"}},
+    }
+
+
+def pod_defs() -> dict[str, Any]:
+    return {
+        "pod": {
+            "type": "object", "additionalProperties": False, "required": ["containers"],
+            "properties": {
+                "containers": {"type": "array", "minItems": 1,
+                               "items": {"$ref": "#/$defs/container"}},
+                "ports": {"type": "array", "description":
+                          "published ports: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]",
+                          "items": {"type": "string", "pattern": PUBLISH_PATTERN,
+                                    "x-message": "is not a published port; write "
+                                                 "'[HOST_IP:]HOST_PORT:CONTAINER_PORT', "
+                                                 "quoted, e.g. \"4222:4222\""}},
+                **_pod_common(),
+            },
+        },
+        "container": {
+            "type": "object", "additionalProperties": False, "required": ["image"],
+            "properties": {
+                "image": {"type": "string", "pattern": NAME_PATTERN,
+                          "description": "an image of this spec"},
+                "name": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$",
+                         "description": "the container's name in the pod (default: the image's)"},
+                "replicas": {"type": "integer", "minimum": 1, "maximum": 256},
+                "role": {"enum": ["service", "worker"], "description":
+                         "for `cpb kube --cluster`: a service gets a Service in front of it "
+                         "(default: service when it has ports, else worker)"},
+                "env": _ENV_MAP,
+                "command": {**_STRINGS, "minItems": 1,
+                            "description": "replaces the image's entrypoint"},
+                "args": {**_STRINGS, "description": "replaces the image's cmd"},
+                "ports": {"type": "array", "description": "ports it listens on, besides the "
+                          "image's own", "items": {"type": "integer", "minimum": 1,
+                                                   "maximum": 65535}},
+                "volumes": {"type": "array", "items": {"$ref": "#/$defs/volume"}},
+                "resources": _RESOURCES,
+                "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+            },
+        },
+        "volume": {
+            "type": "object", "additionalProperties": False, "required": ["mount"],
+            "description": "give one of 'host' (a folder, relative to cpb.yaml) or 'volume' "
+                           "(a named volume)",
+            "properties": {
+                "host": {"type": "string", "minLength": 1},
+                "volume": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$"},
+                "mount": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                "read_only": {"type": "boolean"},
+            },
+        },
+    }
+
+
+SCHEMA = build_schema()
+
+_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+_TYPE_WORDS = {"object": "a mapping", "array": "a list", "string": "a string",
+               "integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
+def _describe(value: Any) -> str:
+    for name in ("boolean", "integer", "number", "string", "array", "object"):
+        if _TYPES[name](value):
+            return _TYPE_WORDS[name]
+    return "null" if value is None else type(value).__name__
+
+
+def _ecma(pattern: str) -> str:
+    """JSON Schema's `$` ends the string; Python's also matches before a final newline."""
+    return pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+
+
+
+class Validator:
+    """Checks a located YAML document against SCHEMA; raises `SpecError`."""
+
+    def __init__(self, file: str, root: dict[str, Any] | None = None) -> None:
+        self.file = file
+        self.root = SCHEMA if root is None else root  # what `$ref`s point into
+        self.locations: dict[str, Mark] = {}
+
+    def fail(self, message: str, path: str, mark: Mark | None) -> SpecError:
+        return SpecError(message, file=self.file, line=mark.line if mark else 0,
+                         column=mark.column if mark else 0, field=path or "(top level)")
+
+    def validate(self, value: Any, schema: dict[str, Any] | None = None, path: str = "",
+                 mark: Mark | None = None) -> None:
+        if schema is None:
+            schema = self.root
+        if mark is None and hasattr(value, "mark"):
+            mark = value.mark
+        if "$ref" in schema:
+            schema = self.root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+        self.locations[path] = mark or Mark(1, 1)
+        types = schema.get("type")
+        if types is not None:
+            names = types if isinstance(types, list) else [types]
+            if not any(_TYPES[t](value) for t in names):
+                wanted = " or ".join(_TYPE_WORDS[t] for t in names)
+                hint = ""
+                if "string" in names and _TYPES["number"](value):
+                    hint = f'; quote it: "{value}"'
+                raise self.fail(f"expected {wanted}, got {_describe(value)}{hint}", path, mark)
+        if "enum" in schema and value not in schema["enum"]:
+            choices = ", ".join(str(c) for c in schema["enum"])
+            extra = did_you_mean(value, schema["enum"]) if isinstance(value, str) else ""
+            raise self.fail(f"{value!r} is not one of: {choices}{extra}", path, mark)
+        if isinstance(value, str):
+            self._string(value, schema, path, mark)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if "minimum" in schema and value < schema["minimum"]:
+                raise self.fail(f"{value} is below the minimum {schema['minimum']}", path, mark)
+            if "maximum" in schema and value > schema["maximum"]:
+                raise self.fail(f"{value} is above the maximum {schema['maximum']}", path, mark)
+        elif isinstance(value, list):
+            self._array(value, schema, path, mark)
+        elif isinstance(value, dict):
+            self._object(value, schema, path, mark)
+
+    def _string(self, value: str, schema: dict[str, Any], path: str, mark: Mark | None) -> None:
+        if len(value) < schema.get("minLength", 0):
+            raise self.fail("must not be empty", path, mark)
+        pattern = schema.get("pattern")
+        if pattern and not re.search(_ecma(pattern), value):
+            why = schema.get("x-message", f"is not allowed here (must match {pattern})")
+            raise self.fail(f"{value!r} {why}", path, mark)
+
+    def _array(self, value: list[Any], schema: dict[str, Any], path: str,
+               mark: Mark | None) -> None:
+        if len(value) < schema.get("minItems", 0):
+            raise self.fail(f"needs at least {schema['minItems']} item(s)", path, mark)
+        items = schema.get("items")
+        if items is None:
+            return
+        marks = value.item_marks if isinstance(value, LocatedList) else [mark] * len(value)
+        for index, item in enumerate(value):
+            self.validate(item, items, f"{path}[{index}]", marks[index])
+
+    def _object(self, value: dict[str, Any], schema: dict[str, Any], path: str,
+                mark: Mark | None) -> None:
+        props: dict[str, Any] = schema.get("properties", {})
+        key_marks = value.key_marks if isinstance(value, Located) else {}
+        value_marks = value.value_marks if isinstance(value, Located) else {}
+        prefix = f"{path}." if path else ""
+        for key in schema.get("required", []):
+            if key not in value:
+                self._misspelt(key, value, props, prefix, key_marks)
+                raise self.fail(f"missing required key '{key}'", path, mark)
+        count = len(value)
+        if count < schema.get("minProperties", 0):
+            raise self.fail("must not be empty" if count == 0 else "too few keys", path, mark)
+        if count > schema.get("maxProperties", count):
+            keys = ", ".join(props)
+            raise self.fail(f"give exactly one of: {keys}", path, mark)
+        names = schema.get("propertyNames")
+        extra = schema.get("additionalProperties", True)
+        refused: dict[str, str] = schema.get("x-refused", {})
+        for key, item in value.items():
+            where = f"{prefix}{key}"
+            if key in refused:
+                raise self.fail(f"'{key}' {refused[key]}", where, key_marks.get(key))
+            if names is not None:
+                try:
+                    self._string(key, names, where, key_marks.get(key))
+                except SpecError:
+                    raise self.fail(f"{key!r} is not a valid name (allowed: {names['pattern']})",
+                                    where, key_marks.get(key)) from None
+            if key in props:
+                self.validate(item, props[key], where, value_marks.get(key))
+            elif extra is False:
+                raise self.fail(f"unknown key '{key}'{did_you_mean(key, list(props))}",
+                                where, key_marks.get(key))
+            elif isinstance(extra, dict):
+                self.validate(item, extra, where, value_marks.get(key))
+
+    def _misspelt(self, wanted: str, value: dict[str, Any], props: dict[str, Any],
+                  prefix: str, key_marks: dict[str, Mark]) -> None:
+        """`image:` for `images:` is a typo to point at, not a missing key."""
+        for key in value:
+            if key not in props and did_you_mean(key, [wanted]):
+                raise self.fail(f"unknown key '{key}' (did you mean '{wanted}'?)",
+                                f"{prefix}{key}", key_marks.get(key))
+
+
+def schema_json() -> str:
+    return json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n"
+

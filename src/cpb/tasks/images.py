@@ -1,0 +1,205 @@
+"""The image task kinds: `rootfs:`, `render:`, `build:` and `tag:` of each image.
+
+Up to date means: the output really exists *and* was made from the current
+inputs. For images that is one look at local storage, where the digest tag
+and the digest label are the record; stamps under `.cpb/state` only
+remember the components of the last build so reasons can be given.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cpb.adapters.cekit import build_command
+from cpb.adapters.podman import is_transient
+from cpb.adapters.rootfs import make_rootfs
+from cpb.adapters.runner import CommandFailed
+from cpb.errors import BuildError
+from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, task_name
+from cpb.resolve.render import GENERATED_DIR
+from cpb.state import write_bytes_atomic
+from cpb.tasks.changes import build_reasons
+from cpb.tasks.common import fresh_log, shown, task_failed
+from cpb.tasks.kind import Node, TaskKind
+from cpb.tasks.records import image_built, record_current
+from cpb.tasks.regcache import cache_hit, cache_reasons, pull_instead_of_build
+
+if TYPE_CHECKING:
+    from cpb.project import Project
+    from cpb.spec.model import ProjectSpec
+
+log = logging.getLogger(__name__)
+_image_locks: dict[str, threading.Lock] = {}
+
+
+# -- up-to-date checks: cheap, read-only, no process started ----------------
+
+def render_uptodate(project: Project, image: str) -> bool:
+    path = project.state.render_path(image)
+    build = project.images[image]
+    try:
+        return (path.read_text() == build.descriptor
+                and all((path.parent / rel).read_text() == text
+                        for rel, text in build.generated.items()))
+    except OSError:
+        return False
+
+
+def rootfs_uptodate(project: Project, image: str) -> bool:
+    build = project.images[image]
+    assert build.rootfs_ref is not None
+    # The root file system is only an input of this image's build: when that
+    # image is already there, making the rootfs again would be wasted work.
+    return (project.store.snapshot().image_id(build.rootfs_ref) is not None
+            or image_built(project, image)
+            or cache_hit(project, image) is not None)
+
+
+def tag_uptodate(project: Project, image: str) -> bool:
+    build = project.images[image]
+    snap = project.store.snapshot()
+    built = snap.image_id(build.digest_ref)
+    return built is not None and snap.image_id(build.version_ref) == built
+
+
+# -- actions ------------------------------------------------------------------
+
+def do_render(project: Project, image: str) -> None:
+    build = project.images[image]
+    path = project.state.render_path(image)
+    folder = path.parent / GENERATED_DIR
+    # a module generated for an earlier spec (the image had packages) must not linger:
+    # cekit reads every module.yaml below the folder it is given
+    for old in sorted(folder.glob("*/module.yaml")) if folder.is_dir() else []:
+        if old.relative_to(path.parent).as_posix() not in build.generated:
+            old.unlink()
+    for rel, text in build.generated.items():
+        write_bytes_atomic(path.parent / rel, text.encode())
+    write_bytes_atomic(path, build.descriptor.encode())
+    project.state.write_stamp(task_name(RENDER, image), {"digest": build.digest})
+
+
+def do_rootfs(project: Project, image: str) -> None:
+    build = project.images[image]
+    spec = project.spec.images[image]
+    assert spec.rootfs is not None and build.rootfs_ref is not None
+    task = task_name(ROOTFS, image)
+    log_file = fresh_log(project.state, task)
+    try:
+        make_rootfs(spec.rootfs, build.rootfs_ref, project.state.build_dir(image) / "rootfs",
+                    log_file, project.runner, project.store)
+    except CommandFailed as exc:
+        raise task_failed(exc) from None
+    project.state.write_stamp(task, {"digest": build.rootfs_digest,
+                                     "recipe": build.components["base"]})
+
+
+def do_build(project: Project, image: str) -> None:
+    build = project.images[image]
+    task = task_name(BUILD, image)
+    if pull_instead_of_build(project, image):
+        return
+    if build.base_ref is not None and build.components["base"]["id"] is None:
+        raise BuildError(f"{task}: base image {build.base_ref} is not in local storage; "
+                         "pull or import it first (no registry is reached during a build)")
+    with _image_locks.setdefault(image, threading.Lock()):
+        log_file = fresh_log(project.state, task)
+        descriptor = project.state.render_path(image)
+        args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
+        try:
+            run_build(project, args, log_file, task)
+        except CommandFailed as exc:
+            raise task_failed(exc) from None
+        finally:
+            project.store.refresh(build.digest_ref)
+    snap = project.store.snapshot()
+    if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
+        raise BuildError(f"{task}: cekit finished but {build.digest_ref} is not in local "
+                         f"storage; see {shown(log_file)}")
+    record_current(project, image)
+
+
+def do_tag(project: Project, image: str) -> None:
+    build = project.images[image]
+    project.store.tag(build.digest_ref, build.version_ref)
+    project.state.write_stamp(task_name(TAG, image), {
+        "digest": build.digest, "tags": [build.version_ref, build.digest_ref]})
+
+
+def run_build(project: Project, args: list[str], log_file: Path, task: str) -> None:
+    """Run cekit; once more if podman lost a race with another process on its storage.
+
+    `podman build` checks its layer cache while another process (a second
+    project, `podman rmi`) may be removing layers: "layer not known". The
+    build itself was fine; a second attempt is.
+    """
+    try:
+        project.runner.run(args, log_file=log_file)
+    except CommandFailed as exc:
+        if not is_transient(exc.output):
+            raise
+        log.warning("%s: podman storage changed under the build (%s); trying once more",
+                    task, "another process removed images")
+        project.store.invalidate()
+        project.runner.run(args, log_file=log_file)
+
+
+# -- plan reasons ----------------------------------------------------------------
+
+def render_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
+    exists = project.state.render_path(image).exists()
+    return ["rendered descriptor is out of date" if exists else "descriptor not rendered yet"]
+
+
+def rootfs_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
+    return [f"root file system image {project.images[image].rootfs_ref} is not in local storage"]
+
+
+def image_build_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
+    return cache_reasons(project, image) or build_reasons(project, image, pending)
+
+
+def tag_reasons(project: Project, image: str, pending: set[str]) -> list[str]:
+    build = project.images[image]
+    if task_name(BUILD, image) in pending:
+        return [f"image {image} will be {'pulled' if cache_hit(project, image) else 'built'}"]
+    return [f"tag {build.version_ref} does not point at {build.digest_ref}"]
+
+
+# -- the kinds -------------------------------------------------------------------
+
+def _rootfs_nodes(spec: ProjectSpec) -> Iterator[Node]:
+    return (Node(name) for name, image in spec.images.items() if image.rootfs is not None)
+
+
+def _render_nodes(spec: ProjectSpec) -> Iterator[Node]:
+    return (Node(name) for name in spec.images)
+
+
+def _build_nodes(spec: ProjectSpec) -> Iterator[Node]:
+    for name, image in spec.images.items():
+        needs = [task_name(RENDER, name)]
+        if image.rootfs is not None:
+            needs.append(task_name(ROOTFS, name))
+        if image.parent is not None:
+            needs.append(task_name(BUILD, image.parent))
+        # one fetch: task per distinct artifact, shared by every image using it
+        needs += [task_name(FETCH, a.key) for a in image.artifacts if a.url is not None]
+        yield Node(name, tuple(dict.fromkeys(needs)))
+
+
+def _tag_nodes(spec: ProjectSpec) -> Iterator[Node]:
+    return (Node(name, (task_name(BUILD, name),)) for name in spec.images)
+
+
+ROOTFS_KIND = TaskKind(ROOTFS, "image", _rootfs_nodes, rootfs_uptodate, do_rootfs,
+                       rootfs_reasons)
+RENDER_KIND = TaskKind(RENDER, "image", _render_nodes, render_uptodate, do_render,
+                       render_reasons)
+BUILD_KIND = TaskKind(BUILD, "image", _build_nodes, image_built, do_build,
+                      image_build_reasons)
+TAG_KIND = TaskKind(TAG, "image", _tag_nodes, tag_uptodate, do_tag, tag_reasons)
