@@ -26,7 +26,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from cpb_runtime import protocol as p
@@ -42,6 +42,8 @@ _RESULTS_BATCH = 256
 _RESULTS_PAGE_BYTES = 512 * 1024
 _HOUSEKEEPING_S = 0.25
 _KEEP_FINISHED_S = 600.0  # finished jobs stay in memory this long, then live in the bucket only
+_NO_SUCH_MESSAGE = (10037, 10057)  # JetStream: "no message found", "message delete failed"
+_STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
 
 @dataclass
@@ -123,14 +125,27 @@ class MajorDomo:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except APIError as exc:
+            if exc.err_code != _STREAM_EXISTS:
+                raise
+            # Made by an older MajorDomo with other settings: bring it up to date.
+            await self.js.update_stream(config)
+            log.info("stream %s updated", config.name)
+
     async def _make_streams(self) -> None:
         wq, file = api.RetentionPolicy.WORK_QUEUE, api.StorageType.FILE
-        await self.js.add_stream(name=p.TASK_STREAM, subjects=[p.TASK_STREAM_SUBJECTS],
-                                 retention=wq, storage=file, duplicate_window=600.0)
-        await self.js.add_stream(name=p.RESULT_STREAM, subjects=[p.RESULT_STREAM_SUBJECTS],
-                                 retention=wq, storage=file, duplicate_window=120.0)
-        await self.js.add_stream(name=p.ADVISORY_STREAM, subjects=[p.MAX_DELIVERIES_ADVISORIES],
-                                 retention=wq, storage=file)
+        await self._stream(api.StreamConfig(
+            name=p.TASK_STREAM, subjects=[p.TASK_STREAM_SUBJECTS], retention=wq, storage=file,
+            duplicate_window=600.0))
+        await self._stream(api.StreamConfig(
+            name=p.RESULT_STREAM, subjects=[p.RESULT_STREAM_SUBJECTS], retention=wq,
+            storage=file, duplicate_window=120.0))
+        await self._stream(api.StreamConfig(
+            name=p.ADVISORY_STREAM, subjects=[p.MAX_DELIVERIES_ADVISORIES], retention=wq,
+            storage=file))
         for stream, durable in ((p.RESULT_STREAM, p.RESULT_CONSUMER),
                                 (p.ADVISORY_STREAM, p.ADVISORY_CONSUMER)):
             await self.js.add_consumer(stream, api.ConsumerConfig(
@@ -142,11 +157,12 @@ class MajorDomo:
             self.kv = await self.js.create_key_value(
                 bucket=p.JOB_BUCKET, history=1, storage=file, ttl=self.settings.job_ttl_s)
         for info in await self.js.consumers_info(p.TASK_STREAM):
-            if info.config.durable_name and info.config.durable_name.startswith("tasks-"):
-                self.consumers.add(info.config.durable_name.removeprefix("tasks-"))
+            durable = info.config.durable_name or ""
+            if durable.startswith("tasks-"):  # made before: apply today's ack wait etc.
+                await self.ensure_consumer(durable.removeprefix("tasks-"), update=True)
 
-    async def ensure_consumer(self, kind: str) -> None:
-        if kind in self.consumers:
+    async def ensure_consumer(self, kind: str, *, update: bool = False) -> None:
+        if kind in self.consumers and not update:
             return
         config = api.ConsumerConfig(
             durable_name=p.task_consumer(kind), filter_subject=p.task_filter(kind),
@@ -154,12 +170,13 @@ class MajorDomo:
             max_deliver=self.settings.max_deliver, max_ack_pending=10_000,
             deliver_policy=api.DeliverPolicy.ALL)
         try:
+            # Creates it, or updates one made earlier (ack wait, max deliveries).
             await self.js.add_consumer(p.TASK_STREAM, config)
-        except Exception as exc:
-            # Made earlier with other settings: keep it rather than lose its deliveries.
+        except APIError as exc:
+            # A change the server does not allow on an existing consumer: keep it rather
+            # than lose its deliveries.
             await self.js.consumer_info(p.TASK_STREAM, p.task_consumer(kind))
-            log.warning("consumer %s exists with other settings, kept: %s",
-                        p.task_consumer(kind), exc)
+            log.warning("consumer %s kept with its old settings: %s", p.task_consumer(kind), exc)
         self.consumers.add(kind)
         log.info("consumer %s ready", p.task_consumer(kind))
 
@@ -408,7 +425,10 @@ class MajorDomo:
         dropped = job.cancel_waiting(time.monotonic(), self.settings.cancel_grace_s)
         # ...then the stream: tasks not taken are deleted, and so are taken ones,
         # so that a worker that dies now does not bring them back.
-        await self._delete_tasks(job, unfinished)
+        try:
+            await self._delete_tasks(job, unfinished)
+        except Exception as exc:  # those left are dropped by the workers, who know
+            log.warning("job %s: some cancelled tasks stay in the stream: %s", job.job_id, exc)
         log.info("job %s cancelled: %d task(s) dropped, %d running told to stop",
                  job.job_id, len(dropped), len(unfinished) - len(dropped))
         await self._maybe_finish(job)
@@ -422,8 +442,11 @@ class MajorDomo:
     async def _delete_task(self, seq: int) -> None:
         # Gone already (done, or deleted before a restart) is fine. Never purge by
         # subject here: on nats-server 2.9 that makes the consumer skip live tasks.
-        with contextlib.suppress(NotFoundError):
+        try:
             await self.js.delete_msg(p.TASK_STREAM, seq)
+        except APIError as exc:
+            if exc.err_code not in _NO_SUCH_MESSAGE:
+                raise
 
     # --- workers ----------------------------------------------------------------------
 
@@ -521,7 +544,9 @@ class MajorDomo:
             return
         try:
             stored = await self.js.get_msg(p.TASK_STREAM, advisory.stream_seq)
-        except NotFoundError:
+        except APIError as exc:
+            if exc.err_code not in _NO_SUCH_MESSAGE and not isinstance(exc, NotFoundError):
+                raise
             await msg.ack()  # acknowledged at the last moment, or cancelled: nothing lost
             return
         try:
