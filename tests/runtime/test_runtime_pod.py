@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from runtime_pod import Pod, pid_gone, python_task, run, wait_until, wait_until_async
 
-from cpb_runtime import Client, JobOutcome, JobRefused, LostContact, Progress
+from cpb_runtime import Client, JobOutcome, JobRefused, LostContact, Progress, new_job_id
 from cpb_runtime import protocol as p
 
 
@@ -270,6 +270,7 @@ def test_a_task_whose_workers_all_die_is_failed_as_worker_lost(pod: Pod) -> None
 
 @pytest.mark.slow
 def test_cancel_drops_waiting_tasks_and_kills_running_ones(pod: Pod) -> None:
+    """Cancelled through an interrupted ``run()``, as Ctrl-C in `cpb submit` does."""
     code = ("import os, sys, time; "
             f"open(os.path.join({str(pod.dir)!r}, 'pid-' + sys.argv[1]), 'w')"
             ".write(str(os.getpid())); time.sleep(60)")
@@ -278,15 +279,18 @@ def test_cancel_drops_waiting_tasks_and_kills_running_ones(pod: Pod) -> None:
 
     async def scenario() -> tuple[p.StatusReply, tuple[p.TaskResult, ...], float]:
         async with await start(pod, "w1", slots=2) as client:
-            job_id = await client.submit(job)
+            job_id = new_job_id()
+            running = asyncio.create_task(client.run(job, job_id=job_id))
 
             async def two_running() -> bool:
-                return (await client.status(job_id)).counts.running == 2 and len(
-                    list(pod.dir.glob("pid-*"))) == 2
+                return len(list(pod.dir.glob("pid-*"))) == 2 and (
+                    await client.status(job_id)).counts.running == 2
 
             await wait_until_async(two_running, 15, "two tasks running")
             started = time.monotonic()
-            await client.cancel(job_id)
+            running.cancel()  # what Ctrl-C does to `cpb submit`: run() cancels the job
+            with pytest.raises(asyncio.CancelledError):
+                await running
             async with client.follow(job_id, deadline_s=20) as watch:
                 async for _ in watch:
                     pass
