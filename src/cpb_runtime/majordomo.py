@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
@@ -66,7 +67,7 @@ class MajorDomo:
         self.consumers: set[str] = set()  # kinds whose consumer is known to exist
         self.started_at = time.monotonic()
         self._loops: list[asyncio.Task[None]] = []
-        self._subs: list[object] = []
+        self._subs: list[Subscription] = []
         self._submitting: dict[str, asyncio.Lock] = {}
 
     # --- start and stop ----------------------------------------------------------
@@ -103,7 +104,7 @@ class MajorDomo:
         await asyncio.gather(*self._loops, return_exceptions=True)
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[attr-defined]
+                await sub.unsubscribe()
 
     def _guard(self, handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
         async def guarded(msg: Msg) -> None:
@@ -297,6 +298,11 @@ class MajorDomo:
             await self._maybe_finish(job)  # tiny tasks may all be done already
         except Exception as exc:
             log.exception("job %s: could not accept", job_id)
+            if job_id in self.jobs:  # half published: take back what went out
+                half = self.jobs[job_id]
+                half.record = replace(half.record, state="running")
+                with contextlib.suppress(Exception):
+                    await self._cancel(half)
             return p.SubmitReply(False, job_id, error=f"could not accept the job: {exc}")
         log.info("accepted job %s: %d task(s) of kind %s", job_id, job.record.total, spec.kind)
         self._event(job, "progress")
@@ -310,8 +316,14 @@ class MajorDomo:
             acks = await asyncio.gather(*(
                 self.js.publish(subject, p.encode(task_message(job.spec, job.job_id, i)),
                                 headers={"Nats-Msg-Id": f"{job.job_id}.{i}"})
-                for i in range(start, min(start + _PUBLISH_CHUNK, job.record.total))))
-            seqs.extend(ack.seq for ack in acks)
+                for i in range(start, min(start + _PUBLISH_CHUNK, job.record.total))),
+                return_exceptions=True)
+            seqs.extend(ack.seq if not isinstance(ack, BaseException) else 0 for ack in acks)
+            # Known in memory as they come, so that a failure can take them back.
+            job.record = replace(job.record, seqs=tuple(seqs))
+            failed = [ack for ack in acks if isinstance(ack, BaseException)]
+            if failed:
+                raise failed[0]
         job.record = replace(job.record, state="running", seqs=tuple(seqs))
         await self._put_record(job)
 
@@ -434,7 +446,8 @@ class MajorDomo:
         await self._maybe_finish(job)
 
     async def _delete_tasks(self, job: Job, indexes: Sequence[int]) -> None:
-        seqs = [job.record.seqs[i] for i in indexes if i < len(job.record.seqs)]
+        seqs = [job.record.seqs[i] for i in indexes
+                if i < len(job.record.seqs) and job.record.seqs[i]]
         for start in range(0, len(seqs), _PUBLISH_CHUNK):
             await asyncio.gather(*(self._delete_task(seq)
                                    for seq in seqs[start:start + _PUBLISH_CHUNK]))
