@@ -255,24 +255,22 @@ class JobWatch:
             if now >= self._next_poll:
                 self._next_poll = now + self.client.poll_s
                 status = await self.client.status(self.job_id)
-                step = self._step(status.state, status.counts, None, status.final)
+                step = self._step(status.state, status.counts, (), status.final)
             else:
                 try:
                     event = await asyncio.wait_for(self._events.get(), self._next_poll - now)
                 except TimeoutError:
                     continue
-                step = self._step(event.state, event.counts, event.result,
+                step = self._step(event.state, event.counts, event.results,
                                   event.type == "final")
             if step is not None:
                 return step
         raise StopAsyncIteration
 
-    def _step(self, state: str, counts: p.Counts, result: TaskResult | None,
+    def _step(self, state: str, counts: p.Counts, results: tuple[TaskResult, ...],
               final: bool) -> Progress | None:
-        new: tuple[TaskResult, ...] = ()
-        if result is not None and result.index not in self._seen:
-            self._seen.add(result.index)
-            new = (result,)
+        new = tuple(r for r in results if r.index not in self._seen)
+        self._seen.update(r.index for r in new)
         self._done = final
         if not final and self._last is not None and (
                 counts.finished < self._last[1].finished):

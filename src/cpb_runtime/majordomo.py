@@ -41,7 +41,8 @@ log = logging.getLogger("cpb_runtime.majordomo")
 _PUBLISH_CHUNK = 256  # tasks published (or deleted) concurrently
 _RESULTS_BATCH = 256
 _RESULTS_PAGE_BYTES = 512 * 1024
-_HOUSEKEEPING_S = 0.25
+_HOUSEKEEPING_S = 0.25  # also the longest a result waits to be sent to the submitter
+_EVENT_BYTES = 256 * 1024  # results in one event, before it is sent early
 _KEEP_FINISHED_S = 600.0  # finished jobs stay in memory this long, then live in the bucket only
 _NO_SUCH_MESSAGE = (10037, 10057)  # JetStream: "no message found", "message delete failed"
 _STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
@@ -305,7 +306,7 @@ class MajorDomo:
                     await self._cancel(half)
             return p.SubmitReply(False, job_id, error=f"could not accept the job: {exc}")
         log.info("accepted job %s: %d task(s) of kind %s", job_id, job.record.total, spec.kind)
-        self._event(job, "progress")
+        self._event(job)
         return p.SubmitReply(True, job_id)
 
     async def _publish_tasks(self, job: Job) -> None:
@@ -518,14 +519,20 @@ class MajorDomo:
                     log.error("handling a message of %s", stream, exc_info=outcome)
 
     async def _record(self, job: Job, result: p.TaskResult) -> bool:
-        """Store a terminal result; False if it is a duplicate. Raises if not stored."""
+        """Store a terminal result and queue it for the submitter; False if it is a
+        duplicate. Raises if it could not be stored."""
         if not job.accept(result):
             return False
+        data = p.encode(job.results[result.index])
         try:
-            await self._kv.put(p.result_key(job.job_id, result.index), p.encode(result))
+            await self._kv.put(p.result_key(job.job_id, result.index), data)
         except Exception:
             job.forget(result.index)
             raise
+        if job.outbox and job.outbox_bytes + len(data) > _EVENT_BYTES:
+            self._event(job)  # keep each event well under NATS's message size
+        job.outbox.append(job.results[result.index])
+        job.outbox_bytes += len(data)
         return True
 
     async def _handle_result(self, msg: Msg) -> None:
@@ -539,7 +546,6 @@ class MajorDomo:
         if job is None:
             log.warning("result for unknown job %s dropped", result.job_id)
         elif await self._record(job, result):
-            self._event(job, "task", job.results[result.index])
             await self._maybe_finish(job)
         else:
             log.info("duplicate result of %s/%s (attempt %d by %s) ignored", result.job_id,
@@ -574,7 +580,6 @@ class MajorDomo:
                                      attempt=advisory.deliveries)
                 if await self._record(job, lost):
                     log.warning("job %s task %s: %s", job.job_id, lost.name, lost.reason)
-                    self._event(job, "task", lost)
                     await self._maybe_finish(job)
         await self._delete_task(advisory.stream_seq)
         await msg.ack()
@@ -590,13 +595,15 @@ class MajorDomo:
         counts = job.counts()
         log.info("job %s %s: %d succeeded, %d failed, %d cancelled", job.job_id,
                  job.record.state, counts.succeeded, counts.failed, counts.cancelled)
-        self._event(job, "final")
+        self._event(job, final=True)
 
-    def _event(self, job: Job, kind: str, result: p.TaskResult | None = None) -> None:
-        if kind != "task":
-            job.dirty = False
-        event = p.JobEvent(job_id=job.job_id, type=kind,  # type: ignore[arg-type]
-                           state=job.record.state, counts=job.counts(), result=result)
+    def _event(self, job: Job, *, final: bool = False) -> None:
+        """Counts, and the results not sent yet, to the submitter (core NATS: a lost
+        event costs nothing, the client also polls the status)."""
+        event = p.JobEvent(job_id=job.job_id, type="final" if final else "progress",
+                           state=job.record.state, counts=job.counts(),
+                           results=tuple(job.outbox))
+        job.dirty, job.outbox, job.outbox_bytes = False, [], 0
         task = asyncio.ensure_future(
             self.nc.publish(p.job_events_subject(job.job_id), p.encode(event)))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -622,8 +629,8 @@ class MajorDomo:
         for job_id, job in list(self.jobs.items()):
             if job.expire_cancel(now):
                 await self._maybe_finish(job)
-            if job.dirty and not job.final:
-                self._event(job, "progress")
+            if (job.dirty or job.outbox) and not job.final:
+                self._event(job)
             if job.final and job.finished_at is not None and (
                     now - job.finished_at > _KEEP_FINISHED_S):
                 del self.jobs[job_id]
