@@ -152,10 +152,11 @@ class TaskProcess:
         return f"timed out after {self.timeout:g} s"
 
     def _start_failure(self, exc: OSError) -> str:
+        program = self.argv[0][:300]  # a reason is one line, not a copy of the task
         if self.cwd and exc.filename == self.cwd:
-            return f"could not start: no such working directory: {self.cwd}"
+            return f"could not start: no such working directory: {self.cwd[:300]}"
         if isinstance(exc, FileNotFoundError):
-            return f"could not start: executable not found: {self.argv[0]}"
+            return f"could not start: executable not found: {program}"
         if isinstance(exc, PermissionError):
-            return f"could not start: permission denied: {self.argv[0]}"
+            return f"could not start: permission denied: {program}"
         return f"could not start: {exc.strerror or exc}"
