@@ -60,3 +60,13 @@ def test_a_component_with_a_bad_setting_exits_2_with_one_line() -> None:
                                                       "CP_WORKER_SLOTS": "many"})
     assert proc.returncode == 2
     assert proc.stderr == "cpb_runtime.worker: CP_WORKER_SLOTS='many': not a whole number\n"
+
+
+def test_the_runtime_imports_nothing_but_the_standard_library_and_nats() -> None:
+    code = ("import sys; before = set(sys.modules); "  # what site's .pth files loaded
+            "import cpb_runtime, cpb_runtime.majordomo, cpb_runtime.worker; "
+            "top = {m.split('.')[0] for m in set(sys.modules) - before}; "
+            "print(' '.join(sorted(top - set(sys.stdlib_module_names))))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env={"PYTHONPATH": str(SRC)}, check=True)
+    assert proc.stdout.split() == ["cpb_runtime", "nats"]
