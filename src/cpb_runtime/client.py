@@ -46,7 +46,8 @@ from cpb_runtime.settings import NatsSettings
 __all__ = ["Client", "JobOutcome", "Progress", "new_job_id", "parse_job", "validate_job"]
 
 R = TypeVar("R")
-_NO_ANSWER = (NoRespondersError, NatsTimeoutError, TimeoutError, ConnectionClosedError)
+# (asyncio.TimeoutError: the builtin one only from Python 3.11 on)
+_NO_ANSWER = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
 
 
 def new_job_id() -> str:
@@ -259,7 +260,7 @@ class JobWatch:
             else:
                 try:
                     event = await asyncio.wait_for(self._events.get(), self._next_poll - now)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     continue
                 step = self._step(event.state, event.counts, event.results,
                                   event.type == "final")

@@ -507,7 +507,7 @@ class MajorDomo:
         while True:
             try:
                 msgs = await sub.fetch(_RESULTS_BATCH, timeout=1.0)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # nothing to fetch
                 continue
             except Exception as exc:
                 log.warning("reading %s: %s: %s", stream, type(exc).__name__, exc)

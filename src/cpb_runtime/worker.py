@@ -143,7 +143,7 @@ class Worker:
                 fetch.cancel()
             try:
                 msgs = await fetch
-            except (asyncio.CancelledError, TimeoutError):
+            except (asyncio.CancelledError, asyncio.TimeoutError):
                 continue
             except Exception as exc:  # disconnected, consumer deleted...
                 log.warning("fetch: %s: %s", type(exc).__name__, exc)
@@ -178,7 +178,7 @@ class Worker:
         await asyncio.gather(first, stop, return_exceptions=True)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     # --- running one task ----------------------------------------------------------
