@@ -51,6 +51,9 @@ class ArtifactSpec:
     url: str | None = None
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
+    # A file cpb makes itself (the runtime's wheel): the subject of the task
+    # that puts it in the artifact cache. Neither `path` nor `url` is set.
+    made_by: str | None = None
 
     @property
     def key(self) -> str:
