@@ -251,8 +251,11 @@ class _RichBar:
 def _failure(result: TaskResult) -> str:
     if result.reason:
         return result.reason
-    last = [line for line in result.stderr_tail.splitlines() if line.strip()]
-    tail = f": {last[-1]}" if last else ""
+    lines = [line.strip() for line in result.stderr_tail.splitlines() if line.strip()]
+    # a compiler's message is its "error:" line, not the caret drawn under it
+    errors = [line for line in lines if "error" in line.lower()]
+    shown = errors[0] if errors else (lines[-1] if lines else "")
+    tail = f": {shown}" if shown else ""
     return f"exit code {result.exit_code}{tail}"
 
 
@@ -329,18 +332,30 @@ def run_submit(spec: ProjectSpec | None, pod: str, job_file: Path, *, url: str |
 def submit(opts: Any, pod: str, job_file: Path, as_json: bool, progress_mode: str,
            url: str | None) -> None:
     """Run JOBFILE's tasks on POD's workers, showing progress; exit 1 if any fails."""
-    project = opts.project() if url is None else None
+    from cpb.adapters.pods import PodStore
+    from cpb.adapters.runner import Runner
+    from cpb.naming import PROJECT_LABEL
+    from cpb.resolve.kube import pod_k8s_name
+    from cpb.spec.model import load_spec
+    from cpb.state import find_spec_file
+
+    # Only the spec is needed (the pod's published port): no image is looked at.
+    spec = None
+    if url is None:
+        spec = load_spec(opts.spec_file or find_spec_file(Path.cwd()), host_paths=opts.host_paths)
 
     def pod_running() -> bool | None:
-        if project is None or pod not in project.pods:
+        """Whether podman runs the pod (asked only when NATS does not answer)."""
+        if spec is None or pod not in spec.pods:
             return None
         try:
-            found = project.pod_store.pods().get(project.pods[pod].k8s_name)
+            store = PodStore(Runner(), PROJECT_LABEL, spec.project)
+            found = store.pods().get(pod_k8s_name(spec.project, pod))
         except EnvironmentProblem:
             return None
         return found is not None and found.status == "Running"
 
-    code = run_submit(project.spec if project else None, pod, job_file, url=url,
-                      as_json=as_json, progress_mode=progress_mode, pod_running=pod_running)
+    code = run_submit(spec, pod, job_file, url=url, as_json=as_json,
+                      progress_mode=progress_mode, pod_running=pod_running)
     if code:
         sys.exit(code)
