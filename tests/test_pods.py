@@ -21,6 +21,7 @@ from cpb.resolve.kube import LABEL_DIGEST
 from cpb.spec.model import load_spec
 from cpb.tasks.plan import make_plan
 from cpb.tasks.podops import cluster_image_ref, cluster_yaml
+from cpb.tasks.pods import expected_containers
 from cpb.tasks.table import TASK_KINDS
 from fakes import FakeRunner
 from helpers import build_file_tree
@@ -253,7 +254,10 @@ def test_kubernetes_validate_works_offline(monkeypatch: pytest.MonkeyPatch) -> N
 def running(project: Any, name: str, *, digest: str | None = None,
             status: str = "Running") -> dict[str, Any]:
     build = project.pods[name]
-    return {"Name": build.k8s_name, "Id": "p1", "Status": status, "Containers": [],
+    containers = [{"Id": f"c{i}", "Names": shown, "Status": status.lower()}
+                  for i, shown in enumerate(sorted(expected_containers(project, name)))]
+    return {"Name": build.k8s_name, "Id": "p1", "Status": status,
+            "Containers": [{"Id": "i", "Names": "p1-infra", "Status": "running"}, *containers],
             "Labels": {LABEL_DIGEST: digest or build.label}}
 
 
@@ -323,6 +327,24 @@ def test_cluster_images_are_pinned_by_registry_manifest_once_pushed(tmp_path: Pa
     manifest = "sha256:" + "ab" * 32
     project.state.write_stamp(f"push:{image}", {"digest": build.digest, "manifest": manifest})
     assert cluster_image_ref(project, image) == f"127.0.0.1:5999/farm/{image}@{manifest}"
+
+
+def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> None:
+    """`cpb up` killed during `podman kube play`: the pod has the new label but not
+    all its containers; the next `cpb up` must replace it, not trust the label."""
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    project = open_project(spec_file, runner=fake)
+    whole = running(project, "farm")
+    fake.pods = [{**whole, "Containers": whole["Containers"][:-1]}]
+    project = open_project(spec_file, runner=fake)
+    planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
+    last = sorted(expected_containers(project, "farm"))[-1]
+    assert planned["pod:farm"].reasons == [
+        f"pod farm-farm lacks running containers {last} (an interrupted `cpb up`?)"]
+    fake.pods = [whole]
+    project = open_project(spec_file, runner=fake)
+    assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}
 
 
 # -- replicas that listen, pod security, the cluster's registry (issue 18) -----

@@ -34,7 +34,8 @@ UP_TASK = "up"  # `doit up`: start every pod (building what they need)
 # doit imports dodo.py with the working directory set to the dodo's folder.
 _ROOT = Path.cwd()
 prepare_dep_file(_ROOT)
-DOIT_CONFIG: dict[str, Any] = {**doit_config(_ROOT), "default_tasks": [IMAGES_TASK]}
+DOIT_CONFIG: dict[str, Any] = {**doit_config(_ROOT, plain_doit=True),
+                              "default_tasks": [IMAGES_TASK]}
 
 
 def task_cpb() -> Iterator[dict[str, Any]]:

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from cpb.cli import complete
+from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
 from cpb.project import Project
@@ -44,7 +46,7 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
 @click.pass_obj
@@ -58,7 +60,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     names = _pod_form_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
 
-    with project.state.lock():
+    with project_lock(project):
         record_found(project)
         code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
     if code != 0:
@@ -68,7 +70,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
 def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
@@ -82,7 +84,7 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
 def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
@@ -104,7 +106,7 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("pod")
+@click.argument("pod", shell_complete=complete.pods)
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
 @click.option("--strict", is_flag=True,

@@ -22,8 +22,17 @@ from cpb.adapters.rootfs import recipe
 from cpb.errors import SpecError
 from cpb.naming import digest_tag
 from cpb.resolve.digest import FileHasher, digest_of, hash_file, sha256_text
-from cpb.resolve.render import fill_placeholders, render_descriptor, template_source
+from cpb.resolve.render import (
+    GENERATED_DIR,
+    GENERATED_LABEL,
+    fill_paths,
+    fill_placeholders,
+    generated_modules,
+    render_descriptor,
+    template_source,
+)
 from cpb.spec.model import ArtifactSpec, ImageSpec, ProjectSpec
+from cpb.state import StateDir
 
 # Spec fields whose change is named in `cpb plan` reasons.
 SPEC_FIELDS = ("version", "description", "modules", "packages", "packages_manager", "artifacts",
@@ -40,6 +49,8 @@ class ImageBuild:
     digest: str
     components: dict[str, Any] = field(compare=False)
     descriptor: str = field(compare=False, repr=False)
+    # {path below the render folder: text} of the modules cpb generates for the image
+    generated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     parent: str | None = None
     base_ref: str | None = None
     rootfs_ref: str | None = None
@@ -116,18 +127,21 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
     paths: dict[str, Path] = {
         f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
         for a in image.artifacts}
+    paths[GENERATED_LABEL] = StateDir(spec.root).render_path(image.name).parent / GENERATED_DIR
     files: dict[str, str] = {}
     for module in image.modules:
         paths[module.label] = module.real or module.path.resolve()
         for file in module.files:
             files[file.shown] = hasher.hash(file.path, file.stat)
     text = render_descriptor(image, project=spec.project, repository=repository,
-                             from_ref=from_ref, spec_file=spec.file.name,
-                             artifact_sums=artifact_sums)
+                             from_ref=from_ref, spec_file=spec.file.name)
+    generated = generated_modules(image, spec_file=spec.file.name, artifact_sums=artifact_sums)
     components = {
         "spec": {f: digest_of(_field_value(image, f))[:16] for f in SPEC_FIELDS},
         "template": template_hash,
         "descriptor": sha256_text(text),
+        # derived from the spec fields above, so a change here comes with a reason there
+        "generated": {rel: sha256_text(body) for rel, body in generated.items()},
         "files": files,
         "artifacts": artifact_sums,
         "base": base,
@@ -139,6 +153,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         name=image.name, repository=repository, version=image.version, digest=digest,
         components=components,
         descriptor=fill_placeholders(text, digest, paths, image.cekit),
+        generated={rel: fill_paths(body, paths) for rel, body in generated.items()},
         parent=image.parent, base_ref=image.base_ref,
         rootfs_ref=rootfs_ref, rootfs_digest=rootfs_digest)
 
