@@ -469,7 +469,8 @@ def artifact_add(opts: _Options, url: str, name: str | None, write: bool,
         raise ArtifactsMissing("--offline: `cpb artifact add` has to download the file")
     result = cache.add(url, name, ProgressLines(lambda line: click.echo(line, err=True)))
     click.echo(f"cached {name} ({result.size} bytes) as {result.path}", err=True)
-    entry = f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+    entry = (f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+             f"  size: {result.size}\n")
     if name != url_file_name(url):
         entry += f"  name: {json.dumps(name)}\n"
     click.echo(entry, nl=False)

@@ -145,6 +145,10 @@ def build_schema() -> dict[str, Any]:
                             "x-message": "is not an http://, https:// or file:// URL",
                             "description": "fetched on the host into cpb's artifact cache"},
                     **CHECKSUMS,
+                    "size": {"type": "integer", "minimum": 0,
+                             "description": "a url artifact's size in bytes: the download "
+                                            "stops once it is exceeded (default limit 2 GiB, "
+                                            "$CPB_MAX_DOWNLOAD)"},
                     "name": SAFE_NAME,
                     "target": SAFE_NAME,
                     "dest": SAFE_DEST,
