@@ -104,11 +104,27 @@ def init(directory: Path) -> None:
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
-    shutil.copytree(source, directory, dirs_exist_ok=True)
+    files = starter_files(source)
+    for relative in files:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, directory / relative)
+        shutil.copymode(source / relative, directory / relative)
     spec = directory / SPEC_FILE
     name = "".join(c if c.isalnum() else "-" for c in directory.resolve().name.lower()).strip("-")
     spec.write_text(spec.read_text().replace("@PROJECT@", name or "my-farm"))
-    click.echo(f"created {directory}: edit {spec}, then run `cpb plan` and `cpb build` there")
+    click.echo(f"created {directory}:")
+    for relative in files:
+        click.echo(f"  {relative}")
+    click.echo(f"edit {spec}, then run `cpb plan` and `cpb build` there")
+
+
+def starter_files(source: Path) -> list[str]:
+    """The starter's files, as relative POSIX paths: what the package ships, not
+    what Python left beside it (importing templates/init/dodo.py, or installing
+    the package, writes a __pycache__/ there)."""
+    return sorted(path.relative_to(source).as_posix() for path in source.rglob("*")
+                  if path.is_file() and "__pycache__" not in path.parts
+                  and path.suffix not in {".pyc", ".pyo"})
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
@@ -236,9 +252,22 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, pu
           no_registry_cache: bool, progress: str) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
     project = opts.project(registry_cache=not no_registry_cache)
+    _refuse_pods(project, images, "build" + (" --push" if push else ""))
     targets = _registry_targets(project, images, push)
     _run(project, targets, jobs, keep_going, everything=not images and not push,
          progress=progress)
+
+
+def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
+    """`cpb build`/`cpb push` make images; a `pod:` name would start a pod (`cpb up`'s job)."""
+    for name in names:
+        if name.startswith(task_name(POD, "")):
+            pod = split_task(name)[1]
+            spec = project.spec.pods.get(pod)
+            images = " ".join(dict.fromkeys(c.image for c in spec.containers)) if spec else ""
+            hint = f", or `cpb {command} {images}` for its images only" if images else ""
+            raise SpecError(f"`cpb {command}` builds images and starts no pod: for {name} "
+                            f"run `cpb up {pod}`{hint}")
 
 
 @cli.command()
@@ -255,6 +284,7 @@ def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
          no_registry_cache: bool, progress: str) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
     project = opts.project(registry_cache=not no_registry_cache)
+    _refuse_pods(project, images, "push")
     _run(project, _registry_targets(project, images, True), jobs, keep_going,
          progress=progress)
 

@@ -242,6 +242,15 @@ def pod_defs() -> dict[str, Any]:
                 "volumes": {"type": "array", "items": {"$ref": "#/$defs/volume"}},
                 "resources": _RESOURCES,
                 "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                "security": {
+                    "type": "object", "additionalProperties": False,
+                    "description": "the cluster form's securityContext (docs/pods.md)",
+                    "properties": {"restricted": {
+                        "type": "boolean", "description":
+                        "default true: what the Kubernetes 'restricted' Pod Security "
+                        "Standard asks (no privilege escalation, no capabilities, "
+                        "seccomp RuntimeDefault, non-root when the image's user is a "
+                        "non-zero uid); false for an image that needs more"}}},
             },
         },
         "volume": {
