@@ -20,7 +20,7 @@ older than the start of that run, less a margin for coarse file-system
 clocks. Otherwise the next full run writes it.
 
 Only plain invocations take this path: `cpb [-f FILE] plan [--exit-code]`
-and `cpb [-f FILE] build [-j N] [-k|-x]`, no image names, no pods for `plan`
+and `cpb [-f FILE] build [-j N] [-k|-x] [--progress MODE]`, no image names, no pods for `plan`
 (whether a pod is running is not a file). `CPB_NO_FAST_PATH=1` turns it off.
 """
 
@@ -176,8 +176,13 @@ def _parse(argv: Sequence[str]) -> tuple[Path | None, str, bool] | None:
             pass
         elif command == "build" and option in ("-j", "--jobs") and rest and rest[0].isdigit():
             rest.pop(0)
+        elif command == "build" and option == "--progress" and rest \
+                and rest[0] in ("auto", "tty", "plain"):
+            rest.pop(0)  # a no-op shows the same line in every mode
         elif command == "build" and (option.startswith("--jobs=") or
-                                     (option.startswith("-j") and option[2:].isdigit())):
+                                     (option.startswith("-j") and option[2:].isdigit()) or
+                                     option in ("--progress=auto", "--progress=tty",
+                                                "--progress=plain")):
             pass
         else:
             return None  # image names, --json, --all, --push...: the full path
