@@ -327,6 +327,67 @@ def test_a_full_disk_during_a_build_then_after_freeing_space(  # type: ignore[no
     plan_is_empty(root, capsys)
 
 
+# -- a full podman storage: that image fails, the others build --------------------------
+
+STORAGE_SPEC = """
+project: "@PROJECT@"
+images:
+  base:
+    rootfs: {tar: busybox.tar}
+    version: "1"
+  big:
+    from: base
+    modules: [m-big]
+  big-child:
+    from: big
+    modules: [m-leaf]
+  small:
+    from: base
+    modules: [m-other]
+"""
+
+
+@pytest.fixture
+def small_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A podman storage of this test's own on a 48 MB tmpfs."""
+    root = tmp_path / "small-storage"
+    graph = root / "graph"
+    graph.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(graph)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); "
+                    "the full-storage case needs one (it runs as root on CI)")
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n'
+                    f'runroot = "{root}/run"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    yield conf
+    own = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}  # never the shared storage
+    for args in (["rm", "--all", "--force", "--time", "0"], ["rmi", "--all", "--force"]):
+        subprocess.run(["podman", *args], env=own, capture_output=True, check=False)
+    subprocess.run(["umount", "-R", str(graph / "overlay")], capture_output=True, check=False)
+    subprocess.run(["umount", "-l", str(graph)], check=False)
+
+
+def test_a_full_podman_storage_fails_that_image_only(  # type: ignore[no-untyped-def]
+        small_storage: Path, make_project, project_name: str) -> None:
+    root = make_project(STORAGE_SPEC, {
+        **FILES, **module("m-big", "dd if=/dev/zero of=/big bs=1M count=96")})
+    code, out, err = finish(start(root, "build", "-j", "2"))
+    log = root / ".cpb" / "logs" / "build-big.log"
+    assert code == 1, out + err
+    assert f"FAIL build:big: cekit exited with 1; log: {log}\n" in out
+    assert "hint: no space left on device: podman's storage" in out
+    assert "no space left on device" in log.read_text().lower()
+    assert "FAIL build:big-child: not run: a task it needs failed" in out
+    assert "ok  build:small" in out and "ok  tag:small" in out  # unrelated: built
+    built = set(image_ids(project_name))
+    assert "small:latest" in built and not any(t.startswith("big") for t in built)
+    assert "Traceback" not in out + err and "cpb: error" not in err
+    assert_state_is_whole(root)
+
+
 # -- kill -9 of `cpb up` while podman plays the pod ------------------------------------
 
 UP_SPEC = """
