@@ -42,7 +42,7 @@ def test_anything_else_takes_the_full_path(argv: list[str]) -> None:
 FILES = {
     "cpb.yaml": "project: p\nimages:\n  base: {rootfs: {tar: base.tar}, modules: [m1]}\n",
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/sub/install.sh": "echo 1\n",
 }
 
