@@ -117,9 +117,11 @@ def test_checksum_change_changes_exactly_the_images_using_it(tmp_path: Path) -> 
 
 def test_descriptor_hands_cekit_the_cached_file(tmp_path: Path) -> None:
     project = open_(make(tmp_path), tmp_path / "cache")
-    descriptor = project.images["one"].descriptor
-    assert json.dumps(str(tmp_path / "cache" / "sha256" / SUM_B)) in descriptor
-    assert f'sha256: "{SUM_B}"' in descriptor and "https://" not in descriptor
+    # the image's artifacts are in the module cpb generates for it (copied before its modules)
+    module = project.images["one"].generated["modules/artifacts/module.yaml"]
+    assert json.dumps(str(tmp_path / "cache" / "sha256" / SUM_B)) in module
+    assert f'sha256: "{SUM_B}"' in module and "https://" not in module
+    assert "https://" not in project.images["one"].descriptor
 
 
 def test_md5_only_artifact_is_keyed_and_declared_by_md5(tmp_path: Path) -> None:
@@ -128,8 +130,9 @@ def test_md5_only_artifact_is_keyed_and_declared_by_md5(tmp_path: Path) -> None:
             f"    artifacts: [{{url: 'https://h/x.whl', md5: {md5}}}]\n")
     project = open_(make(tmp_path, spec), tmp_path / "cache")
     assert f"fetch:md5-{md5}" in project.graph
-    assert json.dumps(str(tmp_path / "cache" / "md5" / md5)) in project.images["a"].descriptor
-    assert f'md5: "{md5}"' in project.images["a"].descriptor
+    module = project.images["a"].generated["modules/artifacts/module.yaml"]
+    assert json.dumps(str(tmp_path / "cache" / "md5" / md5)) in module
+    assert f'md5: "{md5}"' in module
 
 
 def test_local_file_with_a_wrong_declared_checksum_is_refused(tmp_path: Path) -> None:

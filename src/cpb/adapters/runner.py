@@ -86,6 +86,17 @@ class Runner:
             raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
         return out
 
+    def run_attached(self, args: Sequence[str]) -> int:
+        """Run `args` with cpb's own stdout and stderr (`cpb logs -f`); its exit code."""
+        program = args[0]
+        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
+            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
+                                     "(run `cpb doctor`)")
+        with self._lock:
+            self.started[Path(program).name] += 1
+        code, _, _ = self._spawn(args, None, None, None, None, None, None)
+        return code
+
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None) -> str:
         from cpb.state import open_log  # O_NOFOLLOW: a project may ship .cpb/logs/x -> ~/x

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,6 +30,7 @@ from cpb.adapters.artifacts import (
     missing_message,
 )
 from cpb.adapters.runner import Runner, stop_running
+from cpb.cli import complete
 from cpb.cli import fastpath as noop
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
@@ -47,13 +50,21 @@ from cpb.resources import templates_dir
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import url_file_name
 from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
-from cpb.state import SPEC_FILE, StateDir, find_spec_file, prepare_dep_file, remove_entry
-from cpb.tasks.plan import default_tasks, make_plan
+from cpb.state import (
+    SPEC_FILE,
+    StateDir,
+    find_spec_file,
+    prepare_dep_file,
+    remove_entry,
+    write_bytes_atomic,
+)
+from cpb.tasks.plan import PlannedTask, default_tasks, make_plan
 from cpb.tasks.records import record_found, repair_records
 from cpb.util import did_you_mean
 
 log = logging.getLogger("cpb")
 _started_ns = 0  # when this command started: see main() and noop.record
+_argv: list[str] = []  # this command's arguments, recorded with the tasks it runs
 
 
 class _Options:
@@ -100,11 +111,27 @@ def init(directory: Path) -> None:
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
-    shutil.copytree(source, directory, dirs_exist_ok=True)
+    files = starter_files(source)
+    for relative in files:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, directory / relative)
+        shutil.copymode(source / relative, directory / relative)
     spec = directory / SPEC_FILE
     name = "".join(c if c.isalnum() else "-" for c in directory.resolve().name.lower()).strip("-")
     spec.write_text(spec.read_text().replace("@PROJECT@", name or "my-farm"))
-    click.echo(f"created {directory}: edit {spec}, then run `cpb plan` and `cpb build` there")
+    click.echo(f"created {directory}:")
+    for relative in files:
+        click.echo(f"  {relative}")
+    click.echo(f"edit {spec}, then run `cpb plan` and `cpb build` there")
+
+
+def starter_files(source: Path) -> list[str]:
+    """The starter's files, as relative POSIX paths: what the package ships, not
+    what Python left beside it (importing templates/init/dodo.py, or installing
+    the package, writes a __pycache__/ there)."""
+    return sorted(path.relative_to(source).as_posix() for path in source.rglob("*")
+                  if path.is_file() and "__pycache__" not in path.parts
+                  and path.suffix not in {".pyc", ".pyo"})
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
@@ -117,8 +144,16 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
     return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
 
+def _progress_option(command: Any) -> Any:
+    return click.option(
+        "--progress", type=click.Choice(["auto", "tty", "plain"]), default="auto",
+        show_default=True,
+        help="tty: a live display of the running tasks; plain: one line per event "
+             "(and one every 30 s per running task); auto: tty on a terminal.")(command)
+
+
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--all", "show_all", is_flag=True, help="Also list tasks that are up to date.")
 @click.option("--exit-code", is_flag=True, help="Exit with 1 when anything is pending (for CI).")
@@ -138,7 +173,8 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
         shown = planned if show_all else pending
         click.echo(json.dumps({"project": project.spec.project, "pending": len(pending),
                                "total": len(planned),
-                               "tasks": [p.as_json() for p in shown]}, indent=2))
+                               "tasks": [_with_needs(project, p.as_json(), planned)
+                                         for p in shown]}, indent=2))
     else:
         for item in planned:
             if item.pending:
@@ -155,8 +191,61 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
         sys.exit(EXIT_FAILED)
 
 
+def _with_needs(project: Project, entry: dict[str, object],
+                planned: Sequence[PlannedTask]) -> dict[str, object]:
+    """A plan entry with the planned tasks it needs (the graph's edges)."""
+    names = {p.task for p in planned}
+    task = str(entry["task"])
+    entry["needs"] = sorted(t for t in project.graph.predecessors(task) if t in names)
+    return entry
+
+
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]),
+              help="Output format (default: from -o's extension, else dot).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to FILE instead of standard output.")
+@click.pass_obj
+def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path | None) -> None:
+    """Draw the task graph (all of it, or IMAGES and pod:NAME and what they need),
+    each task coloured by its state in `cpb plan`."""
+    from cpb.cli import graphview  # only for `cpb graph`
+
+    fmt = graphview.format_for(output, fmt)
+    if fmt in ("svg", "png"):
+        graphview.check_dot(fmt)  # before reading the spec and asking local storage
+    project = opts.project()
+    if images:
+        targets = _targets(project, images)
+        if project.registry is not None:
+            targets = [t.replace("tag:", "push:", 1) for t in targets]
+    else:
+        targets = [t for t in project.graph if project.graph.out_degree(t) == 0]
+    view = graphview.task_graph(project, targets)
+    text = ""
+    if fmt == "mermaid":
+        text = graphview.to_mermaid(view)
+    else:
+        text = graphview.to_dot(view, f"{project.spec.project}: cpb task graph")
+    data = (graphview.render_with_dot(project.runner, text, fmt) if fmt in ("svg", "png")
+            else text.encode())
+    if output is not None:
+        write_bytes_atomic(output, data)
+        counts = {s: sum(n.state == s for n in view.nodes) for s in graphview.STATES}
+        shown = ", ".join(f"{c} {graphview.STATES[s][0]}" for s, c in counts.items() if c)
+        click.echo(f"wrote {output} ({fmt}): {len(view.nodes)} tasks ({shown}), "
+                   f"{len(view.edges)} edges", err=True)
+    elif fmt == "png" and sys.stdout.isatty():
+        raise SpecError("not writing a png to a terminal; give -o FILE or redirect the output")
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+@cli.command()
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once (independent images build in parallel).")
 @click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
@@ -164,29 +253,47 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
 @click.option("--push", is_flag=True, help="Then push what the registry does not have.")
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
+@_progress_option
 @click.pass_obj
 def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
-          no_registry_cache: bool) -> None:
+          no_registry_cache: bool, progress: str) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
     project = opts.project(registry_cache=not no_registry_cache)
+    _refuse_pods(project, images, "build" + (" --push" if push else ""))
     targets = _registry_targets(project, images, push)
-    _run(project, targets, jobs, keep_going, everything=not images and not push)
+    _run(project, targets, jobs, keep_going, everything=not images and not push,
+         progress=progress)
+
+
+def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
+    """`cpb build`/`cpb push` make images; a `pod:` name would start a pod (`cpb up`'s job)."""
+    for name in names:
+        if name.startswith(task_name(POD, "")):
+            pod = split_task(name)[1]
+            spec = project.spec.pods.get(pod)
+            images = " ".join(dict.fromkeys(c.image for c in spec.containers)) if spec else ""
+            hint = f", or `cpb {command} {images}` for its images only" if images else ""
+            raise SpecError(f"`cpb {command}` builds images and starts no pod: for {name} "
+                            f"run `cpb up {pod}`{hint}")
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
 @click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
               help="After a failure, go on with images that do not depend on it.")
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
+@_progress_option
 @click.pass_obj
 def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
-         no_registry_cache: bool) -> None:
+         no_registry_cache: bool, progress: str) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
     project = opts.project(registry_cache=not no_registry_cache)
-    _run(project, _registry_targets(project, images, True), jobs, keep_going)
+    _refuse_pods(project, images, "push")
+    _run(project, _registry_targets(project, images, True), jobs, keep_going,
+         progress=progress)
 
 
 def _registry_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
@@ -217,7 +324,7 @@ def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[s
 
 
 def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
-         everything: bool = False) -> None:
+         everything: bool = False, progress: str = "auto") -> None:
     """Run the targets with doit; `everything`: they are every image's tag: task."""
     if project.cache.offline:
         _check_offline(project, targets)
@@ -234,9 +341,13 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
             click.echo(f"0 done, {len(planned)} up to date")
             return
         noop.forget(project.spec.root)
-        from cpb.tasks.doitapp import run_doit  # only when there is work
+        from cpb.cli.display import make_display  # only when there is work
+        from cpb.tasks.doitapp import run_doit
 
-        code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
+        display = make_display(progress, project.state.log_path,
+                               sum(p.pending for p in planned))
+        code = run_doit(project, targets, jobs=jobs, keep_going=keep_going, display=display,
+                        command=shlex.join(["cpb", *_argv]))
     if code != 0:
         sys.exit(EXIT_FAILED)
 
@@ -299,7 +410,7 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images)
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32),
               help="Downloads to run at once.")
 @click.pass_obj
@@ -344,23 +455,66 @@ def artifact() -> None:
 @artifact.command("add")
 @click.argument("url")
 @click.option("--name", help="The artifact's file name (default: the URL's last segment).")
+@click.option("--write", is_flag=True,
+              help="Insert the entry into cpb.yaml (comments and formatting kept).")
+@click.option("--image", metavar="NAME", shell_complete=complete.images,
+              help="With --write: under images.NAME (default: under defaults).")
 @click.pass_obj
-def artifact_add(opts: _Options, url: str, name: str | None) -> None:
-    """Download URL into the cache once and print its cpb.yaml entry with the sha256."""
+def artifact_add(opts: _Options, url: str, name: str | None, write: bool,
+                 image: str | None) -> None:
+    """Download URL into the cache once and print its cpb.yaml entry with the sha256
+    (or, with --write, insert it into cpb.yaml)."""
+    if image is not None and not write:
+        raise SpecError("--image NAME goes with --write")
     if not re.search(ARTIFACT_URL_PATTERN, url):
         raise SpecError(f"{url!r} is not an http://, https:// or file:// URL")
     name = name or url_file_name(url)
     if not name:
         raise SpecError(f"cannot take a file name from {url!r}; give --name")
+    spec_file = opts.spec_file or find_spec_file(Path.cwd()) if write else None
+    if spec_file is not None:
+        from cpb.cli.specedit import check_new_artifact  # before downloading anything
+
+        check_new_artifact(spec_file, name, image)
     cache = opts.cache()
     if cache.offline:
         raise ArtifactsMissing("--offline: `cpb artifact add` has to download the file")
     result = cache.add(url, name, ProgressLines(lambda line: click.echo(line, err=True)))
     click.echo(f"cached {name} ({result.size} bytes) as {result.path}", err=True)
-    entry = f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+    entry = (f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+             f"  size: {result.size}\n")
     if name != url_file_name(url):
         entry += f"  name: {json.dumps(name)}\n"
     click.echo(entry, nl=False)
+    if spec_file is not None:
+        from cpb.cli.specedit import add_artifact
+
+        fields = {"url": url, "sha256": result.download.key}
+        if name != url_file_name(url):
+            fields["name"] = name
+        where = add_artifact(spec_file, fields, image)
+        click.echo(f"added {name} to {spec_file} ({where})", err=True)
+@cli.command()
+@click.argument("name", shell_complete=complete.images_and_pods)
+@click.option("-f", "--follow", is_flag=True, help="Keep showing what is written.")
+@click.pass_obj
+def logs(opts: _Options, name: str, follow: bool) -> None:
+    """Show the last build log of an image (NAME, or KIND:NAME for one task:
+    rootfs, build, push), or the containers' logs of a pod (pod:NAME)."""
+    from cpb.cli.logs import show
+
+    code = show(opts.project(), name, follow, lambda line: click.echo(line, err=True))
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (see the README to enable it)."""
+    click.echo(complete.script(cli, shell), nl=False)
+
+
 cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
@@ -372,8 +526,9 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
 
     `started_ns`: when the command started (`time.time_ns()`), for noop.record.
     """
-    global _started_ns
+    global _started_ns, _argv
     _started_ns = started_ns or time.time_ns()
+    _argv = list(argv) if argv is not None else sys.argv[1:]
     with signals_interrupt():
         return _main(argv)
 

@@ -20,7 +20,7 @@ older than the start of that run, less a margin for coarse file-system
 clocks. Otherwise the next full run writes it.
 
 Only plain invocations take this path: `cpb [-f FILE] plan [--exit-code]`
-and `cpb [-f FILE] build [-j N] [-k|-x]`, no image names, no pods for `plan`
+and `cpb [-f FILE] build [-j N] [-k|-x] [--progress MODE]`, no image names, no pods for `plan`
 (whether a pod is running is not a file). `CPB_NO_FAST_PATH=1` turns it off.
 """
 
@@ -116,7 +116,7 @@ def forget(project_root: Path) -> None:
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
     metadata folder aside: record() adds it)."""
-    from cpb.resolve.render import TEMPLATE
+    from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
     from cpb.resources import builtin_modules_dir, templates_dir
     from cpb.spec.modules import PROJECT_MODULES
 
@@ -125,11 +125,14 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
     yield str(builtin_modules_dir())
     yield str(templates_dir() / TEMPLATE)
+    yield str(templates_dir() / MODULE_TEMPLATE)
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
     yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
     for name, image in spec.images.items():
-        yield str(project.state.render_path(name))
+        render = project.state.render_path(name)
+        yield str(render)
+        yield from (str(render.parent / rel) for rel in project.images[name].generated)
         if image.rootfs is not None and image.rootfs.tar is not None:
             yield str(image.rootfs.tar)
         for artifact in image.artifacts:
@@ -173,8 +176,13 @@ def _parse(argv: Sequence[str]) -> tuple[Path | None, str, bool] | None:
             pass
         elif command == "build" and option in ("-j", "--jobs") and rest and rest[0].isdigit():
             rest.pop(0)
+        elif command == "build" and option == "--progress" and rest \
+                and rest[0] in ("auto", "tty", "plain"):
+            rest.pop(0)  # a no-op shows the same line in every mode
         elif command == "build" and (option.startswith("--jobs=") or
-                                     (option.startswith("-j") and option[2:].isdigit())):
+                                     (option.startswith("-j") and option[2:].isdigit()) or
+                                     option in ("--progress=auto", "--progress=tty",
+                                                "--progress=plain")):
             pass
         else:
             return None  # image names, --json, --all, --push...: the full path

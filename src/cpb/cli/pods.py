@@ -12,10 +12,12 @@ from typing import Any
 
 import click
 
+from cpb.cli import complete
 from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
 from cpb.project import Project
+from cpb.spec.pods import check_pod_form
 from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
 from cpb.tasks.records import record_found
 from cpb.util import did_you_mean
@@ -31,12 +33,20 @@ def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
     return list(names) or list(project.spec.pods)
 
 
+def _pod_form_names(project: Project, names: Sequence[str]) -> list[str]:
+    """Like _pod_names, for running the pods under podman: each must fit one pod."""
+    found = _pod_names(project, names)
+    for name in found:
+        check_pod_form(project.spec.pods[name])
+    return found
+
+
 def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
-    return [task_name(POD, n) for n in _pod_names(project, names)] if names else []
+    return [task_name(POD, n) for n in _pod_form_names(project, names)] if names else []
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
 @click.pass_obj
@@ -47,7 +57,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     that changed is replaced.
     """
     project: Project = opts.project()
-    names = _pod_names(project, pods)
+    names = _pod_form_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
 
     with project_lock(project):
@@ -60,7 +70,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
 def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
@@ -74,7 +84,7 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
 def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
@@ -96,13 +106,27 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("pod")
+@click.argument("pod", shell_complete=complete.pods)
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
+@click.option("--strict", is_flag=True,
+              help="With --cluster: refuse (exit 2) when the spec has no registry: "
+                   "the cluster could not pull the images.")
 @click.pass_obj
-def kube(opts: Any, pod: str, cluster: bool) -> None:
+def kube(opts: Any, pod: str, cluster: bool, strict: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
     project: Project = opts.project()
+    if not cluster:
+        name = _pod_form_names(project, [pod])[0]
+        click.echo(project.pods[name].manifest, nl=False)
+        return
     name = _pod_names(project, [pod])[0]
-    click.echo(cluster_yaml(project, name) if cluster else project.pods[name].manifest,
-               nl=False)
+    if project.registry is None:
+        problem = (f"no 'registry:' in {project.spec.file.name}: the cluster cannot pull "
+                   f"these images (it would look for them on Docker Hub); add "
+                   "`registry: {url: HOST[:PORT]/PATH}` that the cluster can reach and run "
+                   "`cpb push`, or load the images into every node yourself")
+        if strict:
+            raise SpecError(problem)
+        click.echo(f"cpb: warning: {problem}", err=True)
+    click.echo(cluster_yaml(project, name), nl=False)

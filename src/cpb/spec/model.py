@@ -51,6 +51,7 @@ class ArtifactSpec:
     url: str | None = None
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
+    size: int | None = None  # bytes, as declared (`size:`): a url download's exact size
 
     @property
     def key(self) -> str:
@@ -324,6 +325,9 @@ class _Builder:
                           for algorithm in CHECKSUM_LENGTHS if algorithm in entry)
         target, dest = entry.get("target"), entry.get("dest")
         if "path" in entry:
+            if "size" in entry:
+                raise self.fail("'size' is for url artifacts (the most a download may "
+                                "bring); a local file is hashed as it is", f"{where}.size")
             path = self.local_file(entry["path"], f"{where}.path")
             name = entry.get("name", path.name)
             if not re.search(FILE_NAME_PATTERN, name):
@@ -340,7 +344,7 @@ class _Builder:
         if not re.search(FILE_NAME_PATTERN, name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
         return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
-                            checksums=checksums)
+                            checksums=checksums, size=entry.get("size"))
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done

@@ -145,6 +145,10 @@ def build_schema() -> dict[str, Any]:
                             "x-message": "is not an http://, https:// or file:// URL",
                             "description": "fetched on the host into cpb's artifact cache"},
                     **CHECKSUMS,
+                    "size": {"type": "integer", "minimum": 0,
+                             "description": "a url artifact's size in bytes: the download "
+                                            "stops once it is exceeded (default limit 2 GiB, "
+                                            "$CPB_MAX_DOWNLOAD)"},
                     "name": SAFE_NAME,
                     "target": SAFE_NAME,
                     "dest": SAFE_DEST,
@@ -238,6 +242,15 @@ def pod_defs() -> dict[str, Any]:
                 "volumes": {"type": "array", "items": {"$ref": "#/$defs/volume"}},
                 "resources": _RESOURCES,
                 "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                "security": {
+                    "type": "object", "additionalProperties": False,
+                    "description": "the cluster form's securityContext (docs/pods.md)",
+                    "properties": {"restricted": {
+                        "type": "boolean", "description":
+                        "default true: what the Kubernetes 'restricted' Pod Security "
+                        "Standard asks (no privilege escalation, no capabilities, "
+                        "seccomp RuntimeDefault, non-root when the image's user is a "
+                        "non-zero uid); false for an image that needs more"}}},
             },
         },
         "volume": {

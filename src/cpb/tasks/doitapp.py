@@ -28,9 +28,10 @@ from doit.task import Task, dict_to_task
 
 from cpb.errors import CpbError, DiskFull, StateWriteError
 from cpb.graph import ordered
-from cpb.naming import task_name
+from cpb.naming import split_task, task_name
 from cpb.state import no_space_left, prepare_dep_file, write_bytes_atomic, write_error
 from cpb.tasks.kind import TaskKind
+from cpb.tasks.runlog import RunRecorder
 from cpb.tasks.table import kind_of
 
 if TYPE_CHECKING:
@@ -170,46 +171,69 @@ def doit_config(project_root: Path, *, plain_doit: bool = False) -> dict[str, An
 
 
 class CpbLoader(TaskLoader2):  # type: ignore[misc]
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, reporter: Any = None) -> None:
         super().__init__()
-        self.project = project
+        self.project, self.reporter = project, reporter
 
     def setup(self, opt_values: dict[str, Any]) -> None:
         pass
 
     def load_doit_config(self) -> dict[str, Any]:
-        return doit_config(self.project.spec.root)
+        config = doit_config(self.project.spec.root)
+        if self.reporter is not None:
+            config["reporter"] = self.reporter  # doit takes an instance as well as a class
+        return config
 
     def load_tasks(self, cmd: Any, pos_args: Sequence[str]) -> list[Task]:
         return [dict_to_task(d) for d in task_dicts(self.project)]
 
 
 class CpbReporter(ConsoleReporter):  # type: ignore[misc]
-    """One line when a task starts and ends; failures summarised at the end."""
+    """One line when a task starts and ends; failures summarised at the end.
+
+    `display` (cli/display.py) shows those lines, plain or live; without one
+    (a project's dodo.py run by plain `doit`) they are written to stdout.
+    `recorder` remembers how each task's last run ended (tasks/runlog.py).
+    """
 
     desc = "cpb progress"
 
-    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+    def __init__(self, outstream: Any, options: dict[str, Any], display: Any = None,
+                 recorder: RunRecorder | None = None) -> None:
         super().__init__(outstream, options)
         # doit binds its default stream when it is imported, and swaps
         # sys.stdout while python-actions run; take the caller's stream now.
         self.out = sys.stdout
+        self.display, self.recorder = display, recorder
         self.started: dict[str, float] = {}
         self.done: list[str] = []
         self.skipped = 0
 
     def write(self, text: str) -> None:
+        if self.display is not None:
+            self.display.line(text.rstrip("\n"))
+            return
         self.out.write(text)
         self.out.flush()
 
+    def _took(self, task: Task) -> float:
+        return time.monotonic() - self.started.get(task.name, time.monotonic())
+
     def execute_task(self, task: Task) -> None:
         self.started[task.name] = time.monotonic()
-        self.write(f"  ... {task.name}\n")
+        if self.display is not None:
+            self.display.started(task.name)
+        else:
+            self.write(f"  ... {task.name}\n")
 
     def add_success(self, task: Task) -> None:
-        took = time.monotonic() - self.started.get(task.name, time.monotonic())
+        took = self._took(task)
         self.done.append(task.name)
+        if self.display is not None:
+            self.display.finished(task.name, False)
         self.write(f"  ok  {task.name} ({took:.1f} s)\n")
+        if self.recorder is not None:
+            self.recorder.finished(task.name, "ok", took)
 
     def add_failure(self, task: Task, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})
@@ -218,7 +242,12 @@ class CpbReporter(ConsoleReporter):  # type: ignore[misc]
         message = fail.get_msg().strip() if fail.report else ""
         if not task.executed:
             message = "not run: a task it needs failed"
+        if self.display is not None:
+            self.display.finished(task.name, bool(task.executed))
         self.write(f"  FAIL {task.name}: {message}\n")
+        if self.recorder is not None:
+            self.recorder.finished(task.name, "failed" if task.executed else "not run",
+                                   self._took(task) if task.executed else 0.0, message)
 
     def skip_uptodate(self, task: Task) -> None:
         self.skipped += 1
@@ -234,27 +263,42 @@ class CpbReporter(ConsoleReporter):  # type: ignore[misc]
             summary += f", {len(failed)} failed: {', '.join(failed)}"
         if blocked:
             summary += f"; {len(blocked)} not run because of it"
+        logs = sorted({split_task(t)[1] if split_task(t)[0] != "pod" else t for t in failed
+                       if split_task(t)[0] in ("rootfs", "build", "push", "pod")})
+        if logs:
+            summary += "; logs: " + ", ".join(f"cpb logs {name}" for name in logs)
+        if self.display is not None:
+            self.display.close()  # the live area goes; the summary stays
         self.write(summary + "\n")
         for msg in self.runtime_errors:
             self.write(msg + "\n")
 
 
 def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
-             keep_going: bool = True, extra: Sequence[str] = ()) -> int:
-    """Run doit over the project's graph; doit's return code (0 ok, 1 failed, 2/3 errors)."""
+             keep_going: bool = True, extra: Sequence[str] = (), display: Any = None,
+             command: str = "cpb build") -> int:
+    """Run doit over the project's graph; doit's return code (0 ok, 1 failed, 2/3 errors).
+
+    `display`: shows the run (cli/display.py); closed when the run ends.
+    `command`: the command line recorded as the run each task's log came from.
+    """
     prepare_dep_file(project.spec.root)
     STOP.reset(active=True)
     argv = ["run", "-n", str(jobs), "-P", "thread"]
     if keep_going:
         argv.append("--continue")
     argv += [*extra, *targets]
-    main = DoitMain(CpbLoader(project), config_filenames=(), extra_config=_BACKEND_PLUGIN)
     streams = sys.stdout, sys.stderr
+    reporter = CpbReporter(sys.stdout, {}, display, RunRecorder(project.state, command))
+    main = DoitMain(CpbLoader(project, reporter), config_filenames=(),
+                    extra_config=_BACKEND_PLUGIN)
     try:
         code = int(main.run(argv))
     finally:
         sys.stdout, sys.stderr = streams  # whatever doit did to them
         STOP.active = False
+        if display is not None:
+            display.close()  # also after Ctrl-C: the terminal is left clean
     if STOP.error is not None:
         raise STOP.error
     return code
