@@ -98,8 +98,10 @@ class Runner:
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None) -> str:
+        from cpb.state import open_log  # O_NOFOLLOW: a project may ship .cpb/logs/x -> ~/x
+
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab", buffering=0) as handle:
+        with os.fdopen(open_log(log_file), "ab", buffering=0) as handle:
             try:
                 handle.write(("$ " + " ".join(args) + "\n").encode())
             except OSError as exc:
