@@ -50,7 +50,14 @@ from cpb.resources import templates_dir
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import url_file_name
 from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
-from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file, write_bytes_atomic
+from cpb.state import (
+    SPEC_FILE,
+    StateDir,
+    find_spec_file,
+    prepare_dep_file,
+    remove_entry,
+    write_bytes_atomic,
+)
 from cpb.tasks.plan import PlannedTask, default_tasks, make_plan
 from cpb.tasks.records import record_found, repair_records
 from cpb.util import did_you_mean
@@ -351,8 +358,16 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
 @click.pass_obj
 def clean(opts: _Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
+    spec_file = opts.spec_file or find_spec_file(Path.cwd())
+    state = StateDir(spec_file.resolve().parent)
+    # A project can ship .cpb/ with links in it: remove links, never follow them.
+    if state.root.is_symlink():
+        state.root.unlink()
+        click.echo(f"removed {state.root}, a symbolic link (not what it pointed to)")
+    if (state.root / "lock").is_symlink():
+        (state.root / "lock").unlink()
     project = opts.project()
-    with project_lock(project, wait=False):
+    with project_lock(project, wait=False, check=False):
         if images:
             prefix = f"localhost/{project.spec.project}/"
             refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
@@ -361,10 +376,7 @@ def clean(opts: _Options, images: bool) -> None:
         for child in sorted(project.state.root.iterdir()):
             if child.name == "lock":
                 continue  # we hold it: removing it would let a second run in
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+            remove_entry(child)
     click.echo(f"removed the contents of {project.state.root}")
 
 
