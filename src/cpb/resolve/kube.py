@@ -180,16 +180,18 @@ def _published_by_container(pod: PodSpec) -> dict[str, list[dict[str, Any]]]:
     of them; it goes on the container that declares the port (else the first).
     """
     result: dict[str, list[dict[str, Any]]] = {c.name: [] for c in pod.containers}
-    published = {p.container_port: p for p in pod.ports}
+    # by port and protocol: 53/tcp and 53/udp are two entries (the spec refuses a pair twice)
+    published = {(p.container_port, p.protocol): p for p in pod.ports}
     for container in pod.containers:
         for port in container.ports:
             entry: dict[str, Any] = {"containerPort": port, "protocol": "TCP"}
-            if port in published:
-                entry.update(_host_side(published.pop(port)))
+            if (port, "TCP") in published:
+                entry.update(_host_side(published.pop((port, "TCP"))))
             result[container.name].append(entry)
-    first = pod.containers[0].name
     for extra in published.values():
-        result[first].append({"containerPort": extra.container_port, **_host_side(extra)})
+        owner = next((c.name for c in pod.containers if extra.container_port in c.ports),
+                     pod.containers[0].name)
+        result[owner].append({"containerPort": extra.container_port, **_host_side(extra)})
     return result
 
 

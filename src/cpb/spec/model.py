@@ -340,6 +340,12 @@ class _Builder:
             return ArtifactSpec(path=path, rel=entry["path"], name=name,
                                 target=target, dest=dest, checksums=checksums)
         url: str = entry["url"]
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise self.fail(f"{url!r} has a port that is not 1-65535", f"{where}.url")
         if not checksums:
             raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
                             "(`cpb artifact add URL` prints it)", where)

@@ -21,7 +21,7 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
-from cpb.state import write_bytes_atomic
+from cpb.state import fresh_folder, write_bytes_atomic
 from cpb.tasks.changes import build_reasons
 from cpb.tasks.common import fresh_log, shown, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -90,7 +90,8 @@ def do_rootfs(project: Project, image: str) -> None:
     task = task_name(ROOTFS, image)
     log_file = fresh_log(project.state, task)
     try:
-        make_rootfs(spec.rootfs, build.rootfs_ref, project.state.build_dir(image) / "rootfs",
+        make_rootfs(spec.rootfs, build.rootfs_ref,
+                    fresh_folder(project.state.build_dir(image) / "rootfs"),
                     log_file, project.runner, project.store)
     except CommandFailed as exc:
         raise task_failed(exc) from None
@@ -109,7 +110,9 @@ def do_build(project: Project, image: str) -> None:
     with _image_locks.setdefault(image, threading.Lock()):
         log_file = fresh_log(project.state, task)
         descriptor = project.state.render_path(image)
-        args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
+        # made afresh: cekit writes into work/ and target/, which a shipped .cpb/ could link
+        build_dir = fresh_folder(project.state.build_dir(image))
+        args = build_command(descriptor, build_dir, [build.digest_ref])
         try:
             run_build(project, args, log_file, task)
         except CommandFailed as exc:
