@@ -7,6 +7,7 @@ collide with nor be slowed down by anyone else's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -493,6 +494,10 @@ def test_status_shows_a_crash_loop_as_such(
         # podman may catch the pod between two restarts (Running) or not (Degraded)
         code, out, err = cli(root, "up", capsys=capsys)
         assert code in (0, 1) and "Traceback" not in out + err
+        # the pod's processes (a conmon per container) must not have inherited the
+        # project lock: the next cpb command would wait for it as long as the pod runs
+        with (root / ".cpb" / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         deadline = time.monotonic() + 60
         while restart_count(f"{pod_name}-crash") < 3:
             assert time.monotonic() < deadline, "podman never restarted the container"

@@ -122,7 +122,8 @@ class PodStore:
         return found
 
     def play(self, manifest: Path, log_file: Path) -> None:
-        self.runner.run([PODMAN, "kube", "play", str(manifest)], log_file=log_file, timeout=600)
+        self.runner.run([PODMAN, "kube", "play", str(manifest)], log_file=log_file, timeout=600,
+                        leaves_daemons=True)
 
     def remove(self, name: str, stop_timeout: int, log_file: Path | None = None) -> None:
         args = [PODMAN, "pod", "rm", "--force", "--ignore", "--time", str(stop_timeout), name]

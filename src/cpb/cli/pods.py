@@ -121,7 +121,8 @@ def _show_pod(pod: dict[str, Any]) -> None:
     click.echo(f"{pod['pod']}: {pod['name']} {state}")
     for c in pod["containers"]:
         digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
-        click.echo(f"  {c['name']:<20} {c['status']:<10} {c['image']}  ({digest})")
+        kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
+        click.echo(f"  {c['name']:<20} {c['status']:<10} {c['image']}  ({digest}){kind}")
         for line in c.get("logs", []):
             click.echo(f"    | {line}")
 

@@ -11,6 +11,8 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import DIGEST_LABEL, digest_tag
 from cpb.resolve.kube import LABEL_DIGEST, cluster_manifest, named_volumes
+from cpb.resolve.runtime import KIND_ENV as WORKER_KIND_ENV
+from cpb.spec.pods import PodSpec, replica_names
 from cpb.tasks.pods import pod_uptodate
 from cpb.tasks.regcache import pushed_manifest
 
@@ -60,14 +62,16 @@ def pod_status(project: Project, pods: list[str], *, log_lines: int = 0,
         build = project.pods[name]
         pod = running.get(build.k8s_name)
         prefix = build.k8s_name + "-"
+        kinds = worker_kinds(project.spec.pods[name])
         mine = containers.get(pod.id, []) if pod else []
         entries = []
         for c in sorted(mine, key=lambda c: c["Names"][0]):
             shown = c["Names"][0]
             image_id = c.get("ImageID", "")
             health = container_health(inspected.get(c.get("Id", ""), {}), now)
+            short_name = shown[len(prefix):] if shown.startswith(prefix) else shown
             entry = {
-                "name": shown[len(prefix):] if shown.startswith(prefix) else shown,
+                "name": short_name, "kind": kinds.get(short_name),
                 "id": c.get("Id", ""), "state": health.state or c.get("State", ""),
                 "status": health.describe() or c.get("State", ""),
                 "restarts": health.restarts, "exit_code": health.exit_code,
@@ -93,6 +97,13 @@ def pod_status(project: Project, pods: list[str], *, log_lines: int = 0,
             "containers": entries,
         })
     return result
+
+
+def worker_kinds(pod: PodSpec) -> dict[str, str]:
+    """{container name in podman's pod: the kind of tasks it runs} for runtime workers."""
+    return {replica: dict(c.env)[WORKER_KIND_ENV]
+            for c in pod.containers if WORKER_KIND_ENV in dict(c.env)
+            for replica in replica_names(c.name, c.replicas)}
 
 
 def cluster_image_ref(project: Project, image: str) -> str:
