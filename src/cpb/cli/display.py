@@ -249,6 +249,16 @@ def _is_tty(stream: Any) -> bool:
         return False
 
 
+def progress_option(command: Any) -> Any:
+    """The --progress option of the commands that run tasks."""
+    import click
+
+    return click.option(
+        "--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
+        help="tty: a live display of the running tasks; plain: one line per event "
+             "(and one every 30 s per running task); auto: tty on a terminal.")(command)
+
+
 def choose_mode(mode: str, out: IO[str]) -> str:
     """"tty" or "plain" for --progress MODE writing to `out`."""
     if mode != "auto":
