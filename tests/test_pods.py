@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import pod_security
 from cpb.cli.app import main
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
@@ -344,3 +345,226 @@ def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> No
     fake.pods = [whole]
     project = open_project(spec_file, runner=fake)
     assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}
+
+
+# -- what Kubernetes accepts is accepted, and validates ---------------------------
+
+EDGES = """
+project: farm_1
+images:
+  base:
+    rootfs: {tar: base.tar}
+  dns:
+    from: base
+    ports: [53]
+pod_defaults:
+  labels: {example.com/team: compilers, app.kubernetes.io/component: farm}
+pods:
+  farm:
+    containers:
+      - {image: dns, resources: {cpu: .5, memory: 1e3}}
+      - {image: base, name: w, resources: {cpu: "+250m", memory: 1.5Gi}, env: {PEM: "a\\nb\\"c"}}
+    ports: ["53:53/udp", "127.0.0.1:53:53/tcp", "127.0.0.2:8080:80"]
+    hosts: {db.internal: "fd00::1", cache.internal: 10.0.0.2}
+  other:
+    containers: [{image: base}]
+    ports: ["127.0.0.1:8080:80", "8080:80/udp"]
+"""
+
+
+def test_kubernetes_edge_values_are_accepted_and_validate(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path, EDGES), runner=PodmanFake())
+    pod = yaml.safe_load(project.pods["farm"].manifest)
+    assert validate_all(project.pods["farm"].manifest) == ["Pod"]
+    assert validate_all(project.pods["other"].manifest) == ["Pod"]
+    assert "Deployment" in validate_all(cluster_yaml(project, "farm"))
+    dns = pod["spec"]["containers"][0]
+    # 53/tcp and 53/udp are two ports, both on the container that listens on 53
+    assert sorted((p["containerPort"], p["protocol"], p.get("hostPort")) for p in dns["ports"]
+                  if p["containerPort"] == 53) == [(53, "TCP", 53), (53, "UDP", 53)]
+    assert dns["resources"] == {"requests": {"cpu": "0.5", "memory": "1e3"}}
+
+
+@pytest.mark.parametrize(("ports", "other", "message"), [
+    ('["8080:80"]', '["8080:81"]', "pods.other.ports[0]: host port 8080/tcp is already "
+                                   "published by pods.farm.ports[0]"),
+    ('["127.0.0.1:8080:80"]', '["8080:81"]', "host port 8080/tcp is already published"),
+    ('["8080:80", "8080:81"]', '["9090:80"]', "pods.farm.ports[1]: host port 8080/tcp is "
+                                              "already published by pods.farm.ports[0]"),
+    ('["65536:80"]', '["1:80"]', "pods.farm.ports[0]: host port 65536 is not a port number"),
+])
+def test_a_host_port_is_published_once_per_machine(tmp_path: Path, ports: str, other: str,
+                                                   message: str) -> None:
+    spec = (EDGES.replace('["53:53/udp", "127.0.0.1:53:53/tcp", "127.0.0.2:8080:80"]', ports)
+            .replace('["127.0.0.1:8080:80", "8080:80/udp"]', other))
+    with pytest.raises(SpecError) as info:
+        load_spec(make(tmp_path, spec))
+    assert message in str(info.value)
+
+
+def test_a_long_image_name_makes_a_container_name_kubernetes_takes(tmp_path: Path) -> None:
+    image = "a" * 41 + "_b"
+    spec = SPEC.replace("worker_gcc", image)
+    project = open_project(make(tmp_path, spec), runner=PodmanFake())
+    names = [c.name for c in project.spec.pods["farm"].containers]
+    assert names[2] == "a" * 41  # cut at 42 characters, then the trailing '-' removed
+    assert validate_all(project.pods["farm"].manifest) == ["Pod"]
+
+
+# -- replicas that listen, pod security, the cluster's registry (issue 18) -----
+
+LISTENING = """
+project: farm
+images:
+  base:
+    rootfs: {tar: base.tar}
+  web:
+    from: base
+    ports: [8080]
+  quiet:
+    from: base
+pods:
+  web:
+    containers:
+      - image: quiet
+        replicas: 3
+      - image: web
+        replicas: 2
+"""
+
+
+def test_replicas_of_a_listening_container_are_refused_in_the_pod_form_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path, LISTENING)
+    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    why = ("cpb: error: cpb.yaml:16:19: pods.web.containers[1].replicas: 2 replicas of 'web' "
+           "cannot run in one Podman pod: it listens on 8080 and the pod's containers share "
+           "one network, so only one replica could bind it; use replicas: 1 for `cpb up`, "
+           "or `cpb kube --cluster` (each replica its own pod)\n")
+    for argv in (["up", "web"], ["up"], ["kube", "web"], ["plan", "pod:web"]):
+        assert main(["-f", str(spec_file), *argv]) == 2, argv
+        assert capsys.readouterr().err == why, argv
+    # the cluster form runs each replica in its own pod: kept
+    assert main(["-f", str(spec_file), "kube", "web", "--cluster"]) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs
+                if d["kind"] == "Deployment"}
+    assert replicas == {"web-quiet": 3, "web-web": 2}
+    # the spec loads (its images build): only the pod form is refused
+    assert load_spec(spec_file).pods["web"].pod_form_error == why[len("cpb: error: "):-1]
+
+
+@pytest.mark.parametrize("change", [
+    ("        replicas: 2\n", "        replicas: 1\n"),  # one replica: fine
+    ("    ports: [8080]\n", ""),  # listens on nothing: fine
+])
+def test_replicas_that_can_share_a_pod_are_kept(tmp_path: Path, change: tuple[str, str]) -> None:
+    spec = load_spec(make(tmp_path, LISTENING.replace(*change)))
+    assert spec.pods["web"].pod_form_error is None
+
+
+def test_a_published_port_nobody_declares_makes_the_first_container_listen(
+        tmp_path: Path) -> None:
+    text = LISTENING.replace("    ports: [8080]\n", "") + '    ports: ["9000:9000"]\n'
+    error = load_spec(make(tmp_path, text)).pods["web"].pod_form_error
+    assert error is not None and "pods.web.containers[0].replicas: 3 replicas of 'quiet'" \
+        in error and "listens on 9000" in error
+
+
+def cluster_docs(project: Any, pod: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(cluster_yaml(project, pod)) if d]
+
+
+def test_every_example_cluster_manifest_meets_the_restricted_standard(tmp_path: Path) -> None:
+    starter = tmp_path / "starter"
+    assert main(["init", str(starter)]) == 0
+    spec_files = [starter / "cpb.yaml" if "templates" in p.parts else p
+                  for p in examples_with_pods()]
+    checked = 0
+    for spec_file in spec_files:
+        project = open_project(spec_file, runner=PodmanFake())
+        for name in project.pods:
+            text = cluster_yaml(project, name)
+            assert "Deployment" in validate_all(text)  # still valid Kubernetes
+            for doc in (d for d in yaml.safe_load_all(text) if d and d["kind"] != "Service"):
+                assert pod_security.violations(doc) == [], spec_file
+                checked += 1
+    assert checked >= 1
+
+
+def test_restricted_checks_see_what_the_standard_forbids(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path), runner=PodmanFake())
+    # the pod form (for podman) sets no securityContext and publishes host ports
+    pod = yaml.safe_load(project.pods["farm"].manifest)
+    controls = {v.split(": ")[1] for v in pod_security.violations(pod)}
+    assert controls >= {"Privilege Escalation", "Running as Non-root", "Seccomp",
+                        "Capabilities", "Host Ports", "HostPath Volumes", "Volume Types"}
+    # the cluster form: restricted, except what the images do not allow: they run as
+    # root (no `user`), and one container mounts a host folder
+    found = [v for d in cluster_docs(project, "farm") if d["kind"] == "Deployment"
+             for v in pod_security.violations(d)]
+    assert {v.split(": ")[1] for v in found} == {"Running as Non-root", "HostPath Volumes",
+                                                 "Volume Types"}
+
+
+def test_security_context_follows_the_images_user_and_the_spec(tmp_path: Path) -> None:
+    text = SPEC.replace("    ports: [4222]\n", "    ports: [4222]\n    user: \"4222\"\n") \
+        .replace("    ports: [8000]\n", "    ports: [8000]\n    user: daemon\n") \
+        .replace("{image: majordomo,", "{image: majordomo, security: {restricted: false},")
+    project = open_project(make(tmp_path, text), runner=PodmanFake())
+    contexts = {d["metadata"]["name"]:
+                d["spec"]["template"]["spec"]["containers"][0].get("securityContext")
+                for d in cluster_docs(project, "farm") if d["kind"] == "Deployment"}
+    assert contexts["farm-nats"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}, "runAsNonRoot": True, "runAsUser": 4222}
+    assert contexts["farm-majordomo"] is None  # relaxed in the spec
+    assert "runAsNonRoot" not in contexts["farm-worker-gcc"]  # root: no `user`
+    assert contexts["farm-worker-gcc"]["allowPrivilegeEscalation"] is False
+    nats = [d for d in cluster_docs(project, "farm") if d["metadata"]["name"] == "farm-nats"]
+    assert pod_security.violations(nats[0]) == []
+    # the pod form stays as podman plays it
+    assert "securityContext" not in project.pods["farm"].manifest
+    with pytest.raises(SpecError, match=r"cpb.yaml:21:34: pods\.farm\.containers\[0\]\."
+                                        r"security\.restrictd: unknown key 'restrictd' "
+                                        r"\(did you mean 'restricted'\?\)"):
+        load_spec(make(tmp_path, SPEC.replace("{image: nats,",
+                                              "{image: nats, security: {restrictd: false},")))
+
+
+def test_cluster_form_without_a_registry_warns_or_refuses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path)
+    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster"]) == 0
+    out, err = capsys.readouterr()
+    assert "kind: Deployment" in out
+    assert err.count("\n") == 1 and err.startswith(
+        "cpb: warning: no 'registry:' in cpb.yaml: the cluster cannot pull these images")
+    assert "`cpb push`" in err
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster", "--strict"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("cpb: error: no 'registry:' in cpb.yaml")
+    # the pod form needs no registry; with one, no warning
+    assert main(["-f", str(spec_file), "kube", "solo", "--strict"]) == 0
+    assert capsys.readouterr().err == ""
+    spec_file.write_text(SPEC + "registry: {url: 127.0.0.1:5999/farm}\n")
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster", "--strict"]) == 0
+    assert "no 'registry:'" not in capsys.readouterr().err
+
+
+def test_cpb_build_refuses_a_pod_and_says_what_to_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    monkeypatch.setattr("cpb.project.Runner", lambda: fake)
+    for argv in (["build", "pod:solo"], ["push", "pod:solo"], ["build", "--push", "pod:solo"]):
+        assert main(["-f", str(spec_file), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "builds images and starts no pod: for pod:solo run `cpb up solo`, or " \
+            f"`cpb {argv[0]}{' --push' if '--push' in argv else ''} nats` for its images " \
+            "only\n" in err, err
+    assert fake.started["podman"] <= 1 and fake.started["cekit"] == 0  # nothing ran

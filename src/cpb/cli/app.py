@@ -35,6 +35,7 @@ from cpb.cli.display import progress_option
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
+from cpb.cli.submit import submit
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -50,7 +51,14 @@ from cpb.resources import templates_dir
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import url_file_name
 from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
-from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file, write_bytes_atomic
+from cpb.state import (
+    SPEC_FILE,
+    StateDir,
+    find_spec_file,
+    prepare_dep_file,
+    remove_entry,
+    write_bytes_atomic,
+)
 from cpb.tasks.plan import PlannedTask, default_tasks, make_plan
 from cpb.tasks.records import record_found, repair_records
 from cpb.util import did_you_mean
@@ -104,11 +112,27 @@ def init(directory: Path) -> None:
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
-    shutil.copytree(source, directory, dirs_exist_ok=True)
+    files = starter_files(source)
+    for relative in files:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, directory / relative)
+        shutil.copymode(source / relative, directory / relative)
     spec = directory / SPEC_FILE
     name = "".join(c if c.isalnum() else "-" for c in directory.resolve().name.lower()).strip("-")
     spec.write_text(spec.read_text().replace("@PROJECT@", name or "my-farm"))
-    click.echo(f"created {directory}: edit {spec}, then run `cpb plan` and `cpb build` there")
+    click.echo(f"created {directory}:")
+    for relative in files:
+        click.echo(f"  {relative}")
+    click.echo(f"edit {spec}, then run `cpb plan` and `cpb build` there")
+
+
+def starter_files(source: Path) -> list[str]:
+    """The starter's files, as relative POSIX paths: what the package ships, not
+    what Python left beside it (importing templates/init/dodo.py, or installing
+    the package, writes a __pycache__/ there)."""
+    return sorted(path.relative_to(source).as_posix() for path in source.rglob("*")
+                  if path.is_file() and "__pycache__" not in path.parts
+                  and path.suffix not in {".pyc", ".pyo"})
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
@@ -228,9 +252,22 @@ def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, pu
           no_registry_cache: bool, progress: str) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
     project = opts.project(registry_cache=not no_registry_cache)
+    _refuse_pods(project, images, "build" + (" --push" if push else ""))
     targets = _registry_targets(project, images, push)
     _run(project, targets, jobs, keep_going, everything=not images and not push,
          progress=progress)
+
+
+def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
+    """`cpb build`/`cpb push` make images; a `pod:` name would start a pod (`cpb up`'s job)."""
+    for name in names:
+        if name.startswith(task_name(POD, "")):
+            pod = split_task(name)[1]
+            spec = project.spec.pods.get(pod)
+            images = " ".join(dict.fromkeys(c.image for c in spec.containers)) if spec else ""
+            hint = f", or `cpb {command} {images}` for its images only" if images else ""
+            raise SpecError(f"`cpb {command}` builds images and starts no pod: for {name} "
+                            f"run `cpb up {pod}`{hint}")
 
 
 @cli.command()
@@ -247,6 +284,7 @@ def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
          no_registry_cache: bool, progress: str) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
     project = opts.project(registry_cache=not no_registry_cache)
+    _refuse_pods(project, images, "push")
     _run(project, _registry_targets(project, images, True), jobs, keep_going,
          progress=progress)
 
@@ -313,8 +351,16 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
 @click.pass_obj
 def clean(opts: _Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
+    spec_file = opts.spec_file or find_spec_file(Path.cwd())
+    state = StateDir(spec_file.resolve().parent)
+    # A project can ship .cpb/ with links in it: remove links, never follow them.
+    if state.root.is_symlink():
+        state.root.unlink()
+        click.echo(f"removed {state.root}, a symbolic link (not what it pointed to)")
+    if (state.root / "lock").is_symlink():
+        (state.root / "lock").unlink()
     project = opts.project()
-    with project_lock(project, wait=False):
+    with project_lock(project, wait=False, check=False):
         if images:
             prefix = f"localhost/{project.spec.project}/"
             refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
@@ -323,19 +369,34 @@ def clean(opts: _Options, images: bool) -> None:
         for child in sorted(project.state.root.iterdir()):
             if child.name == "lock":
                 continue  # we hold it: removing it would let a second run in
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+            remove_entry(child)
     click.echo(f"removed the contents of {project.state.root}")
 
 
 @cli.command()
-def doctor() -> None:
-    """Check that this machine can build: podman, cekit, starting a container."""
+@click.option("--registry-write", is_flag=True,
+              help="Also test that the spec's registry lets you push (nothing is written).")
+@click.pass_obj
+def doctor(opts: _Options, registry_write: bool) -> None:
+    """Check that this machine can build: podman, cekit, starting a container,
+    and the registry of the cpb.yaml here (reachable, TLS, credentials)."""
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
     checks = run_checks(Runner())
+    spec_file = opts.spec_file
+    if spec_file is None:
+        try:
+            spec_file = find_spec_file(Path.cwd())
+        except SpecError:
+            spec_file = None  # no project here: the machine checks only
+    if spec_file is not None:
+        from cpb.cli.doctor_registry import registry_checks
+        from cpb.spec.model import load_spec
+
+        checks += registry_checks(load_spec(spec_file), write=registry_write)
+    elif registry_write:
+        raise SpecError(f"--registry-write: no {SPEC_FILE} here or above to take the "
+                        "registry from; give one with -f")
     for check in checks:
         mark = "ok " if check.ok else ("!! " if check.required else "-- ")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -431,7 +492,8 @@ def artifact_add(opts: _Options, url: str, name: str | None, write: bool,
         raise ArtifactsMissing("--offline: `cpb artifact add` has to download the file")
     result = cache.add(url, name, ProgressLines(lambda line: click.echo(line, err=True)))
     click.echo(f"cached {name} ({result.size} bytes) as {result.path}", err=True)
-    entry = f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+    entry = (f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+             f"  size: {result.size}\n")
     if name != url_file_name(url):
         entry += f"  name: {json.dumps(name)}\n"
     click.echo(entry, nl=False)
@@ -468,6 +530,7 @@ cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
+cli.add_command(submit)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:

@@ -19,6 +19,7 @@ from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
 from cpb.project import Project
+from cpb.spec.pods import check_pod_form
 from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
 from cpb.tasks.records import record_found
 from cpb.util import did_you_mean
@@ -34,8 +35,16 @@ def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
     return list(names) or list(project.spec.pods)
 
 
+def _pod_form_names(project: Project, names: Sequence[str]) -> list[str]:
+    """Like _pod_names, for running the pods under podman: each must fit one pod."""
+    found = _pod_names(project, names)
+    for name in found:
+        check_pod_form(project.spec.pods[name])
+    return found
+
+
 def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
-    return [task_name(POD, n) for n in _pod_names(project, names)] if names else []
+    return [task_name(POD, n) for n in _pod_form_names(project, names)] if names else []
 
 
 @click.command()
@@ -51,7 +60,7 @@ def up(opts: Any, pods: Sequence[str], jobs: int, progress: str) -> None:
     that changed is replaced.
     """
     project: Project = opts.project()
-    names = _pod_names(project, pods)
+    names = _pod_form_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
     from cpb.tasks.plan import make_plan
 
@@ -101,17 +110,32 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
         click.echo(f"{pod['pod']}: {pod['name']} {state}")
         for c in pod["containers"]:
             digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
-            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest})")
+            kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
+            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest}){kind}")
 
 
 @click.command()
 @click.argument("pod", shell_complete=complete.pods)
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
+@click.option("--strict", is_flag=True,
+              help="With --cluster: refuse (exit 2) when the spec has no registry: "
+                   "the cluster could not pull the images.")
 @click.pass_obj
-def kube(opts: Any, pod: str, cluster: bool) -> None:
+def kube(opts: Any, pod: str, cluster: bool, strict: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
     project: Project = opts.project()
+    if not cluster:
+        name = _pod_form_names(project, [pod])[0]
+        click.echo(project.pods[name].manifest, nl=False)
+        return
     name = _pod_names(project, [pod])[0]
-    click.echo(cluster_yaml(project, name) if cluster else project.pods[name].manifest,
-               nl=False)
+    if project.registry is None:
+        problem = (f"no 'registry:' in {project.spec.file.name}: the cluster cannot pull "
+                   f"these images (it would look for them on Docker Hub); add "
+                   "`registry: {url: HOST[:PORT]/PATH}` that the cluster can reach and run "
+                   "`cpb push`, or load the images into every node yourself")
+        if strict:
+            raise SpecError(problem)
+        click.echo(f"cpb: warning: {problem}", err=True)
+    click.echo(cluster_yaml(project, name), nl=False)

@@ -11,6 +11,7 @@ an image changes that image's digest, and nothing else's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,8 @@ def _no_cache(key: str) -> Path:
     return Path("/nonexistent/cpb-artifact-cache") / key
 
 
-def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher) -> str:
+def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher,
+                 project_root: Path | None = None) -> str:
     """What identifies an artifact's bytes: its sha256, or `<algorithm>-<hex>` as declared.
 
     A local file is hashed (and checked against any checksum it declares); a
@@ -99,8 +101,13 @@ def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher) -> str:
     for algorithm, expected in artifact.checksums:
         got = actual if algorithm == "sha256" else hash_file(artifact.path, algorithm)
         if got != expected:
+            # The actual sum of a file outside the project is not the project's
+            # to learn: a spec could probe any host file's hash with it.
+            inside = project_root is not None and artifact.path.is_relative_to(
+                os.path.realpath(project_root))
+            shown = f", got {got}" if inside else ""
             raise SpecError(f"artifact {artifact.name} ({artifact.rel}): {algorithm} mismatch: "
-                            f"expected {expected}, got {got}")
+                            f"expected {expected}{shown}")
     return actual
 
 
@@ -123,7 +130,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         from_ref = image.base_ref
         base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
 
-    artifact_sums = {a.name: artifact_sum(a, hasher) for a in image.artifacts}
+    artifact_sums = {a.name: artifact_sum(a, hasher, spec.root) for a in image.artifacts}
     paths: dict[str, Path] = {
         f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
         for a in image.artifacts}

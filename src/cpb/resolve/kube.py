@@ -62,6 +62,11 @@ def templates_digest() -> str:
     return sha256_text(json.dumps(texts, sort_keys=True))[:16]
 
 
+# Set by cpb.resolve.runtime on the runtime's workers (docs/runtime.md); kube
+# cannot import it (runtime imports the spec's pods, like kube).
+_WORKER_KIND_ENV, _WORKER_NAME_ENV = "CP_WORKER_KIND", "CP_WORKER_NAME"
+
+
 def pod_k8s_name(project: str, pod: str) -> str:
     """The pod's name in podman (and the prefix of its containers' names)."""
     return k8s_name(f"{project}-{pod}")
@@ -74,7 +79,12 @@ def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
     for container in pod.containers:
         for index, name in enumerate(replica_names(container.name, container.replicas)):
             ports = published.get(container.name, []) if index == 0 else []
-            containers.append(_container_view(container, name, image_refs, ports))
+            view = _container_view(container, name, image_refs, ports)
+            if container.replicas > 1 and _WORKER_KIND_ENV in dict(container.env) \
+                    and _WORKER_NAME_ENV not in dict(container.env):
+                # replicas share the pod's host name: each worker is told its own
+                view["env"] = sorted([*view["env"], (_WORKER_NAME_ENV, name)])
+            containers.append(view)
     aliases = _host_aliases(pod)
     local = sorted({c["name"] for c in containers} | {c.name for c in pod.containers})
     aliases.append({"ip": "127.0.0.1", "hostnames": local})
@@ -112,15 +122,44 @@ def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], 
                 "restart": "Always", "stop_timeout": pod.stop_timeout,
                 "host_aliases": _host_aliases(pod),
                 "volumes": _volumes(project, (container,)),
-                "containers": [_container_view(container, container.name, image_refs, ports)],
+                "containers": [_container_view(container, container.name, image_refs, ports,
+                                               security=security_context(container))],
             },
         })
     return _environment(kube_templates()).get_template(CLUSTER_TEMPLATE).render(
         pod={"name": pod.name}, deployments=deployments, spec_file=spec_file)
 
 
+def security_context(container: ContainerSpec) -> dict[str, Any] | None:
+    """What the "restricted" Pod Security Standard asks of a container, or None when
+    the spec relaxes it (`security: {restricted: false}`).
+
+    runAsNonRoot is set only when the image's `user` is a uid other than 0: the
+    kubelet refuses to start a runAsNonRoot container whose user is a name (it
+    cannot tell that name's uid), and an image without `user` runs as root.
+    """
+    if not container.restricted:
+        return None
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    uid = _uid(container.user)
+    if uid:
+        context.update(runAsNonRoot=True, runAsUser=uid)
+    return context
+
+
+def _uid(user: str | None) -> int | None:
+    """The uid of an image's `user` (`1000`, `1000:1000`), None for a name or none."""
+    head = (user or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def _container_view(container: ContainerSpec, name: str, image_refs: Mapping[str, str],
-                    ports: list[dict[str, Any]]) -> dict[str, Any]:
+                    ports: list[dict[str, Any]], *,
+                    security: dict[str, Any] | None = None) -> dict[str, Any]:
     requests = {k: v for k, v in (("cpu", container.resources.cpu),
                                   ("memory", container.resources.memory)) if v is not None}
     return {
@@ -130,7 +169,7 @@ def _container_view(container: ContainerSpec, name: str, image_refs: Mapping[str
         "workdir": container.workdir, "env": list(container.env), "ports": ports,
         "mounts": [{"name": _volume_name(v.volume, v.host), "path": v.mount,
                     "read_only": v.read_only} for v in container.volumes],
-        "requests": requests,
+        "requests": requests, "security": security,
     }
 
 
@@ -141,16 +180,18 @@ def _published_by_container(pod: PodSpec) -> dict[str, list[dict[str, Any]]]:
     of them; it goes on the container that declares the port (else the first).
     """
     result: dict[str, list[dict[str, Any]]] = {c.name: [] for c in pod.containers}
-    published = {p.container_port: p for p in pod.ports}
+    # by port and protocol: 53/tcp and 53/udp are two entries (the spec refuses a pair twice)
+    published = {(p.container_port, p.protocol): p for p in pod.ports}
     for container in pod.containers:
         for port in container.ports:
             entry: dict[str, Any] = {"containerPort": port, "protocol": "TCP"}
-            if port in published:
-                entry.update(_host_side(published.pop(port)))
+            if (port, "TCP") in published:
+                entry.update(_host_side(published.pop((port, "TCP"))))
             result[container.name].append(entry)
-    first = pod.containers[0].name
     for extra in published.values():
-        result[first].append({"containerPort": extra.container_port, **_host_side(extra)})
+        owner = next((c.name for c in pod.containers if extra.container_port in c.ports),
+                     pod.containers[0].name)
+        result[owner].append({"containerPort": extra.container_port, **_host_side(extra)})
     return result
 
 

@@ -51,6 +51,10 @@ class ArtifactSpec:
     url: str | None = None
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
+    size: int | None = None  # bytes, as declared (`size:`): a url download's exact size
+    # A file cpb makes itself (the runtime's wheel): the subject of the task
+    # that puts it in the artifact cache. Neither `path` nor `url` is set.
+    made_by: str | None = None
 
     @property
     def key(self) -> str:
@@ -324,6 +328,9 @@ class _Builder:
                           for algorithm in CHECKSUM_LENGTHS if algorithm in entry)
         target, dest = entry.get("target"), entry.get("dest")
         if "path" in entry:
+            if "size" in entry:
+                raise self.fail("'size' is for url artifacts (the most a download may "
+                                "bring); a local file is hashed as it is", f"{where}.size")
             path = self.local_file(entry["path"], f"{where}.path")
             name = entry.get("name", path.name)
             if not re.search(FILE_NAME_PATTERN, name):
@@ -333,6 +340,12 @@ class _Builder:
             return ArtifactSpec(path=path, rel=entry["path"], name=name,
                                 target=target, dest=dest, checksums=checksums)
         url: str = entry["url"]
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise self.fail(f"{url!r} has a port that is not 1-65535", f"{where}.url")
         if not checksums:
             raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
                             "(`cpb artifact add URL` prints it)", where)
@@ -340,7 +353,7 @@ class _Builder:
         if not re.search(FILE_NAME_PATTERN, name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
         return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
-                            checksums=checksums)
+                            checksums=checksums, size=entry.get("size"))
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done

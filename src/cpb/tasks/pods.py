@@ -16,7 +16,7 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, POD, TAG, task_name
 from cpb.resolve.kube import LABEL_DIGEST
-from cpb.spec.pods import replica_names
+from cpb.spec.pods import check_pod_form, replica_names
 from cpb.state import write_bytes_atomic
 from cpb.tasks.common import fresh_log, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -66,6 +66,7 @@ def do_pod(project: Project, pod: str) -> None:
     """Play the pod's manifest, replacing an older version of the pod."""
     build = project.pods[pod]
     spec = project.spec.pods[pod]
+    check_pod_form(spec)  # `doit pod:NAME` comes here without the CLI's check
     task = task_name(POD, pod)
     manifest = project.state.root / "pods" / f"{pod}.yaml"
     write_bytes_atomic(manifest, build.manifest.encode())
