@@ -35,6 +35,7 @@ from cpb.cli import fastpath as noop
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
+from cpb.cli.submit import submit
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -381,11 +382,29 @@ def clean(opts: _Options, images: bool) -> None:
 
 
 @cli.command()
-def doctor() -> None:
-    """Check that this machine can build: podman, cekit, starting a container."""
+@click.option("--registry-write", is_flag=True,
+              help="Also test that the spec's registry lets you push (nothing is written).")
+@click.pass_obj
+def doctor(opts: _Options, registry_write: bool) -> None:
+    """Check that this machine can build: podman, cekit, starting a container,
+    and the registry of the cpb.yaml here (reachable, TLS, credentials)."""
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
     checks = run_checks(Runner())
+    spec_file = opts.spec_file
+    if spec_file is None:
+        try:
+            spec_file = find_spec_file(Path.cwd())
+        except SpecError:
+            spec_file = None  # no project here: the machine checks only
+    if spec_file is not None:
+        from cpb.cli.doctor_registry import registry_checks
+        from cpb.spec.model import load_spec
+
+        checks += registry_checks(load_spec(spec_file), write=registry_write)
+    elif registry_write:
+        raise SpecError(f"--registry-write: no {SPEC_FILE} here or above to take the "
+                        "registry from; give one with -f")
     for check in checks:
         mark = "ok " if check.ok else ("!! " if check.required else "-- ")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -519,6 +538,7 @@ cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
+cli.add_command(submit)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
