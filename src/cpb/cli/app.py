@@ -35,6 +35,7 @@ from cpb.cli import fastpath as noop
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
+from cpb.cli.submit import submit
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -537,6 +538,7 @@ cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
+cli.add_command(submit)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:

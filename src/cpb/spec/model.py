@@ -52,6 +52,9 @@ class ArtifactSpec:
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
     size: int | None = None  # bytes, as declared (`size:`): a url download's exact size
+    # A file cpb makes itself (the runtime's wheel): the subject of the task
+    # that puts it in the artifact cache. Neither `path` nor `url` is set.
+    made_by: str | None = None
 
     @property
     def key(self) -> str:
