@@ -21,6 +21,7 @@ from cpb.graph import expand_graph
 from cpb.project import open_project
 from cpb.resolve.kube import LABEL_DIGEST
 from cpb.spec.model import load_spec
+from cpb.spec.pods import k8s_name
 from cpb.tasks.plan import make_plan
 from cpb.tasks.podops import cluster_image_ref, cluster_yaml
 from cpb.tasks.pods import expected_containers
@@ -489,7 +490,13 @@ def test_every_example_cluster_manifest_meets_the_restricted_standard(tmp_path: 
         for name in project.pods:
             text = cluster_yaml(project, name)
             assert "Deployment" in validate_all(text)  # still valid Kubernetes
+            # a container the example relaxes on purpose (`security: {restricted: false}`,
+            # with its reason in a comment there) is not held to the profile
+            relaxed = {k8s_name(f"{name}-{c.name}") for c in project.spec.pods[name].containers
+                       if not c.restricted}
             for doc in (d for d in yaml.safe_load_all(text) if d and d["kind"] != "Service"):
+                if doc["metadata"]["name"] in relaxed:
+                    continue
                 assert pod_security.violations(doc) == [], spec_file
                 checked += 1
     assert checked >= 1

@@ -6,6 +6,7 @@ Thin like the rest of the CLI: they call pods.py and kube.py and print.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import click
 
 from cpb.cli import complete
+from cpb.cli.display import make_display, progress_option
 from cpb.cli.session import project_lock
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
@@ -49,8 +51,9 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
+@progress_option
 @click.pass_obj
-def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
+def up(opts: Any, pods: Sequence[str], jobs: int, progress: str) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
@@ -59,10 +62,15 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
     project: Project = opts.project()
     names = _pod_form_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
+    from cpb.tasks.plan import make_plan
 
+    targets = [task_name(POD, n) for n in names]
     with project_lock(project):
         record_found(project)
-        code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
+        pending = sum(p.pending for p in make_plan(project, targets))
+        display = make_display(progress, project.state.log_path, pending)
+        code = run_doit(project, targets, jobs=jobs, display=display,
+                        command=shlex.join(["cpb", "up", *pods]))
     if code != 0:
         sys.exit(EXIT_FAILED)
     for name in names:
