@@ -102,11 +102,15 @@ def test_the_runtime_runs_a_job_over_mutual_tls(tls_pod: Pod, pki: Pki) -> None:
 
     async def scenario() -> Any:
         async with await submitter(tls_pod, pki) as client:
-            return await client.run({"kind": "gcc", "tasks": [["echo", str(i)] for i in range(5)]})
+            return await client.run({"kind": "gcc", "tasks": [
+                *[["echo", str(i)] for i in range(5)], ["env"]]})
 
     outcome = run(scenario())
-    assert outcome.state == "succeeded" and outcome.counts.succeeded == 5
-    assert [r.stdout_tail for r in outcome.results] == [f"{i}\n" for i in range(5)]
+    assert outcome.state == "succeeded" and outcome.counts.succeeded == 6
+    assert [r.stdout_tail for r in outcome.results[:5]] == [f"{i}\n" for i in range(5)]
+    # a task never learns where its worker's key is
+    assert "PYTHONPATH" in outcome.results[5].stdout_tail
+    assert "CP_NATS" not in outcome.results[5].stdout_tail
 
 
 async def _try_connect(url: str, tls: ssl.SSLContext | None) -> str:

@@ -48,8 +48,8 @@ def worker_permissions(kind: str) -> Permissions:
 
 def majordomo_permissions() -> Permissions:
     return Permissions(
-        publish=("$JS.API.>", "$JS.ACK.>", "$KV.CP_JOBS.>", "cp.v1.task.>", "cp.v1.job.>",
-                 "cp.v1.cancel.>", INBOX),
+        publish=("$JS.API.>", "$JS.ACK.CP_RESULTS.>", "$JS.ACK.CP_ADVISORIES.>",
+                 "$KV.CP_JOBS.>", "cp.v1.task.>", "cp.v1.job.>", "cp.v1.cancel.>"),
         subscribe=("cp.v1.md.>", "cp.v1.hb.>", "cp.v1.started.>", INBOX),
         allow_responses=True)
 
