@@ -97,3 +97,32 @@ def test_the_rendered_permissions_follow_the_runtimes_subjects() -> None:
     assert ">" not in gcc.subscribe
     conf = natsconf.render(["gcc"], natsconf.TlsPaths("/c", "/k", "/a"))
     assert "verify_and_map: true" in conf and '"CN=cp-worker-gcc"' in conf
+
+
+def test_cpb_pki_rotate_and_show_through_the_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "cpb.yaml").write_text("project: p\nimages: {}\n")
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    env.pop("CPB_PKI_DIR", None)
+
+    def cpb(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cpb", "pki", *args], cwd=project,
+                              env=env, capture_output=True, text=True, check=False)
+
+    assert "no CA yet" in cpb("show").stdout
+    first = cpb("rotate")
+    assert first.returncode == 0, first.stderr
+    folder = default_folder(project, env)
+    ca = (folder / "ca.crt").read_bytes()
+    shown = cpb("show")
+    assert "CN=cp-submitter" in shown.stdout and "(89 days)" in shown.stdout
+    assert cpb("rotate").returncode == 0
+    assert (folder / "ca.crt").read_bytes() != ca
+    os.chmod(folder / "submitter.key", 0o644)
+    refused = cpb("show")
+    assert refused.returncode == 3 and "readable by others" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
