@@ -129,6 +129,14 @@ def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str],
     raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
 
 
+def lock_owner(lock: Path) -> int | None:
+    """The pid the project lock's record names (JSON padded with spaces)."""
+    try:
+        return int(json.loads(lock.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def log_says(root: Path, task: str, text: str) -> Callable[[], bool]:
     path = root / ".cpb" / "logs" / f"{task}.log"
     return lambda: path.exists() and text in path.read_text(errors="replace")
@@ -515,8 +523,7 @@ def test_two_builds_at_once_then_damaged_state(make_project, project_name: str, 
     first = start(root, "build")
     lock = root / ".cpb" / "lock"
     wait_for("the first build to take the lock",
-             lambda: lock.exists() and lock.read_text() == f"pid {first.pid}", first,
-             root / ".cpb" / "logs")
+             lambda: lock_owner(lock) == first.pid, first, root / ".cpb" / "logs")
     second = start(root, "build")
     code1, out1, err1 = finish(first)
     code2, out2, err2 = finish(second)
