@@ -201,7 +201,8 @@ def test_kill_9_during_a_build_then_rerun(own_storage: Path, make_project,  # ty
     plan_is_empty(root, capsys)
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing_running(make_project, project_name: str,  # type: ignore[no-untyped-def]
+def test_ctrl_c_exits_130_and_leaves_nothing_running(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                                     project_name: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(SPEC, FILES)
     proc = start(root, "build", "-j", "2")
@@ -485,7 +486,8 @@ images:
 """
 
 
-def test_fail_fast_and_keep_going(make_project, project_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_fail_fast_and_keep_going(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                  project_name: str) -> None:
     root = make_project(FAILING, {**FILES, **module("m-bad", "echo about to fail; exit 3")})
     log = root / ".cpb" / "logs" / "build-bad.log"
 
@@ -516,7 +518,8 @@ def test_build_help_documents_both_modes(capsys: pytest.CaptureFixture[str]) -> 
     assert "After a failure, go on with images that do not depend on it." in out
 
 
-def test_two_builds_at_once_then_damaged_state(make_project, project_name: str,  # type: ignore[no-untyped-def]
+def test_two_builds_at_once_then_damaged_state(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                               project_name: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(SPEC, {**FILES, **module("m-slow", "echo slow-started; sleep 1; "
                                                   "echo slow > /etc/slow")})
