@@ -413,18 +413,24 @@ import os, signal, sys
 from pathlib import Path
 from cpb.adapters.runner import Runner
 from cpb.state import StateDir
-root, flag = Path(sys.argv[1]), Path(sys.argv[2])
+root, flag, daemons = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "daemons"
 with StateDir(root).lock() as held:
     runner = Runner()
     runner.hold(held)
     # a build that outlives cpb: sleep under sh, one process group
-    runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)])
+    runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)],
+               leaves_daemons=daemons)
 """
 
 
-def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inherits", [True, False], ids=["holding-the-lock", "not-holding-it"])
+def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path,
+                                                          inherits: bool) -> None:
+    """Whether the orphan holds the lock (a build) or not (`podman kube play`, whose
+    conmons must not inherit it), the next run ends it at once and says so."""
     flag = tmp_path / "grandchild.pid"
-    cpb = subprocess.Popen([sys.executable, "-c", KILLED_CPB, str(tmp_path), str(flag)],
+    cpb = subprocess.Popen([sys.executable, "-c", KILLED_CPB, str(tmp_path), str(flag),
+                            "inherits" if inherits else "daemons"],
                            env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         grandchild = _wait_for_pid(flag)

@@ -26,6 +26,7 @@ from cpb.resolve.digest import FileHasher
 from cpb.resolve.downloads import collect_downloads
 from cpb.resolve.images import ImageBuild, resolve_images
 from cpb.resolve.pods import PodBuild, resolve_pods
+from cpb.resolve.runtime import with_runtime
 from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
 from cpb.state import StateDir
@@ -55,7 +56,8 @@ def open_project(spec_file: Path, *, runner: Runner,
                  host_paths: HostPaths | None = None) -> Project:
     """`host_paths`: host paths outside the project the user allowed (consent.py)."""
     cache = cache or ArtifactCache()
-    spec = load_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
+    spec = with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,
+                                  host_paths=host_paths))
     graph = expand_graph(spec, TASK_KINDS)
     state = StateDir(spec.root)
     store = ImageStore(runner)

@@ -19,7 +19,7 @@ from cpb.adapters.podman import is_transient
 from cpb.adapters.rootfs import make_rootfs
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
-from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, task_name
+from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
 from cpb.state import fresh_folder, write_bytes_atomic
 from cpb.tasks.changes import build_reasons
@@ -192,6 +192,7 @@ def _build_nodes(spec: ProjectSpec) -> Iterator[Node]:
             needs.append(task_name(BUILD, image.parent))
         # one fetch: task per distinct artifact, shared by every image using it
         needs += [task_name(FETCH, a.key) for a in image.artifacts if a.url is not None]
+        needs += [task_name(WHEEL, a.made_by) for a in image.artifacts if a.made_by]
         yield Node(name, tuple(dict.fromkeys(needs)))
 
 
