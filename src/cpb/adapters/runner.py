@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,8 +64,12 @@ class Runner:
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
-            cwd: Path | None = None) -> str:
+            cwd: Path | None = None, leaves_daemons: bool = False) -> str:
         """Run `args`; return its output (stdout, or stdout+stderr into `log_file`).
+
+        `leaves_daemons`: the command starts processes that outlive it (`podman
+        kube play` leaves a conmon per container): they must not inherit the
+        project lock, or it stays held as long as the pod runs.
 
         Raises `CommandFailed` on a non-zero exit and `EnvironmentProblem`
         when the program is not installed.
@@ -76,10 +81,11 @@ class Runner:
         with self._lock:
             self.started[Path(program).name] += 1
         log.debug("running %s", args)
+        pass_fds = () if leaves_daemons else self.keep_fds
         if log_file is not None:
-            return self._run_logged(args, log_file, timeout, stdin, cwd)
+            return self._run_logged(args, log_file, timeout, stdin, cwd, pass_fds)
         code, stdout, stderr = self._spawn(args, stdin, subprocess.PIPE, subprocess.PIPE,
-                                           timeout, cwd, None)
+                                           timeout, cwd, None, pass_fds)
         out = stdout.decode(errors="replace")
         if code != 0:
             raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
@@ -93,11 +99,12 @@ class Runner:
                                      "(run `cpb doctor`)")
         with self._lock:
             self.started[Path(program).name] += 1
-        code, _, _ = self._spawn(args, None, None, None, None, None, None)
+        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
         return code
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
-                    stdin: bytes | None, cwd: Path | None) -> str:
+                    stdin: bytes | None, cwd: Path | None,
+                    pass_fds: tuple[int, ...]) -> str:
         from cpb.state import open_log  # O_NOFOLLOW: a project may ship .cpb/logs/x -> ~/x
 
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -108,31 +115,41 @@ class Runner:
                 exc.filename = str(log_file)  # a full disk: the message names the log
                 raise
             code, _, _ = self._spawn(args, stdin, handle, subprocess.STDOUT, timeout, cwd,
-                                     log_file)
+                                     log_file, pass_fds)
         if code != 0:
             text = log_file.read_bytes()[-64_000:].decode(errors="replace")
             raise CommandFailed(args, code, text, log_file)
         return ""
 
     def _spawn(self, args: Sequence[str], stdin: bytes | None, stdout: Any, stderr: Any,
-               timeout: float | None, cwd: Path | None,
-               log_file: Path | None) -> tuple[int, bytes, bytes]:
+               timeout: float | None, cwd: Path | None, log_file: Path | None,
+               pass_fds: tuple[int, ...]) -> tuple[int, bytes, bytes]:
         # A session of its own: Ctrl-C reaches cpb alone, and cpb stops the
         # whole group (cekit *and* the podman it started), so an interrupted
         # build never leaves a podman build running on behind our back.
         proc: subprocess.Popen[bytes] | None = None
+        with _running_lock:
+            if _control.stopping:
+                # cpb is stopping (Ctrl-C, SIGTERM): another thread's next step
+                # must not start a command that nobody would stop
+                raise CommandsStopped(f"not started, cpb is stopping: {Path(args[0]).name}")
+            _control.starting += 1
         try:
-            # An interrupt between the start and the bookkeeping would leave
-            # a command nobody stops: it waits until both are done.
-            with _interrupts_deferred():
-                proc = subprocess.Popen(
-                    list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
-                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                    start_new_session=True, pass_fds=self.keep_fds)
+            try:
+                # An interrupt between the start and the bookkeeping would leave
+                # a command nobody stops: it waits until both are done.
+                with _interrupts_deferred():
+                    proc = subprocess.Popen(
+                        list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
+                        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                        start_new_session=True, pass_fds=pass_fds)
+                    with _running_lock:
+                        _running.add(proc)
+                    if self.groups is not None:
+                        self.groups.add(proc.pid)
+            finally:
                 with _running_lock:
-                    _running.add(proc)
-                if self.groups is not None:
-                    self.groups.add(proc.pid)
+                    _control.starting -= 1
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             assert proc is not None
@@ -179,8 +196,18 @@ def defer_interrupt(exc: BaseException) -> bool:
     return False
 
 
+class CommandsStopped(EnvironmentProblem):
+    """A command was to start after `stop_running`: the run is being interrupted."""
+
+
+class _Control:
+    stopping = False  # set by stop_running: no new command starts
+    starting = 0  # commands between "allowed to start" and "in _running"
+
+
 _running: set[subprocess.Popen[bytes]] = set()
 _running_lock = threading.Lock()
+_control = _Control()
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -194,12 +221,27 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         log.warning("process %d did not stop", proc.pid)
 
 
-def stop_running() -> None:
-    """Stop every command still running (other threads' builds after Ctrl-C)."""
+def stop_running(settle: float = 30.0) -> None:
+    """Stop every command still running (other threads' builds after Ctrl-C), and
+    start no new one (doit's other threads go on to their next step) until
+    `allow_commands`. Returns when no command runs or is being started."""
     with _running_lock:
-        procs = list(_running)
-    for proc in procs:
-        stop_group(proc)
+        _control.stopping = True
+    deadline = time.monotonic() + settle
+    while True:
+        with _running_lock:
+            procs, starting = list(_running), _control.starting
+        for proc in procs:
+            stop_group(proc)  # at once for one already stopped
+        if (not procs and not starting) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)  # their threads have yet to take them off the list
+
+
+def allow_commands() -> None:
+    """After `stop_running`: a new command line in the same process (tests) may run commands."""
+    with _running_lock:
+        _control.stopping = False
 
 
 def _timed_out(args: Sequence[str], timeout: float | None, exc: subprocess.TimeoutExpired,

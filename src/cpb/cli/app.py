@@ -28,7 +28,7 @@ from cpb.adapters.artifacts import (
     default_cache_dir,
     missing_message,
 )
-from cpb.adapters.runner import Runner, stop_running
+from cpb.adapters.runner import Runner, allow_commands, stop_running
 from cpb.cli import complete
 from cpb.cli import fastpath as noop
 from cpb.cli.display import progress_option
@@ -545,6 +545,7 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     global _started_ns, _argv
     _started_ns = started_ns or time.time_ns()
     _argv = list(argv) if argv is not None else sys.argv[1:]
+    allow_commands()  # a command line before this one, in this process, was interrupted
     with signals_interrupt():
         return _main(argv)
 

@@ -94,24 +94,45 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 @click.command()
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--logs", "log_lines", type=click.IntRange(0, 10_000), default=0,
+              metavar="N", help="Also show the last N lines of each container's log.")
 @click.pass_obj
-def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
-    """Show the pods: state, containers, their images and image digests."""
+def status(opts: Any, pods: Sequence[str], as_json: bool, log_lines: int) -> None:
+    """Show the pods: state, containers (restarts, crash loops), images and digests.
+
+    Exits with 1 when a pod is Degraded, or one of its containers crash-loops or
+    ended with an error.
+    """
     project: Project = opts.project()
-    result = pod_status(project, _pod_names(project, pods))
+    result = pod_status(project, _pod_names(project, pods), log_lines=log_lines)
     if as_json:
         click.echo(json.dumps({"project": project.spec.project, "pods": result}, indent=2))
-        return
-    for pod in result:
-        state = pod["state"]
-        if pod["state"] != "not running":
-            state += ", up to date" if pod["up_to_date"] else \
-                f", out of date (`cpb up {pod['pod']}` replaces it)"
-        click.echo(f"{pod['pod']}: {pod['name']} {state}")
-        for c in pod["containers"]:
-            digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
-            kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
-            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest}){kind}")
+    else:
+        for pod in result:
+            _show_pod(pod)
+    if not all(pod["healthy"] for pod in result):
+        sys.exit(EXIT_FAILED)
+
+
+def _show_pod(pod: dict[str, Any]) -> None:
+    state = pod["state"]
+    failing = [c["name"] for c in pod["containers"] if c["failed"]]
+    if pod["state"] != "not running":
+        if pod["up_to_date"]:
+            state += ", up to date"
+        elif not pod["current"]:
+            state += f", out of date (`cpb up {pod['pod']}` replaces it)"
+        elif failing:
+            state += f", failing: {', '.join(failing)}"
+        else:
+            state += ", not stable yet"
+    click.echo(f"{pod['pod']}: {pod['name']} {state}")
+    for c in pod["containers"]:
+        digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
+        kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
+        click.echo(f"  {c['name']:<20} {c['status']:<10} {c['image']}  ({digest}){kind}")
+        for line in c.get("logs", []):
+            click.echo(f"    | {line}")
 
 
 @click.command()
