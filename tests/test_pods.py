@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 import pod_security
+from cpb.adapters.pods import container_health
 from cpb.cli.app import main
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
@@ -575,3 +577,38 @@ def test_cpb_build_refuses_a_pod_and_says_what_to_run(
             f"`cpb {argv[0]}{' --push' if '--push' in argv else ''} nats` for its images " \
             "only\n" in err, err
     assert fake.started["podman"] <= 1 and fake.started["cekit"] == 0  # nothing ran
+
+
+# -- container health from `podman container inspect` --------------------------
+
+NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=timezone.utc)
+
+
+def inspected(status: str, restarts: int, *, created: int, started: int,
+              exit_code: int = 0) -> dict[str, Any]:
+    """An entry as podman 4 writes it: times `seconds` before NOW, with nanoseconds."""
+    def stamp(ago: int) -> str:
+        return (NOW - timedelta(seconds=ago)).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    return {"Id": "c1", "RestartCount": restarts, "Created": stamp(created),
+            "State": {"Status": status, "ExitCode": exit_code, "StartedAt": stamp(started)}}
+
+
+@pytest.mark.parametrize(("entry", "shown", "stable", "failed"), [
+    (inspected("running", 0, created=300, started=299), "running", True, False),
+    # podman restarts at once: a crash loop is running or stopped, never for long
+    (inspected("running", 7, created=60, started=0), "restarting, 7 restarts in 60 s",
+     False, True),
+    (inspected("stopped", 1, created=5, started=1, exit_code=1),
+     "restarting, 1 restart in 5 s", False, True),
+    # restarted once, long ago, and up since: stable again
+    (inspected("running", 1, created=900, started=600),
+     "running (1 restart, stable for 600 s)", True, False),
+    (inspected("exited", 0, created=30, started=29, exit_code=2), "exited (exit code 2)",
+     False, True),
+    (inspected("exited", 0, created=30, started=29), "exited", False, False),  # a job done
+])
+def test_container_health_tells_a_crash_loop(entry: dict[str, Any], shown: str, stable: bool,
+                                             failed: bool) -> None:
+    health = container_health(entry, NOW)
+    assert (health.describe(), health.stable, health.failed) == (shown, stable, failed)
+    assert health.crash_looping == shown.startswith("restarting")

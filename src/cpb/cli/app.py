@@ -16,7 +16,6 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -32,6 +31,7 @@ from cpb.adapters.artifacts import (
 from cpb.adapters.runner import Runner, stop_running
 from cpb.cli import complete
 from cpb.cli import fastpath as noop
+from cpb.cli.display import progress_option
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
@@ -145,14 +145,6 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
     return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
 
-def _progress_option(command: Any) -> Any:
-    return click.option(
-        "--progress", type=click.Choice(["auto", "tty", "plain"]), default="auto",
-        show_default=True,
-        help="tty: a live display of the running tasks; plain: one line per event "
-             "(and one every 30 s per running task); auto: tty on a terminal.")(command)
-
-
 @cli.command()
 @click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -254,7 +246,7 @@ def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path |
 @click.option("--push", is_flag=True, help="Then push what the registry does not have.")
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
-@_progress_option
+@progress_option
 @click.pass_obj
 def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
           no_registry_cache: bool, progress: str) -> None:
@@ -286,7 +278,7 @@ def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
               help="After a failure, go on with images that do not depend on it.")
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
-@_progress_option
+@progress_option
 @click.pass_obj
 def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
          no_registry_cache: bool, progress: str) -> None:
@@ -342,8 +334,8 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
             click.echo(f"0 done, {len(planned)} up to date")
             return
         noop.forget(project.spec.root)
-        from cpb.cli.display import make_display  # only when there is work
-        from cpb.tasks.doitapp import run_doit
+        from cpb.cli.display import make_display
+        from cpb.tasks.doitapp import run_doit  # only when there is work
 
         display = make_display(progress, project.state.log_path,
                                sum(p.pending for p in planned))
