@@ -116,7 +116,7 @@ def forget(project_root: Path) -> None:
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
     metadata folder aside: record() adds it)."""
-    from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
+    from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
     from cpb.resources import builtin_modules_dir, templates_dir
     from cpb.spec.modules import PROJECT_MODULES
 
@@ -138,7 +138,11 @@ def _inputs(project: Project) -> Iterable[str]:
     for name, image in spec.images.items():
         render = project.state.render_path(name)
         yield str(render)
-        yield from (str(render.parent / rel) for rel in project.images[name].generated)
+        # the generated modules, and their folder: an entry added there is a change
+        generated = project.images[name].generated
+        yield from (str(render.parent / rel) for rel in generated)
+        yield from (str(render.parent / rel.rsplit("/", 1)[0]) for rel in generated)
+        yield str(render.parent / GENERATED_DIR)
         if image.rootfs is not None and image.rootfs.tar is not None:
             yield str(image.rootfs.tar)
         for artifact in image.artifacts:
@@ -245,7 +249,8 @@ def fast_path(argv: Sequence[str]) -> int | None:
             return 0
         # A build holds the project lock while it looks, as the full path does;
         # if another run has it, the full path waits for it and says so.
-        with state.lock(wait=False):
+        # A dead run's leftovers are ended here too, and said so.
+        with state.lock(wait=False, on_ended=lambda text: print(text, file=sys.stderr)):
             tasks = unchanged(record_file, spec, command)
             if tasks is None:
                 return None
