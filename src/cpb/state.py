@@ -320,6 +320,12 @@ class StateDir:
                     if on_wait is not None:
                         on_wait(holder)
                     fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                # Free, but a run killed with -9 may have left commands that
+                # did not inherit the lock (`podman kube play`, see runner.py)
+                ended = _end_dead_owners_groups(_read_owner(fd))
+                if ended is not None and on_ended is not None:
+                    on_ended(ended)
             held = HeldLock(fd, path)
             held.write()
             yield held
