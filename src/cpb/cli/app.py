@@ -199,8 +199,12 @@ def _with_needs(project: Project, entry: dict[str, object],
               help="Output format (default: from -o's extension, else dot).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to FILE instead of standard output.")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Show as pending what the registry has (what `cpb build "
+                   "--no-registry-cache` would build).")
 @click.pass_obj
-def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path | None) -> None:
+def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path | None,
+          no_registry_cache: bool) -> None:
     """Draw the task graph (all of it, or IMAGES and pod:NAME and what they need),
     each task coloured by its state in `cpb plan`."""
     from cpb.cli import graphview  # only for `cpb graph`
@@ -208,7 +212,7 @@ def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path |
     fmt = graphview.format_for(output, fmt)
     if fmt in ("svg", "png"):
         graphview.check_dot(fmt)  # before reading the spec and asking local storage
-    project = opts.project()
+    project = opts.project(registry_cache=not no_registry_cache)
     if images:
         targets = _targets(project, images)
         if project.registry is not None:
