@@ -39,7 +39,14 @@ from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
 from cpb.cli.session import interruption, signals_interrupt
 from cpb.errors import INTERRUPT_EXITS, CpbError
-from cpb.state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic, write_error
+from cpb.state import (
+    STATE_DIR,
+    StateDir,
+    find_spec_file,
+    read_state_text,
+    write_bytes_atomic,
+    write_error,
+)
 
 if TYPE_CHECKING:  # the fast path must not import the pipeline
     from cpb.project import Project
@@ -116,7 +123,7 @@ def forget(project_root: Path) -> None:
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
     metadata folder aside: record() adds it)."""
-    from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
+    from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
     from cpb.resources import builtin_modules_dir, templates_dir
     from cpb.spec.modules import PROJECT_MODULES
 
@@ -138,7 +145,11 @@ def _inputs(project: Project) -> Iterable[str]:
     for name, image in spec.images.items():
         render = project.state.render_path(name)
         yield str(render)
-        yield from (str(render.parent / rel) for rel in project.images[name].generated)
+        # the generated modules, and their folder: an entry added there is a change
+        generated = project.images[name].generated
+        yield from (str(render.parent / rel) for rel in generated)
+        yield from (str(render.parent / rel.rsplit("/", 1)[0]) for rel in generated)
+        yield str(render.parent / GENERATED_DIR)
         if image.rootfs is not None and image.rootfs.tar is not None:
             yield str(image.rootfs.tar)
         for artifact in image.artifacts:
@@ -198,7 +209,7 @@ def _parse(argv: Sequence[str]) -> tuple[Path | None, str, bool] | None:
 def unchanged(record_file: Path, spec: Path, command: str) -> int | None:
     """The number of tasks, all up to date, if nothing changed since the record."""
     try:
-        data = json.loads(record_file.read_text())
+        data = json.loads(read_state_text(record_file))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -245,7 +256,8 @@ def fast_path(argv: Sequence[str]) -> int | None:
             return 0
         # A build holds the project lock while it looks, as the full path does;
         # if another run has it, the full path waits for it and says so.
-        with state.lock(wait=False):
+        # A dead run's leftovers are ended here too, and said so.
+        with state.lock(wait=False, on_ended=lambda text: print(text, file=sys.stderr)):
             tasks = unchanged(record_file, spec, command)
             if tasks is None:
                 return None
