@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from helpers import build_file_tree, busybox_rootfs_tar, module
 from registry_server import RegistryServer
 
