@@ -32,6 +32,7 @@ from cpb.adapters.runner import Runner, allow_commands, stop_running
 from cpb.cli import complete
 from cpb.cli import fastpath as noop
 from cpb.cli.display import progress_option
+from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
@@ -535,6 +536,7 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
 cli.add_command(submit)
+cli.add_command(pki)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:

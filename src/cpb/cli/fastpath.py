@@ -39,7 +39,14 @@ from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
 from cpb.cli.session import interruption, signals_interrupt
 from cpb.errors import INTERRUPT_EXITS, CpbError
-from cpb.state import STATE_DIR, StateDir, find_spec_file, write_bytes_atomic, write_error
+from cpb.state import (
+    STATE_DIR,
+    StateDir,
+    find_spec_file,
+    read_state_text,
+    write_bytes_atomic,
+    write_error,
+)
 
 if TYPE_CHECKING:  # the fast path must not import the pipeline
     from cpb.project import Project
@@ -202,7 +209,7 @@ def _parse(argv: Sequence[str]) -> tuple[Path | None, str, bool] | None:
 def unchanged(record_file: Path, spec: Path, command: str) -> int | None:
     """The number of tasks, all up to date, if nothing changed since the record."""
     try:
-        data = json.loads(record_file.read_text())
+        data = json.loads(read_state_text(record_file))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

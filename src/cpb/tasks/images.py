@@ -22,7 +22,13 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
-from cpb.state import fresh_folder, remove_entry, state_folder, write_bytes_atomic
+from cpb.state import (
+    fresh_folder,
+    read_state_text,
+    remove_entry,
+    state_folder,
+    write_bytes_atomic,
+)
 from cpb.tasks.changes import build_reasons
 from cpb.tasks.common import fresh_log, shown, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -43,10 +49,10 @@ def render_uptodate(project: Project, image: str) -> bool:
     path = project.state.render_path(image)
     build = project.images[image]
     try:
-        return (path.read_text() == build.descriptor
+        return (read_state_text(path) == build.descriptor
                 and _generated_folders(path.parent / GENERATED_DIR) == {
                     rel.split("/")[1] for rel in build.generated}
-                and all((path.parent / rel).read_text() == text
+                and all(read_state_text(path.parent / rel) == text
                         for rel, text in build.generated.items()))
     except OSError:
         return False
