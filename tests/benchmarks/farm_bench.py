@@ -73,7 +73,7 @@ def clean_objects(root: Path) -> None:
 
 def time_submit(root: Path, pod: str, job: str) -> float:
     started = time.monotonic()
-    proc = cpb(root, "submit", pod, job, "--json", "--progress", "plain", check=False)
+    proc = cpb(root, "submit", pod, str(root / job), "--json", "--progress", "plain", check=False)
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit(f"cpb submit {pod} {job}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
