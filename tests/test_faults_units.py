@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cpb.adapters.podman import ImageStore
-from cpb.adapters.runner import CommandFailed, Runner, stop_running
+from cpb.adapters.runner import CommandFailed, ProcessRunner, Runner, stop_running
 from cpb.errors import EnvironmentProblem
 from cpb.project import open_project
 from cpb.resolve.digest import FileHasher
@@ -29,7 +29,7 @@ from helpers import build_file_tree
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
-    runner = Runner()
+    runner = ProcessRunner()
     with pytest.raises(CommandFailed, match="did not finish within 0.5 s"):
         runner.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
     log = tmp_path / "x.log"
@@ -39,7 +39,7 @@ def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> N
     assert info.value.log_file == log
 
 
-class FlakyRunner(Runner):
+class FlakyRunner(ProcessRunner):
     """`podman images` failing like it does while another process removes images."""
 
     def __init__(self, failures: int, message: str) -> None:
@@ -179,7 +179,7 @@ def test_ctrl_c_stops_the_command_and_its_children(tmp_path: Path) -> None:
     timer.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)])
+        ProcessRunner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)])
     timer.join()
     assert time.monotonic() - started < 15
     assert _gone(_wait_for_pid(pidfile)), "the grandchild (podman under cekit) was left running"
@@ -191,7 +191,7 @@ def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
 
     def build() -> None:
         try:
-            Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)], log_file=tmp_path / "log")
+            ProcessRunner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)], log_file=tmp_path / "log")
         except CommandFailed as exc:
             errors.append(exc)
 
@@ -207,7 +207,7 @@ def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
 def test_commands_inherit_the_lock(tmp_path: Path) -> None:
     """A build started by a cpb that is then killed keeps the project locked."""
     state = StateDir(tmp_path)
-    runner = Runner()
+    runner = ProcessRunner()
     with state.lock() as fd:
         runner.keep_fds = (fd,)
         out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{fd}"])

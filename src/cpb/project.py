@@ -16,6 +16,7 @@ from pathlib import Path
 import networkx as nx
 
 from cpb.adapters.artifacts import ArtifactCache, Download
+from cpb.adapters.cekit import cekit_version
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.pods import PodStore
 from cpb.adapters.registry import Registry
@@ -51,13 +52,20 @@ class Project:
 def open_project(spec_file: Path, *, runner: Runner,
                  builtin_modules: Path | None = None,
                  cache: ArtifactCache | None = None, registry_cache: bool = True) -> Project:
-    cache = cache or ArtifactCache()
     spec = load_spec(spec_file, builtin_modules=builtin_modules)
+    return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache)
+
+
+def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache | None = None,
+                    registry_cache: bool = True) -> Project:
+    """The project of a loaded spec: its graph, digests, pods and stores."""
+    cache = cache or ArtifactCache()
     graph = expand_graph(spec, TASK_KINDS)
     state = StateDir(spec.root)
     store = ImageStore(runner)
     hasher = FileHasher(state.hash_cache)
-    images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path)
+    images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path,
+                            cekit=cekit_version(runner))
     registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, pods=resolve_pods(spec, images),
                    downloads=collect_downloads(spec), state=state, runner=runner, store=store,

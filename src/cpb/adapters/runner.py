@@ -1,9 +1,10 @@
 """The one place cpb starts external programs.
 
 Always an argument list, never a shell string, so no spec value can be
-interpreted by a shell. A `Runner` is passed to whatever needs one, so unit
-tests can substitute it; it also counts the processes it starts, which the
-benchmark uses to show that a no-op starts a constant number of them.
+interpreted by a shell. A `Runner` (the protocol; `ProcessRunner` is the real
+one) is passed to whatever needs one, so unit tests can substitute it; it
+also counts the processes it starts, which the benchmark uses to show that a
+no-op starts a constant number of them.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cpb.errors import EnvironmentProblem
 
@@ -37,14 +38,27 @@ class CommandFailed(Exception):
         return "\n".join(self.output.rstrip().splitlines()[-lines:])
 
 
-class Runner:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+class Runner(Protocol):
+    """What runs external programs: `ProcessRunner`, or a fake in unit tests."""
+
+    started: collections.Counter[str]  # processes started, by program name
+
+    def run(self, args: Sequence[str], *, log_file: Path | None = None,
+            timeout: float | None = None, stdin: bytes | None = None,
+            cwd: Path | None = None) -> str: ...
+
+
+class ProcessRunner:
+    """The real runner: starts each command as its own process group."""
+
+    def __init__(self, env: Mapping[str, str] | None = None,
+                 keep_fds: tuple[int, ...] = ()) -> None:
         self.env = dict(env) if env is not None else None
         self.started: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         # File descriptors every command inherits: the project lock, so that a
         # build cpb started keeps the project locked even if cpb is killed.
-        self.keep_fds: tuple[int, ...] = ()
+        self.keep_fds = keep_fds
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,

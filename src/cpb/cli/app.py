@@ -12,25 +12,23 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cpb import __version__
-from cpb.adapters.artifacts import (
-    CACHE_ENV,
-    ArtifactCache,
-    ArtifactsMissing,
-    FetchError,
-    default_cache_dir,
-    missing_message,
+from cpb.cli.options import (
+    Options,
+    build_options,
+    global_options,
+    jobs_option,
+    keep_going_option,
 )
-from cpb.adapters.runner import Runner, stop_running
-from cpb.cli import fastpath as noop
+from cpb.cli.options import plan_options as plan_option_list
 from cpb.cli.pods import down, kube, pod_targets, status, up
-from cpb.cli.progress import ProgressLines
+from cpb.cli.process import exit_with
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -41,56 +39,39 @@ from cpb.errors import (
     SpecError,
 )
 from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
-from cpb.project import Project, open_project
-from cpb.resolve.downloads import collect_downloads
-from cpb.resources import templates_dir
-from cpb.spec.model import url_file_name
-from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
-from cpb.state import SPEC_FILE, find_spec_file, prepare_dep_file
-from cpb.tasks.plan import default_tasks, make_plan
-from cpb.tasks.records import record_found, repair_records
+from cpb.state import SPEC_FILE
 from cpb.util import did_you_mean
 
+if TYPE_CHECKING:
+    from cpb.project import Project
+    from cpb.workflow import Opening
+
+# `cpb --version` and `cpb --help` import only the modules above: the
+# pipeline (jinja2, networkx, doit) is imported by the commands that use it.
+
 log = logging.getLogger("cpb")
-_started_ns = 0  # when this command started: see main() and noop.record
-
-
-class _Options:
-    def __init__(self, spec_file: Path | None, cache_dir: Path | None = None,
-                 offline: bool = False) -> None:
-        self.spec_file = spec_file
-        self.cache_dir, self.offline = cache_dir, offline
-
-    def cache(self) -> ArtifactCache:
-        return ArtifactCache(self.cache_dir, offline=self.offline or None)
-
-    def project(self, *, registry_cache: bool = True) -> Project:
-        return open_project(self.spec_file or find_spec_file(Path.cwd()), runner=Runner(),
-                            cache=self.cache(), registry_cache=registry_cache)
+_started_ns = 0  # when this command started: see main() and cpb.noop.write
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cpb")
-@click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
-              help=f"The spec to use (default: {SPEC_FILE} here or in a folder above).")
-@click.option("-v", "--verbose", is_flag=True, help="Log what cpb does.")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
-              help=f"The artifact cache (default: ${CACHE_ENV}, else {default_cache_dir()}).")
-@click.option("--offline", is_flag=True,
-              help="Fetch nothing: use only artifacts already in the cache.")
+@global_options(cache_help="The artifact cache (default: $CPB_CACHE_DIR, else "
+                "~/.cache/cpb/artifacts).")
 @click.pass_context
 def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
         offline: bool) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = _Options(spec_file, cache_dir, offline)
+    ctx.obj = Options(spec_file, cache_dir, offline)
 
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 def init(directory: Path) -> None:
     """Create a starter project in DIRECTORY: cpb.yaml, modules/, dodo.py."""
+    from cpb.resources import templates_dir
+
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
@@ -112,22 +93,19 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--all", "show_all", is_flag=True, help="Also list tasks that are up to date.")
-@click.option("--exit-code", is_flag=True, help="Exit with 1 when anything is pending (for CI).")
-@click.option("--push", is_flag=True, help="Also plan the pushes (what `cpb build --push` does).")
-@click.option("--no-registry-cache", is_flag=True,
-              help="Plan to build even what the registry already has.")
+@plan_option_list
 @click.pass_obj
-def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
+def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
          exit_code: bool, push: bool, no_registry_cache: bool) -> None:
-    """Show what `cpb build` would run, and why."""
+    """Show what `cpb build` would run, and why (writes nothing but the no-op record)."""
+    from cpb.noop.write import write as write_noop
+    from cpb.tasks.plan import make_plan
+
     project = opts.project(registry_cache=not no_registry_cache)
     planned = make_plan(project, _plan_targets(project, images, push))
     pending = [p for p in planned if p.pending]
     if not pending and not images and not push and not project.spec.pods:
-        noop.record(project, _started_ns, len(planned))
+        write_noop(project, _started_ns, len(planned))
     if as_json:
         shown = planned if show_all else pending
         click.echo(json.dumps({"project": project.spec.project, "pending": len(pending),
@@ -150,37 +128,28 @@ def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once (independent images build in parallel).")
-@click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
-              help="After a failure, go on with images that do not depend on it.")
-@click.option("--push", is_flag=True, help="Then push what the registry does not have.")
-@click.option("--no-registry-cache", is_flag=True,
-              help="Build even what the registry already has, instead of pulling it.")
+@build_options
 @click.pass_obj
-def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
+def build(opts: Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
           no_registry_cache: bool) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
-    project = opts.project(registry_cache=not no_registry_cache)
-    targets = _registry_targets(project, images, push)
-    _run(project, targets, jobs, keep_going, everything=not images and not push)
+    _run(opts.opening(registry_cache=not no_registry_cache),
+         lambda project: _registry_targets(project, images, push), jobs, keep_going,
+         everything=not images and not push)
 
 
 @cli.command()
 @click.argument("images", nargs=-1)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once.")
-@click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
-              help="After a failure, go on with images that do not depend on it.")
+@jobs_option()
+@keep_going_option
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
 @click.pass_obj
-def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
+def push(opts: Options, images: Sequence[str], jobs: int, keep_going: bool,
          no_registry_cache: bool) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
-    project = opts.project(registry_cache=not no_registry_cache)
-    _run(project, _registry_targets(project, images, True), jobs, keep_going)
+    _run(opts.opening(registry_cache=not no_registry_cache),
+         lambda project: _registry_targets(project, images, True), jobs, keep_going)
 
 
 def _registry_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
@@ -206,44 +175,37 @@ def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[s
     (a running pod whose image changes is re-created by the next `cpb up`)."""
     if images or push:
         return _registry_targets(project, images, push)
+    from cpb.tasks.plan import default_tasks
+
     running = default_tasks(project, sorted(task_name(POD, pod) for pod in project.pods))
     return [task_name(TAG, image) for image in project.images] + running
 
 
-def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
-         everything: bool = False) -> None:
-    """Run the targets with doit; `everything`: they are every image's tag: task."""
-
-    waited: list[str] = []
+def _run(opening: Opening, targets: Callable[[Project], Sequence[str]], jobs: int,
+         keep_going: bool, everything: bool = False) -> None:
+    """The workflow (cpb.workflow) for `targets`; `everything`: they are every image's tag:."""
+    from cpb.noop.record import forget
+    from cpb.noop.write import write as write_noop
+    from cpb.workflow import run_tasks
 
     def waiting(holder: str) -> None:
-        waited.append(holder)
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
-    if project.cache.offline:
-        _check_offline(project, targets)
-    with project.state.lock(on_wait=waiting) as lock_fd:
-        if waited:
-            # the other run changed local storage: what we saw before waiting is stale
-            project.store.invalidate()
-        project.runner.keep_fds = (lock_fd,)
-        repair_records(project)
-        record_found(project)
-        prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run
-        planned = make_plan(project, targets)
-        if not any(p.pending for p in planned):
-            # The checks doit would make, made once: nothing to run, so doit
-            # (and its import) is skipped. Same last line as a doit run.
-            if everything:
-                noop.record(project, _started_ns, len(planned))
-            click.echo(f"0 done, {len(planned)} up to date")
-            return
-        noop.forget(project.spec.root)
-        from cpb.tasks.doitapp import run_doit  # only when there is work
+    def noop(project: Project, tasks: int) -> None:
+        if everything:
+            write_noop(project, _started_ns, tasks)
 
-        code = run_doit(project, targets, jobs=jobs, keep_going=keep_going)
-    if code != 0:
+    def check(project: Project, wanted: Sequence[str]) -> None:
+        if project.cache.offline:
+            _check_offline(project, wanted)
+
+    outcome = run_tasks(opening, targets, jobs=jobs, keep_going=keep_going, on_wait=waiting,
+                        check=check, on_noop=noop,
+                        on_work=lambda project: forget(project.spec.root))
+    if not outcome.ran:
+        click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
+    if outcome.code != 0:
         sys.exit(EXIT_FAILED)
 
 
@@ -251,7 +213,7 @@ def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
 @click.option("--images", is_flag=True,
               help="Also remove this project's images from local storage.")
 @click.pass_obj
-def clean(opts: _Options, images: bool) -> None:
+def clean(opts: Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
     project = opts.project()
     with project.state.lock(wait=False):
@@ -273,9 +235,10 @@ def clean(opts: _Options, images: bool) -> None:
 @cli.command()
 def doctor() -> None:
     """Check that this machine can build: podman, cekit, starting a container."""
+    from cpb.adapters.runner import ProcessRunner
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
-    checks = run_checks(Runner())
+    checks = run_checks(ProcessRunner())
     for check in checks:
         mark = "ok " if check.ok else ("!! " if check.required else "-- ")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -286,11 +249,16 @@ def doctor() -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of cpb.yaml (for editors)."""
+    from cpb.spec.schema import schema_json
+
     click.echo(schema_json(), nl=False)
 
 
 def _check_offline(project: Project, targets: Sequence[str]) -> None:
     """All artifacts the pending builds need are cached, or one error naming the others."""
+    from cpb.adapters.artifacts import ArtifactsMissing, missing_message
+    from cpb.tasks.plan import make_plan
+
     keys = [subject for kind, subject in (split_task(p.task) for p in
                                           make_plan(project, targets) if p.pending)
             if kind == FETCH]
@@ -304,8 +272,14 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32),
               help="Downloads to run at once.")
 @click.pass_obj
-def fetch(opts: _Options, images: Sequence[str], jobs: int) -> None:
+def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
     """Fetch every url artifact (of all images, or IMAGES) into the artifact cache."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from cpb.adapters.artifacts import ArtifactsMissing, FetchError, missing_message
+    from cpb.cli.progress import ProgressLines
+    from cpb.resolve.downloads import collect_downloads
+
     project = opts.project()
     _targets(project, images)
     downloads = list(collect_downloads(project.spec, images or None).values())
@@ -346,8 +320,13 @@ def artifact() -> None:
 @click.argument("url")
 @click.option("--name", help="The artifact's file name (default: the URL's last segment).")
 @click.pass_obj
-def artifact_add(opts: _Options, url: str, name: str | None) -> None:
+def artifact_add(opts: Options, url: str, name: str | None) -> None:
     """Download URL into the cache once and print its cpb.yaml entry with the sha256."""
+    from cpb.adapters.artifacts import ArtifactsMissing
+    from cpb.cli.progress import ProgressLines
+    from cpb.spec.model import url_file_name
+    from cpb.spec.schema import ARTIFACT_URL_PATTERN
+
     if not re.search(ARTIFACT_URL_PATTERN, url):
         raise SpecError(f"{url!r} is not an http://, https:// or file:// URL")
     name = name or url_file_name(url)
@@ -371,7 +350,7 @@ cli.add_command(kube)
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (for tests).
 
-    `started_ns`: when the command started (`time.time_ns()`), for noop.record.
+    `started_ns`: when the command started (`time.time_ns()`), for cpb.noop.write.
     """
     global _started_ns
     _started_ns = started_ns or time.time_ns()
@@ -384,6 +363,8 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
     except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+        from cpb.adapters.runner import stop_running
+
         stop_running()  # builds other threads started
         # doit may still have sys.stderr swapped for another thread's action:
         # write where the user will see it.
@@ -399,5 +380,5 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
 
 
 def entry() -> None:
-    """The full CLI without the no-op fast path (the console script is noop.entry)."""
-    noop.exit_with(main())
+    """The full CLI without the no-op fast path (the console script is cpb.cli.fastpath's)."""
+    exit_with(main())

@@ -8,16 +8,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
+from cpb.cli.options import Options, jobs_option
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
-from cpb.project import Project
-from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
-from cpb.tasks.records import record_found
 from cpb.util import did_you_mean
+
+if TYPE_CHECKING:
+    from cpb.project import Project
 
 
 def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
@@ -36,25 +37,26 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 
 @click.command()
 @click.argument("pods", nargs=-1)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once.")
+@jobs_option()
 @click.pass_obj
-def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
+def up(opts: Options, pods: Sequence[str], jobs: int) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
     that changed is replaced.
     """
-    project: Project = opts.project()
-    names = _pod_names(project, pods)
-    from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
+    from cpb.workflow import run_tasks
 
-    with project.state.lock():
-        record_found(project)
-        code = run_doit(project, [task_name(POD, n) for n in names], jobs=jobs)
-    if code != 0:
+    def targets(project: Project) -> list[str]:
+        return [task_name(POD, n) for n in _pod_names(project, pods)]
+
+    outcome = run_tasks(opts.opening(), targets, jobs=jobs)
+    if not outcome.ran:
+        click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
+    if outcome.code != 0:
         sys.exit(EXIT_FAILED)
-    for name in names:
+    project = outcome.project
+    for name in _pod_names(project, pods):
         click.echo(f"pod {name}: running as {project.pods[name].k8s_name}")
 
 
@@ -62,9 +64,12 @@ def up(opts: Any, pods: Sequence[str], jobs: int) -> None:
 @click.argument("pods", nargs=-1)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
-def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
+def down(opts: Options, pods: Sequence[str], volumes: bool) -> None:
     """Stop and remove PODS (all pods of the spec if none given)."""
-    project: Project = opts.project()
+
+    from cpb.tasks.podops import pod_down
+
+    project = opts.project()
     for name in _pod_names(project, pods):
         existed = pod_down(project, name, volumes=volumes)
         shown = project.pods[name].k8s_name
@@ -76,9 +81,12 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 @click.argument("pods", nargs=-1)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
-def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
+def status(opts: Options, pods: Sequence[str], as_json: bool) -> None:
     """Show the pods: state, containers, their images and image digests."""
-    project: Project = opts.project()
+
+    from cpb.tasks.podops import pod_status
+
+    project = opts.project()
     result = pod_status(project, _pod_names(project, pods))
     if as_json:
         click.echo(json.dumps({"project": project.spec.project, "pods": result}, indent=2))
@@ -99,9 +107,12 @@ def status(opts: Any, pods: Sequence[str], as_json: bool) -> None:
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
 @click.pass_obj
-def kube(opts: Any, pod: str, cluster: bool) -> None:
+def kube(opts: Options, pod: str, cluster: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
-    project: Project = opts.project()
+
+    from cpb.tasks.podops import cluster_yaml
+
+    project = opts.project()
     name = _pod_names(project, [pod])[0]
     click.echo(cluster_yaml(project, name) if cluster else project.pods[name].manifest,
                nl=False)
