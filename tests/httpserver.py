@@ -6,6 +6,8 @@ Routes, for every file in `server.files`:
   /broken/NAME  announces the whole length, sends half, then hangs up
   /stall/NAME   sends half, then nothing until the test ends
   /flaky/NAME   503 for the first `flaky_failures` requests, then the file
+  /nolength/NAME  the file without a Content-Length (ends when the connection closes)
+and any path in `server.redirects` answers 302 to the location given there.
 Anything else is a 404. `server.hits[path]` counts the requests per path.
 """
 
@@ -27,6 +29,8 @@ class FileServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.files: dict[str, bytes] = {}
+        self.redirects: dict[str, str] = {}  # path -> Location
+        self.sent: Counter[str] = Counter()  # bytes of file data sent, per path
         self.hits: Counter[str] = Counter()
         self.slow_seconds = 1.0
         self.flaky_failures = 2
@@ -52,8 +56,28 @@ class _Handler(BaseHTTPRequestHandler):
         with server.lock:
             server.hits[self.path] += 1
             hits = server.hits[self.path]
+        if self.path in server.redirects:
+            self.send_response(302)
+            self.send_header("Location", server.redirects[self.path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         route, _, name = self.path.lstrip("/").partition("/")
         data = server.files.get(name)
+        if route == "nolength" and data is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for start in range(0, len(data), 1 << 14):
+                    self.wfile.write(data[start:start + (1 << 14)])
+                    with server.lock:
+                        server.sent[self.path] += len(data[start:start + (1 << 14)])
+            except OSError:
+                pass  # the client hung up: what a size cap does
+            return
         if data is None or route not in ("files", "slow", "broken", "stall", "flaky"):
             self._answer(404, b"not found\n")
             return

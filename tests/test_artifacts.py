@@ -31,7 +31,7 @@ images:
   one:
     from: base
     artifacts:
-      - url: https://example.org/dl/tool%201.tgz?x=1
+      - url: https://example.org/dl/tool%2B1.tgz?x=1
         sha256: {SUM_B}
         dest: /opt/
   two:
@@ -55,7 +55,7 @@ def test_url_artifacts_are_read_with_defaults_names_and_lower_case(tmp_path: Pat
     one = spec.images["one"].artifacts
     assert [(a.name, a.url, a.key) for a in one] == [
         ("nats_py-2.16.0-py3-none-any.whl", WHEEL, SUM_A),
-        ("tool 1.tgz", "https://example.org/dl/tool%201.tgz?x=1", SUM_B)]
+        ("tool+1.tgz", "https://example.org/dl/tool%2B1.tgz?x=1", SUM_B)]
     assert one[1].dest == "/opt/" and one[1].path is None
     two = spec.images["two"].artifacts
     assert [a.name for a in two] == ["nats_py-2.16.0-py3-none-any.whl", "local.bin"]
@@ -117,9 +117,11 @@ def test_checksum_change_changes_exactly_the_images_using_it(tmp_path: Path) -> 
 
 def test_descriptor_hands_cekit_the_cached_file(tmp_path: Path) -> None:
     project = open_(make(tmp_path), tmp_path / "cache")
-    descriptor = project.images["one"].descriptor
-    assert json.dumps(str(tmp_path / "cache" / "sha256" / SUM_B)) in descriptor
-    assert f'sha256: "{SUM_B}"' in descriptor and "https://" not in descriptor
+    # the image's artifacts are in the module cpb generates for it (copied before its modules)
+    module = project.images["one"].generated["modules/artifacts/module.yaml"]
+    assert json.dumps(str(tmp_path / "cache" / "sha256" / SUM_B)) in module
+    assert f'sha256: "{SUM_B}"' in module and "https://" not in module
+    assert "https://" not in project.images["one"].descriptor
 
 
 def test_md5_only_artifact_is_keyed_and_declared_by_md5(tmp_path: Path) -> None:
@@ -128,8 +130,9 @@ def test_md5_only_artifact_is_keyed_and_declared_by_md5(tmp_path: Path) -> None:
             f"    artifacts: [{{url: 'https://h/x.whl', md5: {md5}}}]\n")
     project = open_(make(tmp_path, spec), tmp_path / "cache")
     assert f"fetch:md5-{md5}" in project.graph
-    assert json.dumps(str(tmp_path / "cache" / "md5" / md5)) in project.images["a"].descriptor
-    assert f'md5: "{md5}"' in project.images["a"].descriptor
+    module = project.images["a"].generated["modules/artifacts/module.yaml"]
+    assert json.dumps(str(tmp_path / "cache" / "md5" / md5)) in module
+    assert f'md5: "{md5}"' in module
 
 
 def test_local_file_with_a_wrong_declared_checksum_is_refused(tmp_path: Path) -> None:
@@ -145,7 +148,7 @@ def test_plan_fetches_what_is_missing_and_nothing_cached(tmp_path: Path) -> None
     project = open_(make(tmp_path), cache)
     pending = {p.task: p.reasons for p in make_plan(project) if p.pending}
     assert pending[f"fetch:{SUM_B}"] == [
-        f"artifact tool 1.tgz (sha256 {SUM_B[:12]}) is not in the cache {cache}"]
+        f"artifact tool+1.tgz (sha256 {SUM_B[:12]}) is not in the cache {cache}"]
     (cache / "sha256").mkdir(parents=True)
     (cache / "sha256" / SUM_B).write_bytes(b"verified before")
     assert fetch_uptodate(project, SUM_B)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import py_compile
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -27,7 +28,7 @@ def test_init_makes_a_valid_project(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     spec = load_spec(tmp_path / "My Farm" / "cpb.yaml")
     assert spec.project == "my-farm"
-    assert (tmp_path / "My Farm" / "dodo.py").read_text().count("\n") == 2
+    assert "from cpb.dodo import *" in (tmp_path / "My Farm" / "dodo.py").read_text()
     assert {m.name for i in spec.images.values() for m in i.modules} == {"hello"}
 
 
@@ -55,3 +56,21 @@ def test_unknown_image_on_the_command_line(tmp_path: Path, capsys) -> None:  # t
 
 def test_templates_are_found() -> None:
     assert (templates_dir() / "image.yaml.j2").is_file()
+
+
+def test_init_leaves_exactly_the_files_it_lists(tmp_path: Path) -> None:
+    # What Python leaves beside the template when anything imports or compiles
+    # its dodo.py (an installed package has it too): init must not copy it.
+    compiled = Path(py_compile.compile(str(templates_dir() / "init" / "dodo.py")))
+    assert compiled.parent.name == "__pycache__" and compiled.exists()
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "farm")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == f"created {tmp_path / 'farm'}:" and lines[-1].startswith("edit ")
+    listed = {line.strip() for line in lines[1:-1]}
+    on_disk = {p.relative_to(tmp_path / "farm").as_posix()
+               for p in (tmp_path / "farm").rglob("*") if not p.is_dir()}
+    assert on_disk == listed
+    assert listed == {".gitignore", "cpb.yaml", "dodo.py", "modules/hello/install.sh",
+                      "modules/hello/module.yaml"}
+    assert not list((tmp_path / "farm").rglob("__pycache__"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -15,17 +17,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from doit.dependency import JSONCodec
 
 from cpb.adapters.podman import ImageStore
+from cpb.adapters.processes import end_groups, our_group, process_start
 from cpb.adapters.runner import CommandFailed, ProcessRunner, Runner, stop_running
-from cpb.errors import EnvironmentProblem
+from cpb.cli.app import main
+from cpb.errors import DiskFull, EnvironmentProblem, StateLocked, StateWriteError
 from cpb.project import open_project
 from cpb.resolve.digest import FileHasher
-from cpb.state import StateDir
+from cpb.state import LOCK_RECORD_SIZE, StateDir, fresh_file
 from cpb.tasks.changes import well_formed
-from cpb.tasks.doitapp import prepare_dep_file, run_doit
+from cpb.tasks.doitapp import AtomicJsonDB, prepare_dep_file, run_doit
 from cpb.tasks.images import run_build
 from helpers import build_file_tree
+
+SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
@@ -207,10 +214,9 @@ def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
 def test_commands_inherit_the_lock(tmp_path: Path) -> None:
     """A build started by a cpb that is then killed keeps the project locked."""
     state = StateDir(tmp_path)
-    runner = ProcessRunner()
-    with state.lock() as fd:
-        runner.keep_fds = (fd,)
-        out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{fd}"])
+    with state.lock() as held:
+        runner = ProcessRunner.holding(held)
+        out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{held.fd}"])
     assert str(tmp_path / ".cpb" / "lock") in out
 
 
@@ -270,3 +276,209 @@ def test_run_doit_leaves_sys_stdout_as_it_found_it(tmp_path) -> None:  # type: i
     before = sys.stdout
     run_doit(project, ["render:a", "render:b"], jobs=2)
     assert sys.stdout is before
+
+
+# -- a full disk: every write under .cpb/ is atomic and checked -----------------
+
+def _no_space(*args: Any) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_write_on_a_full_disk_is_one_line_and_keeps_the_old_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = StateDir(tmp_path)
+    state.write_stamp("build:a", {"digest": "old"})
+    monkeypatch.setattr("cpb.state.os.fsync", _no_space)
+    with pytest.raises(DiskFull) as info:
+        state.write_stamp("build:a", {"digest": "new"})
+    assert str(info.value) == ("no space left on device writing .cpb/state/build/a.json; "
+                               "images built so far are kept")
+    assert info.value.exit_code == 3
+    assert state.read_stamp("build:a") == {"digest": "old"}
+    assert [p.name for p in state.stamp_path("build:a").parent.iterdir()] == ["a.json"]
+
+
+def test_another_failed_write_is_one_line_too(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def read_only(*args: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("cpb.state.os.replace", read_only)
+    with pytest.raises(StateWriteError, match=r"^cannot write \.cpb/logs/x\.log: "
+                                              r"Read-only file system; images built"):
+        fresh_file(tmp_path / ".cpb" / "logs" / "x.log")
+
+
+def test_doits_database_is_never_truncated(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    db_file = tmp_path / "doit.json"
+    db_file.write_text('{"t": {"k": "old"}}')
+    db = AtomicJsonDB(str(db_file), JSONCodec())
+    db.set("t", "k", "new")
+    monkeypatch.setattr("cpb.state.os.fsync", _no_space)
+    db.dump()  # no exception into doit: the run reports it afterwards
+    assert json.loads(db_file.read_text()) == {"t": {"k": "old"}}
+    monkeypatch.undo()
+    db.dump()
+    assert json.loads(db_file.read_text()) == {"t": {"k": "new"}}
+
+
+def test_a_full_disk_inside_a_build_ends_the_run_with_one_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The write fails inside doit's PythonAction, and again in doit's own dump."""
+    from fakes import FakeRunner
+
+    build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"
+                                           "  b: {from: 'x:1'}\n"})
+    project = open_project(tmp_path / "cpb.yaml", runner=FakeRunner())
+    run_doit(project, ["render:a"])
+    before = (tmp_path / ".cpb" / "doit.json").read_text()
+    capsys.readouterr()
+    monkeypatch.setattr("cpb.state.os.fsync", _no_space)
+    with pytest.raises(DiskFull, match=r"^no space left on device writing \.cpb/render/b/"
+                                       r"image\.yaml; images built so far are kept$"):
+        run_doit(project, ["render:b"])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and "FAIL" not in out
+    assert (tmp_path / ".cpb" / "doit.json").read_text() == before
+    assert not list((tmp_path / ".cpb").rglob("*.tmp"))
+
+
+def test_the_cli_says_it_in_one_line_and_exits_3(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from fakes import FakeRunner
+
+    build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"})
+    # no podman: the fault is the disk
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: FakeRunner())
+    monkeypatch.setattr("cpb.state.os.fsync", _no_space)
+    assert main(["-f", str(tmp_path / "cpb.yaml"), "build"]) == 3
+    out, err = capsys.readouterr()
+    assert err == ("cpb: error: no space left on device writing .cpb/render/a/image.yaml; "
+                   "images built so far are kept\n")
+    assert "FAIL" not in out
+
+
+def test_a_command_that_failed_on_a_full_state_disk_is_reported_as_that(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """cekit writing under .cpb/build fails with its own message (or none, its log
+    being on the full disk too): the run says what is wrong."""
+    build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {rootfs: {tar: a.tar}}\n",
+                               "a.tar": "x"})
+    project = open_project(tmp_path / "cpb.yaml", runner=FlakyRunner(99, "Error: cekit died"))
+    monkeypatch.setattr("cpb.tasks.doitapp.no_space_left", lambda folder: True)
+    with pytest.raises(DiskFull, match=r"^no space left on device writing \.cpb/ \(rootfs:a "
+                                       r"failed: .*\); images built so far are kept$"):
+        run_doit(project, ["tag:a"])
+
+
+# -- the project lock names its owner and the process groups it started -------
+
+def test_the_lock_records_its_owner_and_running_groups(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    lock_file = tmp_path / ".cpb" / "lock"
+    with state.lock() as held:
+        runner = ProcessRunner.holding(held)
+        out = runner.run(["sh", "-c", 'echo $$; cat "$1"', "sh", str(lock_file)])
+        after = json.loads(lock_file.read_text())
+    pid_line, record = out.split("\n", 1)
+    record = json.loads(record)
+    assert record["pid"] == os.getpid() and record["start"] == process_start(os.getpid())
+    assert [g[0] for g in record["groups"]] == [int(pid_line)]
+    assert after["groups"] == []  # the command ended: nothing to clean up
+    assert lock_file.stat().st_size == LOCK_RECORD_SIZE  # rewritten in place
+
+
+KILLED_CPB = """
+import os, signal, sys
+from pathlib import Path
+from cpb.adapters.runner import ProcessRunner
+from cpb.state import StateDir
+root, flag = Path(sys.argv[1]), Path(sys.argv[2])
+with StateDir(root).lock() as held:
+    runner = ProcessRunner.holding(held)
+    # a build that outlives cpb: sleep under sh, one process group
+    runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)])
+"""
+
+
+def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path) -> None:
+    flag = tmp_path / "grandchild.pid"
+    cpb = subprocess.Popen([sys.executable, "-c", KILLED_CPB, str(tmp_path), str(flag)],
+                           env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        grandchild = _wait_for_pid(flag)
+        os.kill(cpb.pid, signal.SIGKILL)
+        cpb.wait(10)
+        assert not _gone(grandchild)  # orphaned, holding the lock it inherited
+        said: list[str] = []
+        started = time.monotonic()
+        with StateDir(tmp_path).lock(wait=False, on_ended=said.append):
+            pass
+        assert time.monotonic() - started < 10  # it did not wait for the sleep
+        assert _gone(grandchild)
+        assert len(said) == 1 and said[0].startswith(
+            f"the cpb run that held this project (pid {cpb.pid}) has ended; "
+            "stopped what it left running: ")
+        assert f"sleep (pid {grandchild})" in said[0]
+    finally:
+        cpb.kill()
+        if flag.exists() and not _gone(int(flag.read_text())):
+            os.kill(int(flag.read_text()), signal.SIGKILL)
+
+
+def test_a_recorded_group_whose_number_was_reused_is_left_alone() -> None:
+    other = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        start = process_start(other.pid)
+        assert start is not None
+        assert our_group(other.pid, start + 1) == []  # another process has the number
+        assert end_groups([(other.pid, start + 1)], grace=0.5) == []
+        assert other.poll() is None
+        assert [p.pid for p in our_group(other.pid, start)] == [other.pid]
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_live_owner_is_waited_for_not_ended(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    with state.lock() as held, pytest.raises(StateLocked, match=rf"\(pid {held.pid}\)"), \
+            StateDir(tmp_path).lock(wait=False):  # the owner (this process) is alive
+        pass
+
+
+# -- SIGTERM and SIGHUP are handled like Ctrl-C --------------------------------
+
+SIGNALLED_CPB = """
+import sys
+from cpb.adapters.runner import ProcessRunner, stop_running
+from cpb.cli.session import interruption, signals_interrupt
+with signals_interrupt():
+    try:
+        ProcessRunner().run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", sys.argv[1]])
+    except KeyboardInterrupt as exc:
+        stop_running()
+        code, message = interruption(exc)
+        print(message, file=sys.stderr)
+        sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129),
+                                           (signal.SIGINT, 130)])
+def test_sigterm_and_sighup_stop_the_commands_like_ctrl_c(tmp_path: Path, sig: int,
+                                                           code: int) -> None:
+    flag = tmp_path / "grandchild.pid"
+    proc = subprocess.Popen([sys.executable, "-c", SIGNALLED_CPB, str(flag)],
+                            env={**os.environ, "PYTHONPATH": str(SRC)},
+                            stderr=subprocess.PIPE, text=True)
+    grandchild = _wait_for_pid(flag)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == code
+    word = "interrupted" if sig == signal.SIGINT else "terminated"
+    assert err == f"{word}; everything finished so far is kept\n"
+    assert _gone(grandchild)

@@ -277,7 +277,7 @@ def test_artifact_add_prints_the_entry(server: FileServer, tmp_path: Path,
     code = main(["--cache-dir", str(tmp_path / "c"), "artifact", "add", url])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert yaml.safe_load(out) == [{"url": url, "sha256": sha256(SMALL)}]
+    assert yaml.safe_load(out) == [{"url": url, "sha256": sha256(SMALL), "size": len(SMALL)}]
     assert ArtifactCache(tmp_path / "c").path(sha256(SMALL)).read_bytes() == SMALL
     assert cache_files(ArtifactCache(tmp_path / "c")) == [f"sha256/{sha256(SMALL)}"]
 

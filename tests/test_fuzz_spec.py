@@ -27,7 +27,7 @@ from helpers import build_file_tree
 FILES = {
     "base.tar": "x",
     "files/tool.tar.gz": "payload",
-    "modules/worker/module.yaml": "name: worker\n",
+    "modules/worker/module.yaml": "name: worker\nversion: \"1\"\n",
     "modules/worker/install.sh": "echo hi\n",
 }
 IMAGE_KEYS = sorted(SCHEMA["$defs"]["image"]["properties"])

@@ -91,7 +91,7 @@ def test_the_fast_path_and_the_full_cli_agree(argv: list[str], tmp_path: Path,
 FILES = {
     "cpb.yaml": "project: p\nimages:\n  base: {rootfs: {tar: base.tar}, modules: [m1]}\n",
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/sub/install.sh": "echo 1\n",
 }
 

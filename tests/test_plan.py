@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cpb.project import open_project
+from cpb.tasks.images import do_render
 from cpb.tasks.plan import make_plan
 from cpb.tasks.records import record_found, repair_records
 from fakes import FakeRunner
@@ -19,7 +20,7 @@ FILES = {
           leaf: {from: mid}
         """,
     "base.tar": "x",
-    "modules/m1/module.yaml": "name: m1\n",
+    "modules/m1/module.yaml": "name: m1\nversion: \"1\"\n",
     "modules/m1/install.sh": "echo 1\n",
 }
 
@@ -31,8 +32,7 @@ def pretend_built(root: Path) -> FakeRunner:
     for name, build in project.images.items():
         runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
                          {"io.cpb.digest": build.digest})
-        project.state.render_path(name).parent.mkdir(parents=True, exist_ok=True)
-        project.state.render_path(name).write_text(build.descriptor)
+        do_render(project, name)
         project.state.write_stamp(f"build:{name}", {"digest": build.digest,
                                                     "components": build.components})
     return runner
@@ -92,6 +92,40 @@ def test_spec_field_change_is_named(tmp_path: Path) -> None:
     spec.write_text(spec.read_text().replace("leaf: {from: mid}",
                                              "leaf: {from: mid, env: {A: b}}"))
     assert pending(root, runner)["build:leaf"] == ["spec field images.leaf.env changed"]
+
+
+def test_change_in_a_module_another_module_installs_names_the_file(tmp_path: Path) -> None:
+    files = {**FILES,
+             "modules/m1/module.yaml": ('name: m1\nversion: "1"\n'
+                                        "modules:\n  install: [{name: m0}]\n"),
+             "modules/m0/module.yaml": 'name: m0\nversion: "1"\n',
+             "modules/m0/install.sh": "echo 0\n"}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    assert pending(root, runner) == {}
+    (root / "modules/m0/install.sh").write_text("echo changed\n")
+    plan = pending(root, runner)
+    assert plan["build:mid"] == ["module file modules/m0/install.sh changed"]
+    assert plan["build:leaf"] == ["parent image mid will be rebuilt"]
+
+
+def test_package_change_rerenders_the_generated_module(tmp_path: Path) -> None:
+    files = {**FILES, "cpb.yaml": FILES["cpb.yaml"].replace(
+        "leaf: {from: mid}", "leaf: {from: mid, packages: [gcc]}")}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    assert (root / ".cpb/render/leaf/modules/packages/module.yaml").is_file()
+    assert pending(root, runner) == {}
+    spec = root / "cpb.yaml"
+    spec.write_text(spec.read_text().replace("packages: [gcc]", "packages: [gcc, make]"))
+    plan = pending(root, runner)
+    assert plan["render:leaf"] == ["rendered descriptor is out of date"]
+    assert plan["build:leaf"] == ["spec field images.leaf.packages changed"]
+    spec.write_text(spec.read_text().replace(", packages: [gcc, make]", ""))
+    project = open_project(spec, runner=runner)
+    do_render(project, "leaf")
+    # no module of the earlier spec is left where cekit looks for modules
+    assert not (root / ".cpb/render/leaf/modules/packages/module.yaml").exists()
 
 
 def test_missing_image_is_the_reason(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+import pod_security
 from cpb.cli.app import main
 from cpb.errors import SpecError
 from cpb.graph import expand_graph
@@ -20,6 +21,7 @@ from cpb.resolve.kube import LABEL_DIGEST
 from cpb.spec.model import load_spec
 from cpb.tasks.plan import make_plan
 from cpb.tasks.podops import cluster_image_ref, cluster_yaml
+from cpb.tasks.pods import expected_containers
 from cpb.tasks.table import TASK_KINDS
 from fakes import FakeRunner
 from helpers import build_file_tree
@@ -203,7 +205,7 @@ def test_cluster_manifest_has_deployments_and_services(tmp_path: Path) -> None:
 def test_kube_command_prints_both_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
     assert main(["-f", str(spec_file), "kube", "solo"]) == 0
     assert validate_all(capsys.readouterr().out) == ["Pod"]
     assert main(["-f", str(spec_file), "kube", "farm", "--cluster"]) == 0
@@ -252,7 +254,10 @@ def test_kubernetes_validate_works_offline(monkeypatch: pytest.MonkeyPatch) -> N
 def running(project: Any, name: str, *, digest: str | None = None,
             status: str = "Running") -> dict[str, Any]:
     build = project.pods[name]
-    return {"Name": build.k8s_name, "Id": "p1", "Status": status, "Containers": [],
+    containers = [{"Id": f"c{i}", "Names": shown, "Status": status.lower()}
+                  for i, shown in enumerate(sorted(expected_containers(project, name)))]
+    return {"Name": build.k8s_name, "Id": "p1", "Status": status,
+            "Containers": [{"Id": "i", "Names": "p1-infra", "Status": "running"}, *containers],
             "Labels": {LABEL_DIGEST: digest or build.label}}
 
 
@@ -322,3 +327,180 @@ def test_cluster_images_are_pinned_by_registry_manifest_once_pushed(tmp_path: Pa
     manifest = "sha256:" + "ab" * 32
     project.state.write_stamp(f"push:{image}", {"digest": build.digest, "manifest": manifest})
     assert cluster_image_ref(project, image) == f"127.0.0.1:5999/farm/{image}@{manifest}"
+
+
+def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> None:
+    """`cpb up` killed during `podman kube play`: the pod has the new label but not
+    all its containers; the next `cpb up` must replace it, not trust the label."""
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    project = open_project(spec_file, runner=fake)
+    whole = running(project, "farm")
+    fake.pods = [{**whole, "Containers": whole["Containers"][:-1]}]
+    project = open_project(spec_file, runner=fake)
+    planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
+    last = sorted(expected_containers(project, "farm"))[-1]
+    assert planned["pod:farm"].reasons == [
+        f"pod farm-farm lacks running containers {last} (an interrupted `cpb up`?)"]
+    fake.pods = [whole]
+    project = open_project(spec_file, runner=fake)
+    assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}
+
+
+# -- replicas that listen, pod security, the cluster's registry (issue 18) -----
+
+LISTENING = """
+project: farm
+images:
+  base:
+    rootfs: {tar: base.tar}
+  web:
+    from: base
+    ports: [8080]
+  quiet:
+    from: base
+pods:
+  web:
+    containers:
+      - image: quiet
+        replicas: 3
+      - image: web
+        replicas: 2
+"""
+
+
+def test_replicas_of_a_listening_container_are_refused_in_the_pod_form_only(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path, LISTENING)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
+    why = ("cpb: error: cpb.yaml:16:19: pods.web.containers[1].replicas: 2 replicas of 'web' "
+           "cannot run in one Podman pod: it listens on 8080 and the pod's containers share "
+           "one network, so only one replica could bind it; use replicas: 1 for `cpb up`, "
+           "or `cpb kube --cluster` (each replica its own pod)\n")
+    for argv in (["up", "web"], ["up"], ["kube", "web"], ["plan", "pod:web"]):
+        assert main(["-f", str(spec_file), *argv]) == 2, argv
+        assert capsys.readouterr().err == why, argv
+    # the cluster form runs each replica in its own pod: kept
+    assert main(["-f", str(spec_file), "kube", "web", "--cluster"]) == 0
+    docs = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d]
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in docs
+                if d["kind"] == "Deployment"}
+    assert replicas == {"web-quiet": 3, "web-web": 2}
+    # the spec loads (its images build): only the pod form is refused
+    assert load_spec(spec_file).pods["web"].pod_form_error == why[len("cpb: error: "):-1]
+
+
+@pytest.mark.parametrize("change", [
+    ("        replicas: 2\n", "        replicas: 1\n"),  # one replica: fine
+    ("    ports: [8080]\n", ""),  # listens on nothing: fine
+])
+def test_replicas_that_can_share_a_pod_are_kept(tmp_path: Path, change: tuple[str, str]) -> None:
+    spec = load_spec(make(tmp_path, LISTENING.replace(*change)))
+    assert spec.pods["web"].pod_form_error is None
+
+
+def test_a_published_port_nobody_declares_makes_the_first_container_listen(
+        tmp_path: Path) -> None:
+    text = LISTENING.replace("    ports: [8080]\n", "") + '    ports: ["9000:9000"]\n'
+    error = load_spec(make(tmp_path, text)).pods["web"].pod_form_error
+    assert error is not None and "pods.web.containers[0].replicas: 3 replicas of 'quiet'" \
+        in error and "listens on 9000" in error
+
+
+def cluster_docs(project: Any, pod: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(cluster_yaml(project, pod)) if d]
+
+
+def test_every_example_cluster_manifest_meets_the_restricted_standard(tmp_path: Path) -> None:
+    starter = tmp_path / "starter"
+    assert main(["init", str(starter)]) == 0
+    spec_files = [starter / "cpb.yaml" if "templates" in p.parts else p
+                  for p in examples_with_pods()]
+    checked = 0
+    for spec_file in spec_files:
+        project = open_project(spec_file, runner=PodmanFake())
+        for name in project.pods:
+            text = cluster_yaml(project, name)
+            assert "Deployment" in validate_all(text)  # still valid Kubernetes
+            for doc in (d for d in yaml.safe_load_all(text) if d and d["kind"] != "Service"):
+                assert pod_security.violations(doc) == [], spec_file
+                checked += 1
+    assert checked >= 1
+
+
+def test_restricted_checks_see_what_the_standard_forbids(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path), runner=PodmanFake())
+    # the pod form (for podman) sets no securityContext and publishes host ports
+    pod = yaml.safe_load(project.pods["farm"].manifest)
+    controls = {v.split(": ")[1] for v in pod_security.violations(pod)}
+    assert controls >= {"Privilege Escalation", "Running as Non-root", "Seccomp",
+                        "Capabilities", "Host Ports", "HostPath Volumes", "Volume Types"}
+    # the cluster form: restricted, except what the images do not allow: they run as
+    # root (no `user`), and one container mounts a host folder
+    found = [v for d in cluster_docs(project, "farm") if d["kind"] == "Deployment"
+             for v in pod_security.violations(d)]
+    assert {v.split(": ")[1] for v in found} == {"Running as Non-root", "HostPath Volumes",
+                                                 "Volume Types"}
+
+
+def test_security_context_follows_the_images_user_and_the_spec(tmp_path: Path) -> None:
+    text = SPEC.replace("    ports: [4222]\n", "    ports: [4222]\n    user: \"4222\"\n") \
+        .replace("    ports: [8000]\n", "    ports: [8000]\n    user: daemon\n") \
+        .replace("{image: majordomo,", "{image: majordomo, security: {restricted: false},")
+    project = open_project(make(tmp_path, text), runner=PodmanFake())
+    contexts = {d["metadata"]["name"]:
+                d["spec"]["template"]["spec"]["containers"][0].get("securityContext")
+                for d in cluster_docs(project, "farm") if d["kind"] == "Deployment"}
+    assert contexts["farm-nats"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}, "runAsNonRoot": True, "runAsUser": 4222}
+    assert contexts["farm-majordomo"] is None  # relaxed in the spec
+    assert "runAsNonRoot" not in contexts["farm-worker-gcc"]  # root: no `user`
+    assert contexts["farm-worker-gcc"]["allowPrivilegeEscalation"] is False
+    nats = [d for d in cluster_docs(project, "farm") if d["metadata"]["name"] == "farm-nats"]
+    assert pod_security.violations(nats[0]) == []
+    # the pod form stays as podman plays it
+    assert "securityContext" not in project.pods["farm"].manifest
+    with pytest.raises(SpecError, match=r"cpb.yaml:21:34: pods\.farm\.containers\[0\]\."
+                                        r"security\.restrictd: unknown key 'restrictd' "
+                                        r"\(did you mean 'restricted'\?\)"):
+        load_spec(make(tmp_path, SPEC.replace("{image: nats,",
+                                              "{image: nats, security: {restrictd: false},")))
+
+
+def test_cluster_form_without_a_registry_warns_or_refuses(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster"]) == 0
+    out, err = capsys.readouterr()
+    assert "kind: Deployment" in out
+    assert err.count("\n") == 1 and err.startswith(
+        "cpb: warning: no 'registry:' in cpb.yaml: the cluster cannot pull these images")
+    assert "`cpb push`" in err
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster", "--strict"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("cpb: error: no 'registry:' in cpb.yaml")
+    # the pod form needs no registry; with one, no warning
+    assert main(["-f", str(spec_file), "kube", "solo", "--strict"]) == 0
+    assert capsys.readouterr().err == ""
+    spec_file.write_text(SPEC + "registry: {url: 127.0.0.1:5999/farm}\n")
+    assert main(["-f", str(spec_file), "kube", "solo", "--cluster", "--strict"]) == 0
+    assert "no 'registry:'" not in capsys.readouterr().err
+
+
+def test_cpb_build_refuses_a_pod_and_says_what_to_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec_file = make(tmp_path)
+    fake = PodmanFake()
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: fake)
+    for argv in (["build", "pod:solo"], ["push", "pod:solo"], ["build", "--push", "pod:solo"]):
+        assert main(["-f", str(spec_file), *argv]) == 2
+        err = capsys.readouterr().err
+        assert "builds images and starts no pod: for pod:solo run `cpb up solo`, or " \
+            f"`cpb {argv[0]}{' --push' if '--push' in argv else ''} nats` for its images " \
+            "only\n" in err, err
+    assert fake.started["podman"] <= 1 and fake.started["cekit"] == 0  # nothing ran

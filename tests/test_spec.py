@@ -28,7 +28,7 @@ images:
     artifacts:
       - {path: files/tool.tar.gz, dest: /opt}
     cmd: [run-worker, --verbose]
-    cekit: {help: {add: true}}
+    cekit: {args: [{name: A, value: '1'}]}
 """
 
 
@@ -37,8 +37,8 @@ def project(tmp_path: Path, spec: str = GOOD, extra: dict[str, str] | None = Non
         "cpb.yaml": spec,
         "base.tar": "not really a tar",
         "files/tool.tar.gz": "payload",
-        "modules/common/module.yaml": "name: common\n",
-        "modules/worker/module.yaml": "name: worker\n",
+        "modules/common/module.yaml": "name: common\nversion: \"1\"\n",
+        "modules/worker/module.yaml": "name: worker\nversion: \"1\"\n",
         "modules/worker/install.sh": "echo hi\n",
         **(extra or {}),
     }
@@ -150,7 +150,8 @@ def test_artifact_destination_must_be_absolute_without_dotdot(tmp_path: Path, de
 
 
 def test_cekit_escape_hatch_cannot_rename(tmp_path: Path) -> None:
-    err = error_of(tmp_path, GOOD.replace("cekit: {help: {add: true}}", "cekit: {name: evil}"))
+    err = error_of(tmp_path, GOOD.replace("cekit: {args: [{name: A, value: '1'}]}",
+                                          "cekit: {name: evil}"))
     assert str(err).endswith("images.worker.cekit.name: 'name' is set by cpb and cannot be "
                              "overridden here")
 

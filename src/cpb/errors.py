@@ -6,8 +6,11 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_FAILED = 1  # a task failed, or `plan --exit-code` found pending work
 EXIT_SPEC = 2  # bad cpb.yaml or bad command-line usage
-EXIT_ENVIRONMENT = 3  # podman/cekit missing or not working, state locked
-EXIT_INTERRUPTED = 130
+EXIT_ENVIRONMENT = 3  # podman/cekit missing or broken, registry, lock, disk full
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
+EXIT_HANGUP = 129  # SIGHUP: 128 + 1
+INTERRUPT_EXITS = (EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_HANGUP)
 
 
 class CpbError(Exception):
@@ -57,3 +60,11 @@ class BuildError(CpbError):
     """A task's external command failed; the message names its log file."""
 
     exit_code = EXIT_FAILED
+
+
+class StateWriteError(EnvironmentProblem):
+    """A file under .cpb/ could not be written (the old one, if any, is intact)."""
+
+
+class DiskFull(StateWriteError):
+    """No space left on the device that holds .cpb/."""

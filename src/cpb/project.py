@@ -27,6 +27,7 @@ from cpb.resolve.digest import FileHasher
 from cpb.resolve.downloads import collect_downloads
 from cpb.resolve.images import ImageBuild, resolve_images
 from cpb.resolve.pods import PodBuild, resolve_pods
+from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
 from cpb.state import StateDir
 from cpb.tasks.table import TASK_KINDS
@@ -51,8 +52,10 @@ class Project:
 
 def open_project(spec_file: Path, *, runner: Runner,
                  builtin_modules: Path | None = None,
-                 cache: ArtifactCache | None = None, registry_cache: bool = True) -> Project:
-    spec = load_spec(spec_file, builtin_modules=builtin_modules)
+                 cache: ArtifactCache | None = None, registry_cache: bool = True,
+                 host_paths: HostPaths | None = None) -> Project:
+    """`host_paths`: host paths outside the project the user allowed (consent.py)."""
+    spec = load_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
     return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache)
 
 

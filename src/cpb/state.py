@@ -8,17 +8,21 @@ killed run leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from cpb.errors import EnvironmentProblem, SpecError, StateLocked
+from cpb.adapters.processes import end_groups, is_running, process_start
+from cpb.errors import DiskFull, EnvironmentProblem, SpecError, StateLocked, StateWriteError
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
@@ -36,22 +40,73 @@ def find_spec_file(start: Path) -> Path:
 
 
 def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write `path` whole or not at all: a temporary file beside it, renamed into place.
+
+    A write that fails (a full disk, a read-only file system) leaves the old
+    file as it was and raises `StateWriteError` (`DiskFull` for no space):
+    one line for the user, never a traceback.
+    """
+    tmp: str | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        _remove_quietly(tmp)
+        raise write_error(path, exc) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
+
+
+def _remove_quietly(tmp: str | None) -> None:
+    if tmp is not None:
+        with suppress(OSError):
+            os.unlink(tmp)
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
     write_bytes_atomic(path, (json.dumps(value, indent=1, sort_keys=True) + "\n").encode())
+
+
+def fresh_file(path: Path) -> Path:
+    """An empty file at `path` (a task's log), checked like every other write."""
+    write_bytes_atomic(path, b"")
+    return path
+
+
+def shown_path(path: Path | str) -> str:
+    """`.cpb/state/build/a.json`: how messages name a file under a project's .cpb/."""
+    parts = Path(path).parts
+    if STATE_DIR in parts:
+        index = len(parts) - 1 - parts[::-1].index(STATE_DIR)
+        return "/".join(parts[index:])
+    return str(path)
+
+
+def write_error(path: Path | str, exc: OSError) -> StateWriteError:
+    """The one-line error for a failed write under .cpb/."""
+    shown = shown_path(path)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFull(f"no space left on device writing {shown}; "
+                        "images built so far are kept")
+    return StateWriteError(f"cannot write {shown}: {exc.strerror or exc}; "
+                           "images built so far are kept")
+
+
+def no_space_left(folder: Path, margin: int = 64 * 1024) -> bool:
+    """The file system of `folder` is (nearly) full: a command that failed writing
+    there failed because of it, whatever its own message says."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < margin
 
 
 class StateDir:
@@ -94,52 +149,158 @@ class StateDir:
         return self.root / "doit.json"
 
     @contextmanager
-    def lock(self, *, wait: bool = True, on_wait: Any = None) -> Iterator[int]:
+    def lock(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
+             on_ended: Callable[[str], None] | None = None) -> Iterator[HeldLock]:
         """Hold the project lock: one build at a time per project.
 
-        flock is released by the kernel when the process dies, so a killed
-        run never leaves a stale lock behind. Yields the lock's file
-        descriptor: commands that inherit it keep the project locked.
+        flock is released by the kernel when the process dies. The commands a
+        run starts inherit the lock's descriptor, so a build left running by a
+        killed cpb keeps the project locked; the lock's file names its owner
+        and the process groups it started, so the next run that finds the
+        owner dead ends those groups (`on_ended` says which) and goes on.
         """
         path = self.root / "lock"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            handle = path.open("a+")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
             why = ("it is not a folder" if self.root.exists() and not self.root.is_dir()
                    else exc.strerror)
             raise EnvironmentProblem(f"cannot use {self.root}: {why}") from None
         try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.seek(0)
-                holder = _describe_holder(handle.read().strip())
-                if not wait:
-                    raise StateLocked(f"another cpb run ({holder}) is using {self.root}") from None
-                if on_wait is not None:
-                    on_wait(holder)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"pid {os.getpid()}")
-            handle.flush()
-            yield handle.fileno()
+            if not _try_flock(fd):
+                owner = _read_owner(fd)
+                ended = _end_dead_owners_groups(owner)
+                if ended is not None and on_ended is not None:
+                    on_ended(ended)
+                if ended is None or not _try_flock(fd, within=15.0):
+                    holder = _describe_holder(owner)
+                    if not wait:
+                        raise StateLocked(f"another cpb run ({holder}) is using {self.root}")
+                    if on_wait is not None:
+                        on_wait(holder)
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            held = HeldLock(fd, path)
+            held.write()
+            yield held
         finally:
-            handle.close()
+            os.close(fd)
 
 
-def _describe_holder(text: str) -> str:
-    """Who holds the lock; a dead cpb's build commands hold it until they end."""
-    word, _, number = text.partition(" ")
-    if word != "pid" or not number.isdigit():
-        return text or "another process"
+LOCK_RECORD_SIZE = 4096  # rewritten in place: no new block is needed on a full disk
+
+
+class HeldLock:
+    """The project lock while this process holds it.
+
+    Its file says who holds it (pid and start time) and which process groups
+    it started, as JSON padded with spaces to a fixed size: it is rewritten in
+    place, so on a full disk an update still fits the block it already has.
+    A runner calls `add`/`discard` as it starts and reaps each command.
+    """
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
+        self.pid = os.getpid()
+        self.start = process_start(self.pid)
+        self.groups: dict[int, int] = {}
+        self._mutex = threading.Lock()
+
+    def add(self, pid: int) -> None:
+        start = process_start(pid)
+        if start is None:
+            return  # already gone
+        with self._mutex:
+            self.groups[pid] = start
+            self._write_quietly()
+
+    def discard(self, pid: int) -> None:
+        with self._mutex:
+            if self.groups.pop(pid, None) is not None:
+                self._write_quietly()
+
+    def write(self) -> None:
+        try:
+            self._write()
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+
+    def _write_quietly(self) -> None:
+        # A command is running already: failing cpb now would not stop it.
+        # The record only helps a later run clean up after a kill -9.
+        try:
+            self._write()
+        except OSError as exc:
+            log.warning("%s", write_error(self.path, exc))
+
+    def _write(self) -> None:
+        record = {"pid": self.pid, "start": self.start,
+                  "groups": sorted([pgid, start] for pgid, start in self.groups.items())}
+        data = json.dumps(record).encode()
+        size = max(LOCK_RECORD_SIZE, -(-(len(data) + 1) // LOCK_RECORD_SIZE) * LOCK_RECORD_SIZE)
+        current = os.fstat(self.fd).st_size
+        os.pwrite(self.fd, data + b" " * (size - len(data) - 1) + b"\n", 0)
+        if current > size:
+            os.ftruncate(self.fd, size)
+
+
+def _try_flock(fd: int, within: float = 0.0) -> bool:
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def _read_owner(fd: int) -> dict[str, Any]:
+    """The lock file's record; an old `pid N` text is read too, anything else is {}."""
     try:
-        os.kill(int(number), 0)
-    except ProcessLookupError:
+        text = os.pread(fd, 1 << 16, 0).decode(errors="replace").strip()
+    except OSError:
+        return {}
+    word, _, number = text.partition(" ")
+    if word == "pid" and number.isdigit():
+        return {"pid": int(number)}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) and isinstance(record.get("pid"), int) else {}
+
+
+def _owner_alive(owner: dict[str, Any]) -> bool:
+    start = owner.get("start")
+    return is_running(owner["pid"], start if isinstance(start, int) else None)
+
+
+def _end_dead_owners_groups(owner: dict[str, Any]) -> str | None:
+    """End what a dead owner left running; a sentence saying what, or None if the
+    owner is alive (or unknown, or left nothing that cpb can tell is its own)."""
+    if not owner or _owner_alive(owner):
+        return None
+    groups = [(g[0], g[1]) for g in owner.get("groups", [])
+              if isinstance(g, list) and len(g) == 2 and all(isinstance(n, int) for n in g)]
+    if not groups:
+        return None
+    ended = end_groups(groups)
+    if not ended:
+        return None
+    names = ", ".join(f"{p.name} (pid {p.pid})" for p in sorted(ended, key=lambda p: p.pid))
+    return (f"the cpb run that held this project (pid {owner['pid']}) has ended; "
+            f"stopped what it left running: {names}")
+
+
+def _describe_holder(owner: dict[str, Any]) -> str:
+    """Who holds the lock; a dead cpb's build commands hold it until they end."""
+    if not owner:
+        return "another process"
+    text = f"pid {owner['pid']}"
+    if not _owner_alive(owner):
         return f"{text}, which has ended; the build commands it started are still running"
-    except PermissionError:
-        pass
     return text
 
 
@@ -151,7 +312,10 @@ def prepare_dep_file(project_root: Path) -> None:
     it, so a damaged one is replaced with a warning.
     """
     path = project_root / ".cpb" / "doit.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path.parent, exc) from None
     try:
         text = path.read_text()
     except FileNotFoundError:

@@ -17,16 +17,13 @@ from pathlib import Path
 from cpb.adapters.artifacts import ArtifactCache
 from cpb.adapters.runner import ProcessRunner, Runner
 from cpb.project import Project, resolve_project
+from cpb.spec.consent import HostPaths
 from cpb.spec.model import load_spec
-from cpb.state import StateDir, prepare_dep_file
+from cpb.state import HeldLock, StateDir, prepare_dep_file
 from cpb.tasks.plan import make_plan
 from cpb.tasks.records import record_found, repair_records
 
-RunnerFactory = Callable[[tuple[int, ...]], Runner]
-
-
-def process_runner(keep_fds: tuple[int, ...]) -> Runner:
-    return ProcessRunner(keep_fds=keep_fds)
+RunnerFactory = Callable[[HeldLock], Runner]
 
 
 @dataclass(frozen=True)
@@ -36,23 +33,28 @@ class Opening:
     spec_file: Path
     cache: ArtifactCache | None = None
     registry_cache: bool = True
-    # The runner, given the file descriptors its commands must inherit (the
-    # project lock: a build cpb started keeps the project locked if cpb dies).
-    runner: RunnerFactory = process_runner
+    host_paths: HostPaths | None = None  # host paths outside the project the user allowed
+    # The runner, given the project lock its commands must run under (inherited,
+    # and their process groups recorded: a build cpb started keeps the project
+    # locked if cpb dies).
+    runner: RunnerFactory = ProcessRunner.holding
 
 
 @contextmanager
-def prepared(opening: Opening, *, on_wait: Callable[[str], None] | None = None
-             ) -> Iterator[Project]:
+def prepared(opening: Opening, *, on_wait: Callable[[str], None] | None = None,
+             on_ended: Callable[[str], None] | None = None) -> Iterator[Project]:
     """Steps lock → open → repair: the project, its lock held while inside.
+
+    `on_wait(holder)`: the lock is held by another run, which we wait for;
+    `on_ended(message)`: the lock's dead owner left commands, which were ended.
 
     The spec is read first: a bad spec is refused before anything is written
     (the lock lives in .cpb/).
     """
-    spec = load_spec(opening.spec_file)
-    with StateDir(spec.root).lock(on_wait=on_wait) as lock_fd:
+    spec = load_spec(opening.spec_file, host_paths=opening.host_paths)
+    with StateDir(spec.root).lock(on_wait=on_wait, on_ended=on_ended) as held:
         # Resolved under the lock: what another run changed while we waited is seen.
-        project = resolve_project(spec, runner=opening.runner((lock_fd,)),
+        project = resolve_project(spec, runner=opening.runner(held),
                                   cache=opening.cache, registry_cache=opening.registry_cache)
         repair_records(project)
         record_found(project)
@@ -71,12 +73,15 @@ class Outcome:
 def run_tasks(opening: Opening, targets: Callable[[Project], Sequence[str]], *,
               jobs: int = 1, keep_going: bool = True,
               on_wait: Callable[[str], None] | None = None,
+              on_ended: Callable[[str], None] | None = None,
               check: Callable[[Project, Sequence[str]], None] | None = None,
               on_noop: Callable[[Project, int], None] | None = None,
-              on_work: Callable[[Project], None] | None = None) -> Outcome:
+              display: Callable[[Project, int], object] | None = None,
+              command: str = "cpb build") -> Outcome:
     """All the steps for `targets(project)`; `check` runs before planning, `on_noop`
-    (the record step) when nothing was pending, `on_work` before doit runs."""
-    with prepared(opening, on_wait=on_wait) as project:
+    (the record step) when nothing was pending; `display(project, pending)`
+    makes what shows doit's run; `command` is recorded in the tasks' logs."""
+    with prepared(opening, on_wait=on_wait, on_ended=on_ended) as project:
         wanted = list(targets(project))
         if check is not None:
             check(project, wanted)
@@ -87,9 +92,9 @@ def run_tasks(opening: Opening, targets: Callable[[Project], Sequence[str]], *,
             if on_noop is not None:
                 on_noop(project, len(planned))
             return Outcome(project, len(planned), False, 0)
-        if on_work is not None:
-            on_work(project)
+        shown = display(project, sum(p.pending for p in planned)) if display else None
         from cpb.tasks.doitapp import run_doit  # only when there is work: doit is slow to import
 
-        code = run_doit(project, wanted, jobs=jobs, keep_going=keep_going)
+        code = run_doit(project, wanted, jobs=jobs, keep_going=keep_going, display=shown,
+                        command=command)
     return Outcome(project, len(planned), True, code)

@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "CPB_CACHE_DIR"
 OFFLINE_ENV = "CPB_OFFLINE"
+MAX_SIZE_ENV = "CPB_MAX_DOWNLOAD"
+# An artifact without a declared `size:` may not be larger than this: a wrong
+# or hostile URL must not fill the disk before its checksum is even checked.
+DEFAULT_MAX_SIZE = 2 << 30  # 2 GiB
+_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
 _CHUNK = 1 << 16
 # Answers worth asking again: the server or something in between is busy.
 _TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -68,6 +74,7 @@ class Download:
     checksums: tuple[tuple[str, str], ...]
     urls: tuple[str, ...]
     names: tuple[str, ...]
+    size: int | None = None  # bytes, when the spec declares `size:`
 
     @property
     def name(self) -> str:
@@ -110,11 +117,17 @@ class ArtifactCache:
     """The content-addressed artifact cache; `fetch` is safe across threads and processes."""
 
     def __init__(self, root: Path | None = None, *, offline: bool | None = None,
-                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0) -> None:
+                 timeout: float = 30.0, attempts: int = 3, backoff: float = 1.0,
+                 max_size: int | None = None) -> None:
         self.root = (root or default_cache_dir()).expanduser().absolute()
         # CPB_OFFLINE=1 reaches a plain `doit` in a project, which has no --offline
         self.offline = environ_flag(OFFLINE_ENV) if offline is None else offline
         self.timeout, self.attempts, self.backoff = timeout, attempts, backoff
+        self.max_size = max_size if max_size is not None else default_max_size()
+
+    def limit(self, download: Download) -> int:
+        """The most bytes `download` may have: its declared size, else the cap."""
+        return download.size if download.size is not None else self.max_size
 
     def path(self, key: str) -> Path:
         return self.root / key_path(key)
@@ -183,11 +196,18 @@ class ArtifactCache:
             stale.unlink(missing_ok=True)
         with self._temp_file(download.key) as (handle, tmp):
             size, sums = self._download(url, download, handle, progress)
+            if download.size is not None and size != download.size:
+                raise FetchError(f"fetch {download.name}: {url} has {size} bytes, not the "
+                                 f"{download.size} of its `size:`; nothing was cached")
             for algorithm, expected in download.checksums:
                 if sums[algorithm] != expected:
+                    # A file: URL names a file on this machine: its hash is not
+                    # the project's to learn (it may be anyone's file).
+                    got = ("" if url.lower().startswith("file:")
+                           else f", got {sums[algorithm]}")
                     raise FetchError(
                         f"fetch {download.name}: {algorithm} mismatch for {url}: expected "
-                        f"{expected}, got {sums[algorithm]}; nothing was cached")
+                        f"{expected}{got}; nothing was cached")
             self._publish(tmp, final)
         log.info("fetched %s (%d bytes) into %s", download.name, size, final)
         return size
@@ -220,13 +240,20 @@ class ArtifactCache:
         import http.client  # imported when fetching: a no-op run need not pay for them
         import urllib.request
 
+        from cpb.adapters import redirects
+
+        limit = self.limit(download)
         algorithms = {"sha256", *(a for a, _ in download.checksums)}
         hashers = {a: hashlib.new(a) for a in algorithms}
         host = urlsplit(url).netloc or "the local file system"
         request = urllib.request.Request(  # noqa: S310 (the schema allows http, https, file)
             url, headers={"User-Agent": f"cpb/{__version__}"})
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)  # noqa: S310
+            # Redirects only to http(s): urllib alone would follow one to ftp://.
+            response = redirects.opener(urllib.request.FileHandler()).open(
+                request, timeout=self.timeout)
+        except redirects.RedirectRefused as exc:
+            raise FetchError(f"fetch {download.name}: {url}: {exc}") from None
         except urllib.error.HTTPError as exc:
             exc.close()
             what = f"HTTP {exc.code} {exc.reason} from {url}"
@@ -243,9 +270,18 @@ class ArtifactCache:
         with response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
+            if total is not None and total > limit:
+                raise FetchError(f"fetch {download.name}: {url} is {total} bytes, over "
+                                 f"{_limit_text(download, limit)}; nothing was downloaded")
             done = 0
             try:
                 while chunk := response.read(_CHUNK):
+                    if done + len(chunk) > limit:
+                        # Checked as the bytes arrive: a server may say nothing of
+                        # the length, or lie about it.
+                        raise FetchError(f"fetch {download.name}: {url} sent more than "
+                                         f"{_limit_text(download, limit)}; stopped, nothing "
+                                         "was cached")
                     handle.write(chunk)
                     for hasher in hashers.values():
                         hasher.update(chunk)
@@ -263,6 +299,35 @@ class ArtifactCache:
         handle.flush()
         os.fsync(handle.fileno())
         return done, {a: h.hexdigest() for a, h in hashers.items()}
+
+
+def default_max_size() -> int:
+    """$CPB_MAX_DOWNLOAD (bytes; a suffix k/M/G or KiB/MiB/GiB), else 2 GiB."""
+    text = os.environ.get(MAX_SIZE_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_SIZE
+    size = parse_size(text)
+    if size is None:
+        raise FetchError(f"{MAX_SIZE_ENV}={text!r} is not a size (e.g. 500M, 4GiB, 1000000)")
+    return size
+
+
+def parse_size(text: str) -> int | None:
+    """`1000`, `500M`, `4GiB` (decimal k/M/G/T, binary KiB/MiB/GiB/TiB) -> bytes."""
+    number = text.rstrip("bBiIkKmMgGtT ")
+    unit = text[len(number):].strip().lower().removesuffix("b")
+    if unit.endswith("i"):
+        unit += "b"
+    if not number.isdigit() or unit not in _UNITS:
+        return None
+    return int(number) * _UNITS[unit]
+
+
+def _limit_text(download: Download, limit: int) -> str:
+    if download.size is not None:
+        return f"its `size:` of {limit} bytes"
+    return (f"the limit of {limit} bytes for an artifact without `size:` (declare its "
+            f"`size:`, or raise ${MAX_SIZE_ENV})")
 
 
 def missing_message(missing: list[Download], root: Path) -> str:

@@ -17,13 +17,22 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cpb.errors import EnvironmentProblem
 
+if TYPE_CHECKING:
+    from cpb.state import HeldLock
+
 log = logging.getLogger(__name__)
+
+
+class GroupRecorder(Protocol):
+    def add(self, pid: int) -> None: ...
+    def discard(self, pid: int) -> None: ...
 
 
 class CommandFailed(Exception):
@@ -47,18 +56,29 @@ class Runner(Protocol):
             timeout: float | None = None, stdin: bytes | None = None,
             cwd: Path | None = None) -> str: ...
 
+    def run_attached(self, args: Sequence[str]) -> int: ...
+
 
 class ProcessRunner:
     """The real runner: starts each command as its own process group."""
 
     def __init__(self, env: Mapping[str, str] | None = None,
-                 keep_fds: tuple[int, ...] = ()) -> None:
+                 keep_fds: tuple[int, ...] = (), groups: GroupRecorder | None = None) -> None:
         self.env = dict(env) if env is not None else None
         self.started: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         # File descriptors every command inherits: the project lock, so that a
         # build cpb started keeps the project locked even if cpb is killed.
         self.keep_fds = keep_fds
+        # Told of each command's process group as it starts and ends (the
+        # project lock's record, for the run after a kill -9).
+        self.groups = groups
+
+    @classmethod
+    def holding(cls, lock: HeldLock, env: Mapping[str, str] | None = None) -> ProcessRunner:
+        """A runner whose every command runs under the project lock `lock`:
+        inherited, and recorded."""
+        return cls(env, keep_fds=(lock.fd,), groups=lock)
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
@@ -84,12 +104,26 @@ class ProcessRunner:
             raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
         return out
 
+    def run_attached(self, args: Sequence[str]) -> int:
+        """Run `args` with cpb's own stdout and stderr (`cpb logs -f`); its exit code."""
+        program = args[0]
+        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
+            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
+                                     "(run `cpb doctor`)")
+        with self._lock:
+            self.started[Path(program).name] += 1
+        code, _, _ = self._spawn(args, None, None, None, None, None, None)
+        return code
+
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None) -> str:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab") as handle:
-            handle.write(("$ " + " ".join(args) + "\n").encode())
-            handle.flush()
+        with log_file.open("ab", buffering=0) as handle:
+            try:
+                handle.write(("$ " + " ".join(args) + "\n").encode())
+            except OSError as exc:
+                exc.filename = str(log_file)  # a full disk: the message names the log
+                raise
             code, _, _ = self._spawn(args, stdin, handle, subprocess.STDOUT, timeout, cwd,
                                      log_file)
         if code != 0:
@@ -103,23 +137,63 @@ class ProcessRunner:
         # A session of its own: Ctrl-C reaches cpb alone, and cpb stops the
         # whole group (cekit *and* the podman it started), so an interrupted
         # build never leaves a podman build running on behind our back.
-        with subprocess.Popen(list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
-                              stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                              start_new_session=True, pass_fds=self.keep_fds) as proc:
-            with _running_lock:
-                _running.add(proc)
-            try:
-                out, err = proc.communicate(stdin, timeout=timeout)
-            except subprocess.TimeoutExpired as exc:
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            # An interrupt between the start and the bookkeeping would leave
+            # a command nobody stops: it waits until both are done.
+            with _interrupts_deferred():
+                proc = subprocess.Popen(
+                    list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
+                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                    start_new_session=True, pass_fds=self.keep_fds)
+                with _running_lock:
+                    _running.add(proc)
+                if self.groups is not None:
+                    self.groups.add(proc.pid)
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            assert proc is not None
+            stop_group(proc)
+            raise _timed_out(args, timeout, exc, log_file) from None
+        except BaseException:
+            if proc is not None:
                 stop_group(proc)
-                raise _timed_out(args, timeout, exc, log_file) from None
-            except BaseException:
-                stop_group(proc)
-                raise
-            finally:
+            raise
+        finally:
+            if proc is not None:
+                for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
                 with _running_lock:
                     _running.discard(proc)
+                if self.groups is not None:
+                    self.groups.discard(proc.pid)
         return proc.returncode, out or b"", err or b""
+
+
+_deferral = threading.local()
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    _deferral.depth = getattr(_deferral, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _deferral.depth -= 1
+        pending: BaseException | None = getattr(_deferral, "pending", None)
+        if _deferral.depth == 0 and pending is not None:
+            _deferral.pending = None
+            raise pending
+
+
+def defer_interrupt(exc: BaseException) -> bool:
+    """For a signal handler (it runs in the main thread): True if the main thread is
+    starting a command, and `exc` is raised once the command is accounted for."""
+    if getattr(_deferral, "depth", 0) > 0:
+        _deferral.pending = exc
+        return True
+    return False
 
 
 _running: set[subprocess.Popen[bytes]] = set()

@@ -40,7 +40,10 @@ def push_from_storage(runner: Runner, registry: Registry, local_ref: str, target
 
 
 def _flag(registry: Registry) -> str:
-    return "true" if registry.config.tls_verify else "false"
+    """`--tls-verify` for podman and skopeo, always explicit: an explicit `true`
+    would override `insecure = true` in registries.conf, and the spec's
+    `tls_verify: false` must reach them as well as cpb's own client."""
+    return "true" if registry.verify else "false"
 
 
 def _transfer(runner: Runner, registry: Registry, args: list[str], log_file: Path,

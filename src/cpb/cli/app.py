@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 import shutil
 import sys
 import time
@@ -19,19 +20,22 @@ from typing import TYPE_CHECKING
 import click
 
 from cpb import __version__
+from cpb.cli import complete
 from cpb.cli.options import (
     Options,
     build_options,
     global_options,
     jobs_option,
     keep_going_option,
+    make_runner,
+    plan_options,
+    progress_option,
 )
-from cpb.cli.options import plan_options as plan_option_list
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.process import exit_with
+from cpb.cli.session import interruption, project_lock, signals_interrupt
 from cpb.errors import (
     EXIT_FAILED,
-    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_SPEC,
     CpbError,
@@ -39,11 +43,12 @@ from cpb.errors import (
     SpecError,
 )
 from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
-from cpb.state import SPEC_FILE
+from cpb.state import SPEC_FILE, find_spec_file, write_bytes_atomic
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
     from cpb.project import Project
+    from cpb.tasks.plan import PlannedTask
     from cpb.workflow import Opening
 
 # `cpb --version` and `cpb --help` import only the modules above: the
@@ -51,19 +56,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cpb")
 _started_ns = 0  # when this command started: see main() and cpb.noop.write
+_argv: list[str] = []  # this command's arguments, recorded with the tasks it runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cpb")
-@global_options(cache_help="The artifact cache (default: $CPB_CACHE_DIR, else "
-                "~/.cache/cpb/artifacts).")
+@global_options
 @click.pass_context
 def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
-        offline: bool) -> None:
+        offline: bool, allow_host_paths: tuple[str, ...]) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = Options(spec_file, cache_dir, offline)
+    ctx.obj = Options(spec_file, cache_dir, offline, allow_host_paths)
 
 
 @cli.command()
@@ -75,11 +80,27 @@ def init(directory: Path) -> None:
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
-    shutil.copytree(source, directory, dirs_exist_ok=True)
+    files = starter_files(source)
+    for relative in files:
+        (directory / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, directory / relative)
+        shutil.copymode(source / relative, directory / relative)
     spec = directory / SPEC_FILE
     name = "".join(c if c.isalnum() else "-" for c in directory.resolve().name.lower()).strip("-")
     spec.write_text(spec.read_text().replace("@PROJECT@", name or "my-farm"))
-    click.echo(f"created {directory}: edit {spec}, then run `cpb plan` and `cpb build` there")
+    click.echo(f"created {directory}:")
+    for relative in files:
+        click.echo(f"  {relative}")
+    click.echo(f"edit {spec}, then run `cpb plan` and `cpb build` there")
+
+
+def starter_files(source: Path) -> list[str]:
+    """The starter's files, as relative POSIX paths: what the package ships, not
+    what Python left beside it (importing templates/init/dodo.py, or installing
+    the package, writes a __pycache__/ there)."""
+    return sorted(path.relative_to(source).as_posix() for path in source.rglob("*")
+                  if path.is_file() and "__pycache__" not in path.parts
+                  and path.suffix not in {".pyc", ".pyo"})
 
 
 def _targets(project: Project, images: Sequence[str]) -> list[str]:
@@ -93,11 +114,11 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
 
 
 @cli.command()
-@plan_option_list
+@plan_options
 @click.pass_obj
 def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
          exit_code: bool, push: bool, no_registry_cache: bool) -> None:
-    """Show what `cpb build` would run, and why (writes nothing but the no-op record)."""
+    """Show what `cpb build` would run, and why."""
     from cpb.noop.write import write as write_noop
     from cpb.tasks.plan import make_plan
 
@@ -110,7 +131,8 @@ def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
         shown = planned if show_all else pending
         click.echo(json.dumps({"project": project.spec.project, "pending": len(pending),
                                "total": len(planned),
-                               "tasks": [p.as_json() for p in shown]}, indent=2))
+                               "tasks": [_with_needs(project, p.as_json(), planned)
+                                         for p in shown]}, indent=2))
     else:
         for item in planned:
             if item.pending:
@@ -127,29 +149,102 @@ def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
         sys.exit(EXIT_FAILED)
 
 
+def _with_needs(project: Project, entry: dict[str, object],
+                planned: Sequence[PlannedTask]) -> dict[str, object]:
+    """A plan entry with the planned tasks it needs (the graph's edges)."""
+    names = {p.task for p in planned}
+    task = str(entry["task"])
+    entry["needs"] = sorted(t for t in project.graph.predecessors(task) if t in names)
+    return entry
+
+
+@cli.command()
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
+@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg", "png"]),
+              help="Output format (default: from -o's extension, else dot).")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to FILE instead of standard output.")
+@click.pass_obj
+def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | None) -> None:
+    """Draw the task graph (all of it, or IMAGES and pod:NAME and what they need),
+    each task coloured by its state in `cpb plan`."""
+    from cpb.cli import graphview  # only for `cpb graph`
+
+    fmt = graphview.format_for(output, fmt)
+    if fmt in ("svg", "png"):
+        graphview.check_dot(fmt)  # before reading the spec and asking local storage
+    project = opts.project()
+    if images:
+        targets = _targets(project, images)
+        if project.registry is not None:
+            targets = [t.replace("tag:", "push:", 1) for t in targets]
+    else:
+        targets = [t for t in project.graph if project.graph.out_degree(t) == 0]
+    view = graphview.task_graph(project, targets)
+    text = ""
+    if fmt == "mermaid":
+        text = graphview.to_mermaid(view)
+    else:
+        text = graphview.to_dot(view, f"{project.spec.project}: cpb task graph")
+    data = (graphview.render_with_dot(project.runner, text, fmt) if fmt in ("svg", "png")
+            else text.encode())
+    if output is not None:
+        write_bytes_atomic(output, data)
+        counts = {s: sum(n.state == s for n in view.nodes) for s in graphview.STATES}
+        shown = ", ".join(f"{c} {graphview.STATES[s][0]}" for s, c in counts.items() if c)
+        click.echo(f"wrote {output} ({fmt}): {len(view.nodes)} tasks ({shown}), "
+                   f"{len(view.edges)} edges", err=True)
+    elif fmt == "png" and sys.stdout.isatty():
+        raise SpecError("not writing a png to a terminal; give -o FILE or redirect the output")
+    else:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
 @cli.command()
 @build_options
 @click.pass_obj
 def build(opts: Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
-          no_registry_cache: bool) -> None:
+          no_registry_cache: bool, progress: str) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
-    _run(opts.opening(registry_cache=not no_registry_cache),
-         lambda project: _registry_targets(project, images, push), jobs, keep_going,
-         everything=not images and not push)
+    def targets(project: Project) -> list[str]:
+        _refuse_pods(project, images, "build" + (" --push" if push else ""))
+        return _registry_targets(project, images, push)
+
+    _run(opts.opening(registry_cache=not no_registry_cache), targets, jobs, keep_going,
+         everything=not images and not push, progress=progress)
+
+
+def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
+    """`cpb build`/`cpb push` make images; a `pod:` name would start a pod (`cpb up`'s job)."""
+    for name in names:
+        if name.startswith(task_name(POD, "")):
+            pod = split_task(name)[1]
+            spec = project.spec.pods.get(pod)
+            images = " ".join(dict.fromkeys(c.image for c in spec.containers)) if spec else ""
+            hint = f", or `cpb {command} {images}` for its images only" if images else ""
+            raise SpecError(f"`cpb {command}` builds images and starts no pod: for {name} "
+                            f"run `cpb up {pod}`{hint}")
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
 @jobs_option()
 @keep_going_option
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
+@progress_option
 @click.pass_obj
 def push(opts: Options, images: Sequence[str], jobs: int, keep_going: bool,
-         no_registry_cache: bool) -> None:
+         no_registry_cache: bool, progress: str) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
-    _run(opts.opening(registry_cache=not no_registry_cache),
-         lambda project: _registry_targets(project, images, True), jobs, keep_going)
+    def targets(project: Project) -> list[str]:
+        _refuse_pods(project, images, "push")
+        return _registry_targets(project, images, True)
+
+    _run(opts.opening(registry_cache=not no_registry_cache), targets, jobs, keep_going,
+         progress=progress)
 
 
 def _registry_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
@@ -173,24 +268,21 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
 def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
     """What `cpb plan` looks at: what a build would do, plus the pods that are up
     (a running pod whose image changes is re-created by the next `cpb up`)."""
-    if images or push:
-        return _registry_targets(project, images, push)
     from cpb.tasks.plan import default_tasks
 
+    if images or push:
+        return _registry_targets(project, images, push)
     running = default_tasks(project, sorted(task_name(POD, pod) for pod in project.pods))
     return [task_name(TAG, image) for image in project.images] + running
 
 
 def _run(opening: Opening, targets: Callable[[Project], Sequence[str]], jobs: int,
-         keep_going: bool, everything: bool = False) -> None:
+         keep_going: bool, everything: bool = False, progress: str = "auto") -> None:
     """The workflow (cpb.workflow) for `targets`; `everything`: they are every image's tag:."""
+
     from cpb.noop.record import forget
     from cpb.noop.write import write as write_noop
     from cpb.workflow import run_tasks
-
-    def waiting(holder: str) -> None:
-        click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
-                   err=True)
 
     def noop(project: Project, tasks: int) -> None:
         if everything:
@@ -200,13 +292,27 @@ def _run(opening: Opening, targets: Callable[[Project], Sequence[str]], jobs: in
         if project.cache.offline:
             _check_offline(project, wanted)
 
-    outcome = run_tasks(opening, targets, jobs=jobs, keep_going=keep_going, on_wait=waiting,
-                        check=check, on_noop=noop,
-                        on_work=lambda project: forget(project.spec.root))
+    def display(project: Project, pending: int) -> object:
+        from cpb.cli.display import make_display  # only when there is work
+
+        forget(project.spec.root)
+        return make_display(progress, project.state.log_path, pending)
+
+    outcome = run_tasks(opening, targets, jobs=jobs, keep_going=keep_going,
+                        on_wait=_say_waiting, on_ended=_say, check=check, on_noop=noop,
+                        display=display,                        command=shlex.join(["cpb", *_argv]))
     if not outcome.ran:
         click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
     if outcome.code != 0:
         sys.exit(EXIT_FAILED)
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _say_waiting(holder: str) -> None:
+    _say(f"waiting for another cpb run in this project ({holder}) to finish...")
 
 
 @cli.command()
@@ -216,7 +322,7 @@ def _run(opening: Opening, targets: Callable[[Project], Sequence[str]], jobs: in
 def clean(opts: Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
     project = opts.project()
-    with project.state.lock(wait=False):
+    with project_lock(project, wait=False):
         if images:
             prefix = f"localhost/{project.spec.project}/"
             refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
@@ -235,10 +341,9 @@ def clean(opts: Options, images: bool) -> None:
 @cli.command()
 def doctor() -> None:
     """Check that this machine can build: podman, cekit, starting a container."""
-    from cpb.adapters.runner import ProcessRunner
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
-    checks = run_checks(ProcessRunner())
+    checks = run_checks(make_runner())
     for check in checks:
         mark = "ok " if check.ok else ("!! " if check.required else "-- ")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -268,7 +373,7 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 
 
 @cli.command()
-@click.argument("images", nargs=-1)
+@click.argument("images", nargs=-1, shell_complete=complete.images)
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32),
               help="Downloads to run at once.")
 @click.pass_obj
@@ -319,28 +424,71 @@ def artifact() -> None:
 @artifact.command("add")
 @click.argument("url")
 @click.option("--name", help="The artifact's file name (default: the URL's last segment).")
+@click.option("--write", is_flag=True,
+              help="Insert the entry into cpb.yaml (comments and formatting kept).")
+@click.option("--image", metavar="NAME", shell_complete=complete.images,
+              help="With --write: under images.NAME (default: under defaults).")
 @click.pass_obj
-def artifact_add(opts: Options, url: str, name: str | None) -> None:
-    """Download URL into the cache once and print its cpb.yaml entry with the sha256."""
+def artifact_add(opts: Options, url: str, name: str | None, write: bool,
+                 image: str | None) -> None:
+    """Download URL into the cache once and print its cpb.yaml entry with the sha256
+    (or, with --write, insert it into cpb.yaml)."""
     from cpb.adapters.artifacts import ArtifactsMissing
     from cpb.cli.progress import ProgressLines
     from cpb.spec.model import url_file_name
     from cpb.spec.schema import ARTIFACT_URL_PATTERN
 
+    if image is not None and not write:
+        raise SpecError("--image NAME goes with --write")
     if not re.search(ARTIFACT_URL_PATTERN, url):
         raise SpecError(f"{url!r} is not an http://, https:// or file:// URL")
     name = name or url_file_name(url)
     if not name:
         raise SpecError(f"cannot take a file name from {url!r}; give --name")
+    spec_file = opts.spec_file or find_spec_file(Path.cwd()) if write else None
+    if spec_file is not None:
+        from cpb.cli.specedit import check_new_artifact  # before downloading anything
+
+        check_new_artifact(spec_file, name, image)
     cache = opts.cache()
     if cache.offline:
         raise ArtifactsMissing("--offline: `cpb artifact add` has to download the file")
     result = cache.add(url, name, ProgressLines(lambda line: click.echo(line, err=True)))
     click.echo(f"cached {name} ({result.size} bytes) as {result.path}", err=True)
-    entry = f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+    entry = (f"- url: {json.dumps(url)}\n  sha256: {result.download.key}\n"
+             f"  size: {result.size}\n")
     if name != url_file_name(url):
         entry += f"  name: {json.dumps(name)}\n"
     click.echo(entry, nl=False)
+    if spec_file is not None:
+        from cpb.cli.specedit import add_artifact
+
+        fields = {"url": url, "sha256": result.download.key}
+        if name != url_file_name(url):
+            fields["name"] = name
+        where = add_artifact(spec_file, fields, image)
+        click.echo(f"added {name} to {spec_file} ({where})", err=True)
+@cli.command()
+@click.argument("name", shell_complete=complete.images_and_pods)
+@click.option("-f", "--follow", is_flag=True, help="Keep showing what is written.")
+@click.pass_obj
+def logs(opts: Options, name: str, follow: bool) -> None:
+    """Show the last build log of an image (NAME, or KIND:NAME for one task:
+    rootfs, build, push), or the containers' logs of a pod (pod:NAME)."""
+    from cpb.cli.logs import show
+
+    code = show(opts.project(), name, follow, lambda line: click.echo(line, err=True))
+    if code:
+        sys.exit(code)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (see the README to enable it)."""
+    click.echo(complete.script(cli, shell), nl=False)
+
+
 cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
@@ -352,8 +500,14 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
 
     `started_ns`: when the command started (`time.time_ns()`), for cpb.noop.write.
     """
-    global _started_ns
+    global _started_ns, _argv
     _started_ns = started_ns or time.time_ns()
+    _argv = list(argv) if argv is not None else sys.argv[1:]
+    with signals_interrupt():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         cli.main(args=list(argv) if argv is not None else None, prog_name="cpb",
                  standalone_mode=False)
@@ -362,15 +516,15 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     except click.ClickException as exc:
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
-    except (click.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+    except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
         from cpb.adapters.runner import stop_running
 
         stop_running()  # builds other threads started
+        code, message = interruption(exc)
         # doit may still have sys.stderr swapped for another thread's action:
         # write where the user will see it.
-        click.echo("interrupted; everything finished so far is kept",
-                   file=sys.__stderr__ or sys.stderr)
-        return EXIT_INTERRUPTED
+        click.echo(message, file=sys.__stderr__ or sys.stderr)
+        return code
     except CpbError as exc:
         click.echo(f"cpb: error: {exc}", err=True)
         return exc.exit_code

@@ -1,7 +1,7 @@
 """The `cpb` process: the no-op fast path when it applies, else the full CLI.
 
 A plain `cpb [-f FILE] plan [--exit-code]` or `cpb [-f FILE] build [-j N]
-[-k|-x]` (no image names, no pods for `plan`: whether a pod is running is
+[-k|-x] [--progress MODE]` (no image names, no pods for `plan`: whether a pod is running is
 not a file) is answered from `.cpb/noop.json` when nothing changed since a
 full run found nothing to do (see cpb.noop.record). The command line is
 parsed by click with the full CLI's own option definitions (cpb.cli.options),
@@ -21,15 +21,17 @@ from typing import Any
 import click
 
 from cpb.adapters.runner import ProcessRunner
+from cpb.cli.complete import COMPLETE_VAR
 from cpb.cli.options import build_options, global_options, plan_options
 from cpb.cli.process import exit_with
-from cpb.errors import EXIT_INTERRUPTED, CpbError
+from cpb.cli.session import interruption, signals_interrupt
+from cpb.errors import CpbError
 from cpb.noop.record import DISABLE_ENV, RECORD, unchanged
 from cpb.state import StateDir, find_spec_file
 
 
 @click.group()
-@global_options(cache_help="")
+@global_options
 @click.pass_context
 def _fast(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = options
@@ -53,6 +55,8 @@ def _fast_build(globals_: dict[str, Any], /, **options: Any) -> tuple[str, dict[
 
 def parse(argv: Sequence[str]) -> tuple[Path | None, str] | None:
     """(spec file or None, command) of a plain plan/build; None: the full path."""
+    if COMPLETE_VAR in os.environ:
+        return None  # a shell asking for completions: the full CLI answers
     try:
         parsed = _fast.main(list(argv), prog_name="cpb", standalone_mode=False)
     except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -60,7 +64,8 @@ def parse(argv: Sequence[str]) -> tuple[Path | None, str] | None:
     if not isinstance(parsed, tuple):
         return None
     command, globals_, options = parsed
-    if globals_["verbose"] or globals_["cache_dir"] or globals_["offline"]:
+    if (globals_["verbose"] or globals_["cache_dir"] or globals_["offline"]
+            or globals_["allow_host_paths"]):
         return None
     if options["images"] or options["push"] or options["no_registry_cache"]:
         return None
@@ -105,16 +110,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `cpb` command: the fast path when it applies, else the full CLI."""
     args = sys.argv[1:] if argv is None else list(argv)
     started = time.time_ns()
-    try:
-        code = fast_path(args)
-    except KeyboardInterrupt:
-        print("interrupted; everything finished so far is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    if code is not None:
-        return code
-    from cpb.cli.app import main as full_main  # the full CLI, imported only when needed
+    with signals_interrupt():
+        try:
+            code = fast_path(args)
+        except KeyboardInterrupt as exc:
+            code, message = interruption(exc)
+            print(message, file=sys.stderr)
+            return code
+        if code is not None:
+            return code
+        from cpb.cli.app import main as full_main  # the full CLI, imported only when needed
 
-    return full_main(args, started_ns=started)
+        return full_main(args, started_ns=started)
 
 
 def entry() -> None:

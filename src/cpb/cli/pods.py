@@ -12,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cpb.cli import complete
 from cpb.cli.options import Options, jobs_option
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
+from cpb.spec.pods import check_pod_form
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
@@ -31,12 +33,20 @@ def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
     return list(names) or list(project.spec.pods)
 
 
+def _pod_form_names(project: Project, names: Sequence[str]) -> list[str]:
+    """Like _pod_names, for running the pods under podman: each must fit one pod."""
+    found = _pod_names(project, names)
+    for name in found:
+        check_pod_form(project.spec.pods[name])
+    return found
+
+
 def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
-    return [task_name(POD, n) for n in _pod_names(project, names)] if names else []
+    return [task_name(POD, n) for n in _pod_form_names(project, names)] if names else []
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @jobs_option()
 @click.pass_obj
 def up(opts: Options, pods: Sequence[str], jobs: int) -> None:
@@ -48,25 +58,29 @@ def up(opts: Options, pods: Sequence[str], jobs: int) -> None:
     from cpb.workflow import run_tasks
 
     def targets(project: Project) -> list[str]:
-        return [task_name(POD, n) for n in _pod_names(project, pods)]
+        return [task_name(POD, n) for n in _pod_form_names(project, pods)]
 
-    outcome = run_tasks(opts.opening(), targets, jobs=jobs)
+    def waiting(holder: str) -> None:
+        click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
+                   err=True)
+
+    outcome = run_tasks(opts.opening(), targets, jobs=jobs, on_wait=waiting,
+                        on_ended=lambda text: click.echo(text, err=True), command="cpb up")
     if not outcome.ran:
         click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
     if outcome.code != 0:
         sys.exit(EXIT_FAILED)
     project = outcome.project
-    for name in _pod_names(project, pods):
+    for name in _pod_form_names(project, pods):
         click.echo(f"pod {name}: running as {project.pods[name].k8s_name}")
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
 def down(opts: Options, pods: Sequence[str], volumes: bool) -> None:
     """Stop and remove PODS (all pods of the spec if none given)."""
-
     from cpb.tasks.podops import pod_down
 
     project = opts.project()
@@ -78,12 +92,11 @@ def down(opts: Options, pods: Sequence[str], volumes: bool) -> None:
 
 
 @click.command()
-@click.argument("pods", nargs=-1)
+@click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 @click.pass_obj
 def status(opts: Options, pods: Sequence[str], as_json: bool) -> None:
     """Show the pods: state, containers, their images and image digests."""
-
     from cpb.tasks.podops import pod_status
 
     project = opts.project()
@@ -103,16 +116,29 @@ def status(opts: Options, pods: Sequence[str], as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("pod")
+@click.argument("pod", shell_complete=complete.pods)
 @click.option("--cluster", is_flag=True,
               help="Deployments and Services for a cluster instead of one Pod.")
+@click.option("--strict", is_flag=True,
+              help="With --cluster: refuse (exit 2) when the spec has no registry: "
+                   "the cluster could not pull the images.")
 @click.pass_obj
-def kube(opts: Options, pod: str, cluster: bool) -> None:
+def kube(opts: Options, pod: str, cluster: bool, strict: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
-
     from cpb.tasks.podops import cluster_yaml
 
     project = opts.project()
+    if not cluster:
+        name = _pod_form_names(project, [pod])[0]
+        click.echo(project.pods[name].manifest, nl=False)
+        return
     name = _pod_names(project, [pod])[0]
-    click.echo(cluster_yaml(project, name) if cluster else project.pods[name].manifest,
-               nl=False)
+    if project.registry is None:
+        problem = (f"no 'registry:' in {project.spec.file.name}: the cluster cannot pull "
+                   f"these images (it would look for them on Docker Hub); add "
+                   "`registry: {url: HOST[:PORT]/PATH}` that the cluster can reach and run "
+                   "`cpb push`, or load the images into every node yourself")
+        if strict:
+            raise SpecError(problem)
+        click.echo(f"cpb: warning: {problem}", err=True)
+    click.echo(cluster_yaml(project, name), nl=False)

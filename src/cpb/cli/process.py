@@ -6,11 +6,11 @@ import os
 import sys
 from typing import NoReturn
 
-from cpb.errors import EXIT_INTERRUPTED
+from cpb.errors import INTERRUPT_EXITS
 
 
 def exit_with(code: int) -> NoReturn:
-    if code == EXIT_INTERRUPTED:
+    if code in INTERRUPT_EXITS:
         # doit's worker threads may still wait for work that will never come;
         # everything is on disk, so do not wait for them.
         sys.stdout.flush()

@@ -32,7 +32,7 @@ from pathlib import Path
 from cpb import __version__
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
-from cpb.state import STATE_DIR
+from cpb.state import STATE_DIR, write_error
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -61,7 +61,11 @@ def record_path(project_root: Path) -> Path:
 
 def forget(project_root: Path) -> None:
     """Remove the record (a run that found work, or failed)."""
-    record_path(project_root).unlink(missing_ok=True)
+    path = record_path(project_root)
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
 
 
 def unchanged(record_file: Path, spec: Path, command: str, runner: Runner) -> int | None:

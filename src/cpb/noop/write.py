@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cpb import __version__
 from cpb.adapters.cekit import cekit_dist_info
 from cpb.noop.record import FORMAT, RACY_MARGIN_NS, RECORD, environment, stat_of
-from cpb.resolve.render import TEMPLATE
+from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
 from cpb.resources import builtin_modules_dir, templates_dir
 from cpb.spec.modules import PROJECT_MODULES
 from cpb.state import StateDir, write_bytes_atomic
@@ -66,13 +66,16 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
     yield str(builtin_modules_dir())
     yield str(templates_dir() / TEMPLATE)
+    yield str(templates_dir() / MODULE_TEMPLATE)
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
     yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
     yield from project.hashes.files_read()
     yield from (str(project.cache.path(key)) for key in project.downloads)
     for name, image in spec.images.items():
-        yield str(project.state.render_path(name))
+        render = project.state.render_path(name)
+        yield str(render)
+        yield from (str(render.parent / rel) for rel in project.images[name].generated)
         for module in image.modules:  # a file added to a module's folder is a change
             yield str(module.path)
             yield from module.folders

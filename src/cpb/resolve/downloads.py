@@ -22,8 +22,10 @@ def collect_downloads(spec: ProjectSpec, images: Iterable[str] | None = None
         for artifact in artifacts:
             for algorithm, value in artifact.checksums:
                 checksums.setdefault(algorithm, value)
+        sizes = [a.size for a in artifacts if a.size is not None]
         result[key] = Download(
             key=key, checksums=tuple(checksums.items()),
             urls=tuple(dict.fromkeys(a.url for a in artifacts if a.url)),
-            names=tuple(dict.fromkeys(a.name for a in artifacts)))
+            names=tuple(dict.fromkeys(a.name for a in artifacts)),
+            size=min(sizes) if sizes else None)
     return result

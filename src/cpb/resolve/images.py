@@ -11,6 +11,7 @@ an image changes that image's digest, and nothing else's.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,17 @@ from cpb.adapters.rootfs import recipe
 from cpb.errors import SpecError
 from cpb.naming import digest_tag
 from cpb.resolve.digest import FileHasher, digest_of, hash_file, sha256_text
-from cpb.resolve.render import fill_placeholders, render_descriptor, template_source
+from cpb.resolve.render import (
+    GENERATED_DIR,
+    GENERATED_LABEL,
+    fill_paths,
+    fill_placeholders,
+    generated_modules,
+    render_descriptor,
+    template_source,
+)
 from cpb.spec.model import ArtifactSpec, ImageSpec, ProjectSpec
+from cpb.state import StateDir
 
 # Spec fields whose change is named in `cpb plan` reasons.
 SPEC_FIELDS = ("version", "description", "modules", "packages", "packages_manager", "artifacts",
@@ -40,6 +50,8 @@ class ImageBuild:
     digest: str
     components: dict[str, Any] = field(compare=False)
     descriptor: str = field(compare=False, repr=False)
+    # {path below the render folder: text} of the modules cpb generates for the image
+    generated: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     parent: str | None = None
     base_ref: str | None = None
     rootfs_ref: str | None = None
@@ -76,7 +88,8 @@ def _no_cache(key: str) -> Path:
     return Path("/nonexistent/cpb-artifact-cache") / key
 
 
-def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher) -> str:
+def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher,
+                 project_root: Path | None = None) -> str:
     """What identifies an artifact's bytes: its sha256, or `<algorithm>-<hex>` as declared.
 
     A local file is hashed (and checked against any checksum it declares); a
@@ -88,8 +101,13 @@ def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher) -> str:
     for algorithm, expected in artifact.checksums:
         got = actual if algorithm == "sha256" else hash_file(artifact.path, algorithm)
         if got != expected:
+            # The actual sum of a file outside the project is not the project's
+            # to learn: a spec could probe any host file's hash with it.
+            inside = project_root is not None and artifact.path.is_relative_to(
+                os.path.realpath(project_root))
+            shown = f", got {got}" if inside else ""
             raise SpecError(f"artifact {artifact.name} ({artifact.rel}): {algorithm} mismatch: "
-                            f"expected {expected}, got {got}")
+                            f"expected {expected}{shown}")
     return actual
 
 
@@ -112,22 +130,25 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         from_ref = image.base_ref
         base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
 
-    artifact_sums = {a.name: artifact_sum(a, hasher) for a in image.artifacts}
+    artifact_sums = {a.name: artifact_sum(a, hasher, spec.root) for a in image.artifacts}
     paths: dict[str, Path] = {
         f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
         for a in image.artifacts}
+    paths[GENERATED_LABEL] = StateDir(spec.root).render_path(image.name).parent / GENERATED_DIR
     files: dict[str, str] = {}
     for module in image.modules:
         paths[module.label] = module.real or module.path.resolve()
         for file in module.files:
             files[file.shown] = hasher.hash(file.path, file.stat)
     text = render_descriptor(image, project=spec.project, repository=repository,
-                             from_ref=from_ref, spec_file=spec.file.name,
-                             artifact_sums=artifact_sums)
+                             from_ref=from_ref, spec_file=spec.file.name)
+    generated = generated_modules(image, spec_file=spec.file.name, artifact_sums=artifact_sums)
     components = {
         "spec": {f: digest_of(_field_value(image, f))[:16] for f in SPEC_FIELDS},
         "template": template_hash,
         "descriptor": sha256_text(text),
+        # derived from the spec fields above, so a change here comes with a reason there
+        "generated": {rel: sha256_text(body) for rel, body in generated.items()},
         "files": files,
         "artifacts": artifact_sums,
         "base": base,
@@ -139,6 +160,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         name=image.name, repository=repository, version=image.version, digest=digest,
         components=components,
         descriptor=fill_placeholders(text, digest, paths, image.cekit),
+        generated={rel: fill_paths(body, paths) for rel, body in generated.items()},
         parent=image.parent, base_ref=image.base_ref,
         rootfs_ref=rootfs_ref, rootfs_digest=rootfs_digest)
 

@@ -112,15 +112,44 @@ def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], 
                 "restart": "Always", "stop_timeout": pod.stop_timeout,
                 "host_aliases": _host_aliases(pod),
                 "volumes": _volumes(project, (container,)),
-                "containers": [_container_view(container, container.name, image_refs, ports)],
+                "containers": [_container_view(container, container.name, image_refs, ports,
+                                               security=security_context(container))],
             },
         })
     return _environment(kube_templates()).get_template(CLUSTER_TEMPLATE).render(
         pod={"name": pod.name}, deployments=deployments, spec_file=spec_file)
 
 
+def security_context(container: ContainerSpec) -> dict[str, Any] | None:
+    """What the "restricted" Pod Security Standard asks of a container, or None when
+    the spec relaxes it (`security: {restricted: false}`).
+
+    runAsNonRoot is set only when the image's `user` is a uid other than 0: the
+    kubelet refuses to start a runAsNonRoot container whose user is a name (it
+    cannot tell that name's uid), and an image without `user` runs as root.
+    """
+    if not container.restricted:
+        return None
+    context: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    uid = _uid(container.user)
+    if uid:
+        context.update(runAsNonRoot=True, runAsUser=uid)
+    return context
+
+
+def _uid(user: str | None) -> int | None:
+    """The uid of an image's `user` (`1000`, `1000:1000`), None for a name or none."""
+    head = (user or "").split(":", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
 def _container_view(container: ContainerSpec, name: str, image_refs: Mapping[str, str],
-                    ports: list[dict[str, Any]]) -> dict[str, Any]:
+                    ports: list[dict[str, Any]], *,
+                    security: dict[str, Any] | None = None) -> dict[str, Any]:
     requests = {k: v for k, v in (("cpu", container.resources.cpu),
                                   ("memory", container.resources.memory)) if v is not None}
     return {
@@ -130,7 +159,7 @@ def _container_view(container: ContainerSpec, name: str, image_refs: Mapping[str
         "workdir": container.workdir, "env": list(container.env), "ports": ports,
         "mounts": [{"name": _volume_name(v.volume, v.host), "path": v.mount,
                     "read_only": v.read_only} for v in container.volumes],
-        "requests": requests,
+        "requests": requests, "security": security,
     }
 
 

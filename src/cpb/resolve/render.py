@@ -4,6 +4,14 @@
 of host paths and of the digest label; `fill_placeholders` turns it into the
 file cekit reads. The digest is taken between the two, so moving the project
 (or cpb's site-packages) does not change any image's identity.
+
+cekit processes an image's own packages and artifacts after all of its
+modules, so a module could not use the image's artifacts, and every module
+change would install the packages again. cpb therefore puts them in modules
+of their own (`generated_modules`, templates/image-module.yaml.j2), written
+beside the descriptor and installed before the image's modules: packages,
+then artifacts, then the modules in order, each its own layer, so podman's
+cache keeps the package and artifact layers when a module changes.
 """
 
 from __future__ import annotations
@@ -23,7 +31,14 @@ from cpb.spec.model import ImageSpec
 from cpb.util import deep_merge
 
 TEMPLATE = "image.yaml.j2"
+MODULE_TEMPLATE = "image-module.yaml.j2"
 DIGEST_PLACEHOLDER = "@cpb:digest@"
+# The generated modules: folder below the image's render folder, and cekit names.
+# The names start with "_", which no module of a project can (schema.MODULE_PATTERN).
+GENERATED_DIR = "modules"
+GENERATED_LABEL = "generated"  # its path placeholder
+PACKAGES_MODULE = ("packages", "_cpb-packages")
+ARTIFACTS_MODULE = ("artifacts", "_cpb-artifacts")
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps makes one per call
@@ -45,15 +60,22 @@ def environment(folder: Path | None = None) -> jinja2.Environment:
 
 
 def template_source() -> str:
-    return (templates_dir() / TEMPLATE).read_text()
+    """Both templates: a change to either changes what cekit is given."""
+    return "".join((templates_dir() / name).read_text() for name in (TEMPLATE, MODULE_TEMPLATE))
 
 
 def path_placeholder(label: str) -> str:
     return f"@cpb:path:{label}@"
 
 
+def _generated(image: ImageSpec) -> list[tuple[str, str]]:
+    """(folder, cekit name) of the modules cpb generates for `image`, in install order."""
+    return ([PACKAGES_MODULE] if image.packages else []) + (
+        [ARTIFACTS_MODULE] if image.artifacts else [])
+
+
 def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_ref: str,
-                      spec_file: str, artifact_sums: Mapping[str, str]) -> str:
+                      spec_file: str) -> str:
     labels = dict(image.labels)
     labels.update({PROJECT_LABEL: project, IMAGE_LABEL: image.name,
                    DIGEST_LABEL: DIGEST_PLACEHOLDER})
@@ -62,13 +84,29 @@ def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_r
         version=image.version, from_ref=from_ref, description=image.description,
         labels=sorted(labels.items()), env=image.env, ports=image.ports,
         packages=image.packages, packages_manager=image.packages_manager,
-        artifacts=[{"name": a.name, "path": path_placeholder(f"artifact:{a.name}"),
-                    "checksum": _checksum(artifact_sums[a.name]),
-                    "target": a.target, "dest": a.dest}
-                   for a in image.artifacts],
-        modules=[{"name": m.name, "path": path_placeholder(m.label)} for m in image.modules],
+        generated=[name for _, name in _generated(image)],
+        generated_path=path_placeholder(GENERATED_LABEL),
+        repositories=[{"name": m.name, "path": path_placeholder(m.label)}
+                      for m in image.modules],
+        modules=[{"name": m.name} for m in image.modules],
         user=image.user, workdir=image.workdir, cmd=list(image.cmd),
         entrypoint=list(image.entrypoint))
+
+
+def generated_modules(image: ImageSpec, *, spec_file: str,
+                      artifact_sums: Mapping[str, str]) -> dict[str, str]:
+    """{path below the image's render folder: module.yaml text, with placeholders}."""
+    template = environment().get_template(MODULE_TEMPLATE)
+    texts: dict[str, str] = {}
+    for folder, name in _generated(image):
+        artifacts = [{"name": a.name, "path": path_placeholder(f"artifact:{a.name}"),
+                      "checksum": _checksum(artifact_sums[a.name]),
+                      "target": a.target, "dest": a.dest}
+                     for a in image.artifacts] if folder == "artifacts" else []
+        texts[f"{GENERATED_DIR}/{folder}/module.yaml"] = template.render(
+            spec_file=spec_file, image=image.name, what=folder, name=name,
+            packages=image.packages if folder == "packages" else (), artifacts=artifacts)
+    return texts
 
 
 def _checksum(artifact_sum: str) -> tuple[str, str]:
@@ -80,9 +118,7 @@ def _checksum(artifact_sum: str) -> tuple[str, str]:
 def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],
                       cekit_overrides: Mapping[str, Any]) -> str:
     """The descriptor cekit reads: real paths, the digest, the escape hatch merged."""
-    text = text.replace(_quote(DIGEST_PLACEHOLDER), _quote(digest))
-    for label, path in paths.items():
-        text = text.replace(_quote(path_placeholder(label)), _quote(str(path)))
+    text = fill_paths(text.replace(_quote(DIGEST_PLACEHOLDER), _quote(digest)), paths)
     if not cekit_overrides:
         return text
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
@@ -90,3 +126,8 @@ def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],
     # JSON is YAML: dumping as JSON keeps the quoting rules in one place.
     return header + json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
 
+
+def fill_paths(text: str, paths: Mapping[str, Path]) -> str:
+    for label, path in paths.items():
+        text = text.replace(_quote(path_placeholder(label)), _quote(str(path)))
+    return text

@@ -17,15 +17,13 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from cpb.errors import GraphError, SpecError
-from cpb.spec.modules import ModuleRef, find_module, known_modules, read_module
+from cpb.spec.consent import HostPaths, inside, refusal
+from cpb.spec.containerfile import CHECKSUM_LENGTHS
+from cpb.spec.modules import ModuleRef, check_module, find_module, known_modules, read_module
 from cpb.spec.pods import PodSpec, build_pods
-from cpb.spec.schema import CHECKSUM_LENGTHS, FILE_NAME_PATTERN, Validator
+from cpb.spec.schema import FILE_NAME_PATTERN, Validator
 from cpb.spec.yamlload import Located, Mark, load_yaml
 from cpb.util import deep_merge, did_you_mean
-
-# cekit keys cpb owns: letting the escape hatch change them would break the
-# image's identity (its name, tags and the parent edge of the graph).
-RESERVED_CEKIT_KEYS = ("name", "version", "from", "schema_version")
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,7 @@ class ArtifactSpec:
     url: str | None = None
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
+    size: int | None = None  # bytes, as declared (`size:`): a url download's exact size
 
     @property
     def key(self) -> str:
@@ -125,8 +124,13 @@ class ProjectSpec:
         return (str(self.file.name), mark.line if mark else 0, mark.column if mark else 0)
 
 
-def load_spec(path: Path, *, builtin_modules: Path | None = None) -> ProjectSpec:
-    """Read, validate and normalise one cpb.yaml."""
+def load_spec(path: Path, *, builtin_modules: Path | None = None,
+              host_paths: HostPaths | None = None) -> ProjectSpec:
+    """Read, validate and normalise one cpb.yaml.
+
+    `host_paths`: what the user allowed outside the project (default: from
+    $CPB_ALLOW_HOST_PATHS); see consent.py.
+    """
     path = path.resolve()
     display = path.name
     data = load_yaml(path, display)
@@ -134,13 +138,16 @@ def load_spec(path: Path, *, builtin_modules: Path | None = None) -> ProjectSpec
         raise SpecError("file is empty; it needs at least 'project' and 'images'", file=display)
     validator = Validator(display)
     validator.validate(data)
-    return _Builder(path, validator, builtin_modules).build(data)
+    return _Builder(path, validator, builtin_modules,
+                    host_paths if host_paths is not None else HostPaths.from_user()).build(data)
 
 
 class _Builder:
-    def __init__(self, path: Path, validator: Validator, builtin: Path | None) -> None:
+    def __init__(self, path: Path, validator: Validator, builtin: Path | None,
+                 host_paths: HostPaths) -> None:
         self.path, self.root = path, path.parent
         self.validator, self.builtin = validator, builtin
+        self.host_paths = host_paths
         self.display = path.name
         self.read_modules: dict[Path, ModuleRef] = {}
         self.real_folders: dict[str, str] = {}
@@ -162,6 +169,7 @@ class _Builder:
                   for name in sorted(raw_images)}
         self.check_cycles(images)
         pods = build_pods(data, images, self.root, self.fail)
+        self.check_volumes(pods)
         return ProjectSpec(project=data["project"], root=self.root, file=self.path,
                            images=MappingProxyType(images),
                            locations=MappingProxyType(dict(self.validator.locations)),
@@ -172,18 +180,14 @@ class _Builder:
               all_images: dict[str, Any]) -> ImageSpec:
         at = f"images.{name}"
         parent, base_ref, rootfs = self.origin(name, raw, all_images)
+        # each side was validated against the allow-list (schema.CEKIT_HATCH)
         cekit = deep_merge(defaults.get("cekit", {}), raw.get("cekit", {}))
-        for key in RESERVED_CEKIT_KEYS:
-            if key in cekit:
-                section = at if key in raw.get("cekit", {}) else "defaults"
-                where = f"{section}.cekit.{key}"
-                raise self.fail(f"'{key}' is set by cpb and cannot be overridden here", where)
         return ImageSpec(
             name=name,
             version=raw.get("version", "latest"),
             parent=parent, base_ref=base_ref, rootfs=rootfs,
             description=raw.get("description", ""),
-            modules=tuple(self.module(m, at) for m in _merged_list(defaults, raw, "modules")),
+            modules=self.modules(_merged_list(defaults, raw, "modules"), at),
             packages=tuple(_merged_list(defaults, raw, "packages")),
             packages_manager=raw.get("packages_manager",
                                      defaults.get("packages_manager", "apt-get")),
@@ -228,6 +232,18 @@ class _Builder:
             include=tuple(boot.get("include", ())), components=tuple(boot.get("components", ())),
             mirror=boot.get("mirror", DebootstrapSpec.mirror)))
 
+    def modules(self, names: list[str], at: str) -> tuple[ModuleRef, ...]:
+        """The image's modules, then those they install themselves (cekit needs
+        each one's folder, and its files are inputs of the image)."""
+        found = [self.module(name, at) for name in names]
+        seen = {m.name for m in found}
+        for module in found:  # grows while it is walked: dependencies of dependencies
+            for name in module.requires:
+                if name not in seen:
+                    seen.add(name)
+                    found.append(self.module(name, at))
+        return tuple(found)
+
     def module(self, name: str, at: str) -> ModuleRef:
         found = find_module(name, self.root, self.builtin)
         if found is None:
@@ -237,13 +253,37 @@ class _Builder:
         if found.path not in self.read_modules:
             try:
                 # symlinks leaving the module, FIFOs: refused with a line
-                self.read_modules[found.path] = read_module(found)
+                module = read_module(found)
             except SpecError as exc:
                 raise self.fail(exc.reason, f"{at}.modules") from None
+            if found.label.startswith("modules/"):
+                assert module.real is not None
+                if not self.inside_project(module.real):
+                    raise self.fail(refusal(f"module '{name}' is a link to", module.real),
+                                    f"{at}.modules")
+            self.read_modules[found.path] = check_module(
+                module, self.host_paths,
+                lambda other: find_module(other, self.root, self.builtin) is not None)
         return self.read_modules[found.path]
+
+    def inside_project(self, real: Path) -> bool:
+        """`real` (symlinks resolved) is in the project, or the user allowed it."""
+        return inside(real, self.root) or self.host_paths.allows(real)
+
+    def check_volumes(self, pods: Mapping[str, PodSpec]) -> None:
+        for name, pod in pods.items():
+            for index, container in enumerate(pod.containers):
+                for number, volume in enumerate(container.volumes):
+                    if volume.host_path is not None and not self.inside_project(
+                            volume.host_path):
+                        raise self.fail(
+                            refusal("the host folder", volume.host_path),
+                            f"pods.{name}.containers[{index}].volumes[{number}].host")
 
     def local_file(self, written: str, at: str) -> Path:
         path = self.real_path(self.root / written)
+        if not self.inside_project(path):
+            raise self.fail(refusal("the file", path), at)
         if path.is_dir():
             raise self.fail(f"{written} is a folder; give a file", at)
         if not path.is_file():
@@ -285,8 +325,16 @@ class _Builder:
                           for algorithm in CHECKSUM_LENGTHS if algorithm in entry)
         target, dest = entry.get("target"), entry.get("dest")
         if "path" in entry:
+            if "size" in entry:
+                raise self.fail("'size' is for url artifacts (the most a download may "
+                                "bring); a local file is hashed as it is", f"{where}.size")
             path = self.local_file(entry["path"], f"{where}.path")
-            return ArtifactSpec(path=path, rel=entry["path"], name=entry.get("name", path.name),
+            name = entry.get("name", path.name)
+            if not re.search(FILE_NAME_PATTERN, name):
+                # cekit writes it into a COPY line unquoted
+                raise self.fail(f"cannot use {name!r} as the artifact's file name; add "
+                                "'name: ...'", where)
+            return ArtifactSpec(path=path, rel=entry["path"], name=name,
                                 target=target, dest=dest, checksums=checksums)
         url: str = entry["url"]
         if not checksums:
@@ -296,7 +344,7 @@ class _Builder:
         if not re.search(FILE_NAME_PATTERN, name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
         return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
-                            checksums=checksums)
+                            checksums=checksums, size=entry.get("size"))
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done

@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cpb.errors import SpecError
 from cpb.resources import builtin_modules_dir
+from cpb.spec.consent import HostPaths, refusal
+from cpb.spec.containerfile import (
+    CHECKSUM_LENGTHS,
+    MODULE_SCHEMA,
+    SAFE_FILE_MESSAGE,
+    SAFE_FILE_NAME,
+)
+from cpb.spec.schema import Validator
+from cpb.spec.yamlload import load_yaml
 
 PROJECT_MODULES = "modules"
 
@@ -36,6 +47,7 @@ class ModuleRef:
     files: tuple[ModuleFile, ...] = field(default=(), compare=False, repr=False)
     real: Path | None = field(default=None, compare=False, repr=False)  # symlinks resolved
     folders: tuple[str, ...] = field(default=(), compare=False, repr=False)  # below path
+    requires: tuple[str, ...] = field(default=(), compare=False, repr=False)  # it installs
 
 
 def read_module(module: ModuleRef) -> ModuleRef:
@@ -111,3 +123,94 @@ def module_files(module: ModuleRef, root: str | None = None,
 
     walk(str(module.path), "")
     return tuple(files)
+
+
+MODULE_FILE = "module.yaml"
+
+
+def check_module(module: ModuleRef, host_paths: HostPaths,
+                 exists: Callable[[str], bool]) -> ModuleRef:
+    """Validate the module's module.yaml like cpb.yaml: schema, positions, one-line errors.
+
+    cekit pastes its values into the Containerfile, reads its artifacts on
+    the host and renders help templates, so a module.yaml is as much input
+    as cpb.yaml. Returns the module with the modules it installs itself
+    (`requires`) and any host file it copies (with the user's consent) among
+    its files, so that they are part of the input digest.
+    """
+    display = f"{module.label}/{MODULE_FILE}"
+    data = load_yaml(module.path / MODULE_FILE, display)
+    if data is None:
+        raise SpecError("file is empty; a module needs at least 'name' and 'version'",
+                        file=display)
+    validator = Validator(display, MODULE_SCHEMA)
+    validator.validate(data)
+
+    def fail(message: str, field_path: str) -> SpecError:
+        mark = validator.locations.get(field_path)
+        return SpecError(message, file=display, line=mark.line if mark else 0,
+                         column=mark.column if mark else 0, field=field_path)
+
+    if data["name"] != module.name:
+        raise fail(f"the module is named '{data['name']}' but its folder is "
+                   f"'{module.name}'; cekit finds modules by name, so they must be the same",
+                   "name")
+    top = len(module.label) + 1
+    rels = {f.shown[top:] for f in module.files}
+    for rel in sorted(rels):
+        if rel.rsplit("/", 1)[-1] == MODULE_FILE and rel != MODULE_FILE:
+            raise SpecError(f"{module.label}/{rel}: a module holds one {MODULE_FILE}; cekit "
+                            "would load this one as another module", file=display)
+    for index, step in enumerate(data.get("execute", [])):
+        if step["script"] not in rels:
+            raise fail(f"script not found in the module: {step['script']}",
+                       f"execute[{index}].script")
+    extra: list[ModuleFile] = []
+    for index, entry in enumerate(data.get("artifacts", [])):
+        def at(message: str, field_path: str, index: int = index) -> SpecError:
+            return fail(message, f"artifacts[{index}]{field_path}")
+
+        host_file = _module_artifact(module, entry, rels, host_paths, at)
+        if host_file is not None:
+            extra.append(host_file)
+    requires = []
+    for index, entry in enumerate((data.get("modules") or {}).get("install", [])):
+        if not exists(entry["name"]):
+            raise fail(f"module '{entry['name']}' not found in modules/ or cpb's built-in "
+                       "modules", f"modules.install[{index}].name")
+        requires.append(entry["name"])
+    return dataclasses.replace(module, files=module.files + tuple(extra),
+                               requires=tuple(requires))
+
+
+def _module_artifact(module: ModuleRef, entry: dict[str, str], rels: set[str],
+                     host_paths: HostPaths,
+                     fail: Callable[[str, str], SpecError]) -> ModuleFile | None:
+    """Check one artifact of a module; a host file it may copy is returned for the digest."""
+    if ("path" in entry) == ("url" in entry):
+        which = "both" if "path" in entry else "neither"
+        raise fail(f"give exactly one of 'path' or 'url' ({which} given)", "")
+    source = entry.get("path") or entry["url"].rstrip("/")
+    name = entry.get("name") or source.rsplit("/", 1)[-1]
+    if not re.search(SAFE_FILE_NAME, name) or not re.search(SAFE_FILE_NAME,
+                                                             entry.get("target", name)):
+        raise fail(f"cannot use {name!r} as the artifact's file name; add 'name: ...' "
+                   f"({SAFE_FILE_MESSAGE})", "")
+    if "url" in entry:
+        if not any(algorithm in entry for algorithm in CHECKSUM_LENGTHS):
+            raise fail("a url artifact needs its checksum: add 'sha256: ...'", "")
+        return None
+    path: str = entry["path"]
+    if not os.path.isabs(path):
+        # cekit reads it from its copy of the module folder: it must be a file of the module
+        if path not in rels:
+            where = "outside the module" if ".." in path.split("/") else "not a file of the module"
+            raise fail(f"{path} is {where}; a module artifact's path is relative to the "
+                       "module folder", ".path")
+        return None
+    real = Path(os.path.realpath(path))
+    if not host_paths.allows(real):
+        raise fail(refusal("the artifact", real), ".path")
+    if not real.is_file():
+        raise fail(f"file not found: {path}", ".path")
+    return ModuleFile(f"{module.label}/artifact:{name}", real, real.stat())

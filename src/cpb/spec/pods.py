@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from cpb.errors import SpecError
 from cpb.util import did_you_mean
 
 DEFAULT_STOP_TIMEOUT = 10
@@ -46,6 +47,8 @@ class ContainerSpec:
     volumes: tuple[VolumeSpec, ...] = ()
     resources: ResourcesSpec = ResourcesSpec()
     workdir: str | None = None
+    user: str | None = None  # the image's `user` (None: the base image's, root as a rule)
+    restricted: bool = True  # the cluster form's "restricted" securityContext (docs/pods.md)
 
 
 @dataclass(frozen=True)
@@ -65,10 +68,14 @@ class PodSpec:
     labels: tuple[tuple[str, str], ...] = ()
     restart: str = "Always"
     stop_timeout: int = DEFAULT_STOP_TIMEOUT
+    # Why this pod cannot run as one Podman pod (file:line:col: ...), or None.
+    # The cluster form has no such limit, so the spec loads; `cpb up` refuses.
+    pod_form_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The spec as plain data, without paths that depend on this machine."""
         data = asdict(self)
+        data.pop("pod_form_error")
         for container in data["containers"]:
             for volume in container["volumes"]:
                 volume.pop("host_path")
@@ -104,6 +111,7 @@ def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
             seen[shown] = where
         containers.append(container)
     ports = tuple(_published(text) for text in raw.get("ports", []))
+    problem = _shared_network_problem(containers, ports, at, fail)
     hosts = {**defaults.get("hosts", {}), **raw.get("hosts", {})}
     labels = {**defaults.get("labels", {}), **raw.get("labels", {})}
     return PodSpec(
@@ -111,7 +119,42 @@ def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
         hosts=tuple(sorted(hosts.items())), labels=tuple(sorted(labels.items())),
         restart=raw.get("restart", defaults.get("restart", "Always")),
         stop_timeout=raw.get("stop_timeout",
-                             defaults.get("stop_timeout", DEFAULT_STOP_TIMEOUT)))
+                             defaults.get("stop_timeout", DEFAULT_STOP_TIMEOUT)),
+        pod_form_error=problem)
+
+
+def listening_ports(container: ContainerSpec, published: tuple[PublishedPort, ...],
+                    first: bool) -> list[int]:
+    """The ports a container listens on: its image's `ports` and its own, and, for
+    the pod's first container, published ports no container declares (they go there)."""
+    return [*container.ports, *([p.container_port for p in published] if first else [])]
+
+
+def _shared_network_problem(containers: list[ContainerSpec],
+                            published: tuple[PublishedPort, ...], at: str,
+                            fail: Fail) -> str | None:
+    """Replicas of a listening container cannot share one Podman pod: they share one
+    network namespace, so the second cannot bind the port and (restart: Always)
+    crash-loops. Said here, at spec time, with the line of `replicas`."""
+    declared = {port for c in containers for port in c.ports}
+    undeclared = tuple(p for p in published if p.container_port not in declared)
+    for index, container in enumerate(containers):
+        ports = listening_ports(container, undeclared, index == 0)
+        if container.replicas > 1 and ports:
+            listed = ", ".join(str(p) for p in dict.fromkeys(ports))
+            return str(fail(
+                f"{container.replicas} replicas of '{container.name}' cannot run in one "
+                f"Podman pod: it listens on {listed} and the pod's containers share one "
+                "network, so only one replica could bind it; use replicas: 1 for `cpb up`, "
+                "or `cpb kube --cluster` (each replica its own pod)",
+                f"{at}.containers[{index}].replicas"))
+    return None
+
+
+def check_pod_form(pod: PodSpec) -> None:
+    """Raise the spec error that keeps `pod` from running as one Podman pod, if any."""
+    if pod.pod_form_error is not None:
+        raise SpecError(pod.pod_form_error)
 
 
 def _container(raw: Mapping[str, Any], pod_env: Mapping[str, Any],
@@ -141,7 +184,8 @@ def _container(raw: Mapping[str, Any], pod_env: Mapping[str, Any],
         ports=ports, volumes=volumes,
         resources=ResourcesSpec(cpu=_opt_text(resources.get("cpu")),
                                 memory=_opt_text(resources.get("memory"))),
-        workdir=raw.get("workdir"))
+        workdir=raw.get("workdir"), user=image.user,
+        restricted=bool((raw.get("security") or {}).get("restricted", True)))
 
 
 def _volume(raw: Mapping[str, Any], root: Path, at: str, fail: Fail) -> VolumeSpec:

@@ -14,38 +14,40 @@ from collections.abc import Callable
 from typing import Any
 
 from cpb.errors import SpecError
+from cpb.spec.containerfile import (
+    ARGV,
+    CEKIT_HATCH,
+    CHECKSUMS,
+    CONTAINERFILE_TEXT,
+    ENV_NAME_PATTERN,
+    IMAGE_PATH_PATTERN,
+    LABEL_NAME_PATTERN,
+    MODULE_PATTERN,
+    PACKAGES,
+    SAFE_DEST,
+    SAFE_FILE_NAME,
+    SAFE_NAME,
+    SCALAR,
+    UNESCAPED,
+    USER,
+    WORKDIR,
+)
 from cpb.spec.yamlload import Located, LocatedList, Mark
 from cpb.util import did_you_mean
 
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$"
-MODULE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
-FILE_NAME_PATTERN = r"^(?!\.\.?$)[^/\x00]{1,255}$"
-IMAGE_PATH_PATTERN = r'^/(?!.*(^|/)\.\.(/|$))[^\x00-\x1f\x7f"\\]*$'
-# Values cekit copies into the Containerfile without escaping (ENV, LABEL,
-# USER): a quote, backslash or newline there would change the Containerfile.
-CONTAINERFILE_TEXT = r'^[^"\\\x00-\x1f\x7f]*$'
-_UNESCAPED = ("contains a double quote, backslash or control character (a newline?), which "
-              "cekit writes into the Containerfile unescaped; avoid them here")
+FILE_NAME_PATTERN = SAFE_FILE_NAME
+_UNESCAPED = UNESCAPED
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
 ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
-# Checksums an artifact may declare, the preferred cache key first (cekit accepts the same four).
-CHECKSUM_LENGTHS = {"sha256": 64, "sha512": 128, "sha1": 40, "md5": 32}
 # host[:port][/path]: no scheme (tls_verify says http or https), no tag.
 REGISTRY_URL_PATTERN = (r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
                         r"(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
 
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
-# cekit writes CMD/ENTRYPOINT into the Containerfile without escaping, so a
-# double quote or backslash would silently produce a broken image.
-_ARGV = {"type": "array", "minItems": 1,
-         "items": {"type": "string", "pattern": r'^[^"\\]*$',
-                   "x-message": "contains a double quote or backslash, which cekit writes "
-                                "into the Containerfile unescaped; avoid them here"},
-         "description": "exec form: a list of arguments, never a shell string; "
-                        "no double quotes or backslashes (cekit does not escape them)"}
-_SCALAR = {"type": ["string", "integer", "number", "boolean"],
-           "pattern": CONTAINERFILE_TEXT, "x-message": _UNESCAPED}
+_ARGV = ARGV
+_SCALAR = SCALAR
 
 
 def _image_common() -> dict[str, Any]:
@@ -53,22 +55,19 @@ def _image_common() -> dict[str, Any]:
     return {
         "modules": {"type": "array", "description": "modules/ beside cpb.yaml first, then cpb's",
                     "items": {"type": "string", "pattern": MODULE_PATTERN}},
-        "packages": {"type": "array", "items": {
-            "type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9+._:=~*-]*$"}},
+        "packages": PACKAGES,
         "packages_manager": {"enum": ["apt-get", "apk", "dnf", "microdnf", "yum", "zypper"]},
         "artifacts": {"type": "array", "items": {"$ref": "#/$defs/artifact"}},
-        "env": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+        "env": {"type": "object", "propertyNames": {"pattern": ENV_NAME_PATTERN},
                 "additionalProperties": _SCALAR},
-        "labels": {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"},
+        "labels": {"type": "object", "propertyNames": {"pattern": LABEL_NAME_PATTERN},
                    "additionalProperties": _SCALAR},
         "ports": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 65535}},
-        "user": {"type": ["string", "integer"], "pattern": CONTAINERFILE_TEXT,
-                 "x-message": _UNESCAPED},
-        "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+        "user": USER,
+        "workdir": WORKDIR,
         "cmd": _ARGV,
         "entrypoint": _ARGV,
-        "cekit": {"type": "object", "description":
-                  "merged into the rendered cekit descriptor (escape hatch)"},
+        "cekit": CEKIT_HATCH,
     }
 
 
@@ -145,13 +144,14 @@ def build_schema() -> dict[str, Any]:
                     "url": {"type": "string", "pattern": ARTIFACT_URL_PATTERN,
                             "x-message": "is not an http://, https:// or file:// URL",
                             "description": "fetched on the host into cpb's artifact cache"},
-                    **{algorithm: {"type": "string", "pattern": f"^[0-9a-fA-F]{{{length}}}$",
-                                   "x-message": f"is not a {algorithm} checksum "
-                                                f"({length} hex digits)"}
-                       for algorithm, length in CHECKSUM_LENGTHS.items()},
-                    "name": {"type": "string", "pattern": FILE_NAME_PATTERN},
-                    "target": {"type": "string", "pattern": FILE_NAME_PATTERN},
-                    "dest": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                    **CHECKSUMS,
+                    "size": {"type": "integer", "minimum": 0,
+                             "description": "a url artifact's size in bytes: the download "
+                                            "stops once it is exceeded (default limit 2 GiB, "
+                                            "$CPB_MAX_DOWNLOAD)"},
+                    "name": SAFE_NAME,
+                    "target": SAFE_NAME,
+                    "dest": SAFE_DEST,
                 },
             },
         },
@@ -242,6 +242,15 @@ def pod_defs() -> dict[str, Any]:
                 "volumes": {"type": "array", "items": {"$ref": "#/$defs/volume"}},
                 "resources": _RESOURCES,
                 "workdir": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
+                "security": {
+                    "type": "object", "additionalProperties": False,
+                    "description": "the cluster form's securityContext (docs/pods.md)",
+                    "properties": {"restricted": {
+                        "type": "boolean", "description":
+                        "default true: what the Kubernetes 'restricted' Pod Security "
+                        "Standard asks (no privilege escalation, no capabilities, "
+                        "seccomp RuntimeDefault, non-root when the image's user is a "
+                        "non-zero uid); false for an image that needs more"}}},
             },
         },
         "volume": {
@@ -288,20 +297,23 @@ def _ecma(pattern: str) -> str:
 class Validator:
     """Checks a located YAML document against SCHEMA; raises `SpecError`."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, root: dict[str, Any] | None = None) -> None:
         self.file = file
+        self.root = SCHEMA if root is None else root  # what `$ref`s point into
         self.locations: dict[str, Mark] = {}
 
     def fail(self, message: str, path: str, mark: Mark | None) -> SpecError:
         return SpecError(message, file=self.file, line=mark.line if mark else 0,
                          column=mark.column if mark else 0, field=path or "(top level)")
 
-    def validate(self, value: Any, schema: dict[str, Any] = SCHEMA, path: str = "",
+    def validate(self, value: Any, schema: dict[str, Any] | None = None, path: str = "",
                  mark: Mark | None = None) -> None:
+        if schema is None:
+            schema = self.root
         if mark is None and hasattr(value, "mark"):
             mark = value.mark
         if "$ref" in schema:
-            schema = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+            schema = self.root["$defs"][schema["$ref"].rsplit("/", 1)[1]]
         self.locations[path] = mark or Mark(1, 1)
         types = schema.get("type")
         if types is not None:
@@ -365,8 +377,11 @@ class Validator:
             raise self.fail(f"give exactly one of: {keys}", path, mark)
         names = schema.get("propertyNames")
         extra = schema.get("additionalProperties", True)
+        refused: dict[str, str] = schema.get("x-refused", {})
         for key, item in value.items():
             where = f"{prefix}{key}"
+            if key in refused:
+                raise self.fail(f"'{key}' {refused[key]}", where, key_marks.get(key))
             if names is not None:
                 try:
                     self._string(key, names, where, key_marks.get(key))
@@ -392,3 +407,4 @@ class Validator:
 
 def schema_json() -> str:
     return json.dumps(SCHEMA, indent=2, sort_keys=True) + "\n"
+

@@ -24,6 +24,10 @@ except AttributeError:  # pragma: no cover - depends on the PyYAML build
 
 MAX_NODES = 200_000  # after alias expansion; real specs have a few thousand
 MAX_BYTES = 5 * 1024 * 1024
+# Scalar text after alias expansion: one 1 MiB string aliased 1,000 times is a
+# few nodes but a gigabyte once every later step (schema, digest, render)
+# copies it.
+MAX_EXPANDED_BYTES = 4 * MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -53,17 +57,21 @@ class _Loader(_Base):  # type: ignore[misc]
     pass
 
 
-def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
-    """Nodes in the document once every alias is expanded (memoised per node)."""
+def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
+    """(nodes, bytes of scalar text) once every alias is expanded (memoised per node)."""
     key = id(node)
     if key not in memo:
-        memo[key] = 1  # guards against recursive aliases while we descend
+        memo[key] = (1, 0)  # guards against recursive aliases while we descend
+        if isinstance(node, yaml.ScalarNode):
+            memo[key] = (1, len(node.value))
+            return memo[key]
         children: list[yaml.Node] = []
         if isinstance(node, yaml.SequenceNode):
             children = list(node.value)
         elif isinstance(node, yaml.MappingNode):
             children = [n for pair in node.value for n in pair]
-        memo[key] = 1 + sum(_expanded_size(c, memo) for c in children)
+        sizes = [_expanded_size(c, memo) for c in children]
+        memo[key] = (1 + sum(n for n, _ in sizes), sum(b for _, b in sizes))
     return memo[key]
 
 
@@ -131,9 +139,15 @@ def parse_yaml(text: str, name: str) -> Any:
         if node is None:
             return None
         # Only aliases can make a document bigger than its text: no '*', no alias.
-        if "*" in text and _expanded_size(node, {}) > MAX_NODES:
-            raise SpecError(f"document expands to more than {MAX_NODES} nodes "
-                            "through aliases (a YAML bomb?)", file=name)
+        if "*" in text:
+            nodes, size = _expanded_size(node, {})
+            if nodes > MAX_NODES:
+                raise SpecError(f"document expands to more than {MAX_NODES} nodes "
+                                "through aliases (a YAML bomb?)", file=name)
+            if size > MAX_EXPANDED_BYTES:
+                raise SpecError(f"document expands to {size} bytes of text through aliases, "
+                                f"over the limit of {MAX_EXPANDED_BYTES} (a YAML bomb?)",
+                                file=name)
         return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

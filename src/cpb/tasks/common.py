@@ -7,15 +7,13 @@ from pathlib import Path
 from cpb.adapters.podman import sandbox_hint
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
-from cpb.state import StateDir
+from cpb.state import StateDir, fresh_file
 
 
 def fresh_log(state: StateDir, task: str) -> Path:
-    """The task's log file, emptied: each run of a task logs afresh."""
-    path = state.log_path(task)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
+    """The task's log file, emptied: each run of a task logs afresh (a checked
+    write: on a full disk, the one-line error)."""
+    return fresh_file(state.log_path(task))
 
 
 def shown(path: Path) -> str:

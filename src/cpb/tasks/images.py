@@ -20,6 +20,7 @@ from cpb.adapters.rootfs import make_rootfs
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, task_name
+from cpb.resolve.render import GENERATED_DIR
 from cpb.state import write_bytes_atomic
 from cpb.tasks.changes import build_reasons
 from cpb.tasks.common import fresh_log, shown, task_failed
@@ -39,8 +40,11 @@ _image_locks: dict[str, threading.Lock] = {}
 
 def render_uptodate(project: Project, image: str) -> bool:
     path = project.state.render_path(image)
+    build = project.images[image]
     try:
-        return path.read_text() == project.images[image].descriptor
+        return (path.read_text() == build.descriptor
+                and all((path.parent / rel).read_text() == text
+                        for rel, text in build.generated.items()))
     except OSError:
         return False
 
@@ -66,7 +70,16 @@ def tag_uptodate(project: Project, image: str) -> bool:
 
 def do_render(project: Project, image: str) -> None:
     build = project.images[image]
-    write_bytes_atomic(project.state.render_path(image), build.descriptor.encode())
+    path = project.state.render_path(image)
+    folder = path.parent / GENERATED_DIR
+    # a module generated for an earlier spec (the image had packages) must not linger:
+    # cekit reads every module.yaml below the folder it is given
+    for old in sorted(folder.glob("*/module.yaml")) if folder.is_dir() else []:
+        if old.relative_to(path.parent).as_posix() not in build.generated:
+            old.unlink()
+    for rel, text in build.generated.items():
+        write_bytes_atomic(path.parent / rel, text.encode())
+    write_bytes_atomic(path, build.descriptor.encode())
     project.state.write_stamp(task_name(RENDER, image), {"digest": build.digest})
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from cpb.adapters.pods import RUNNING
+from cpb.adapters.pods import RUNNING, RunningPod
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, POD, TAG, task_name
 from cpb.resolve.kube import LABEL_DIGEST
+from cpb.spec.pods import check_pod_form, replica_names
 from cpb.state import write_bytes_atomic
 from cpb.tasks.common import fresh_log, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -26,10 +27,34 @@ if TYPE_CHECKING:
 
 
 def pod_uptodate(project: Project, pod: str) -> bool:
+    """The pod runs, made from these inputs, with every container it should have.
+
+    The last part matters after a `cpb up` killed during `podman kube play`:
+    a pod with the new label can be running with only some of its containers.
+    """
     build = project.pods[pod]
     running = project.pod_store.pods().get(build.k8s_name)
-    return (running is not None and running.status == RUNNING
-            and running.labels.get(LABEL_DIGEST) == build.label)
+    if (running is None or running.status != RUNNING
+            or running.labels.get(LABEL_DIGEST) != build.label):
+        return False
+    return expected_containers(project, pod) <= _running_names(running)
+
+
+def expected_containers(project: Project, pod: str) -> set[str]:
+    """The names podman gives the pod's containers: `<pod>-<container>[-<replica>]`."""
+    prefix = project.pods[pod].k8s_name + "-"
+    return {prefix + shown for c in project.spec.pods[pod].containers
+            for shown in replica_names(c.name, c.replicas)}
+
+
+def _running_names(pod: RunningPod) -> set[str]:
+    return {name for c in pod.containers if str(c.get("Status", "")).lower() == "running"
+            for name in _names(c)}
+
+
+def _names(container: dict[str, Any]) -> list[str]:
+    names = container.get("Names", [])
+    return [names] if isinstance(names, str) else [str(n) for n in names or []]
 
 
 def pod_is_up(project: Project, pod: str) -> bool:
@@ -41,6 +66,7 @@ def do_pod(project: Project, pod: str) -> None:
     """Play the pod's manifest, replacing an older version of the pod."""
     build = project.pods[pod]
     spec = project.spec.pods[pod]
+    check_pod_form(spec)  # `doit pod:NAME` comes here without the CLI's check
     task = task_name(POD, pod)
     manifest = project.state.root / "pods" / f"{pod}.yaml"
     write_bytes_atomic(manifest, build.manifest.encode())
@@ -63,7 +89,7 @@ def do_pod(project: Project, pod: str) -> None:
         state = running.status if running else "missing"
         stopped = [c.get("Names", "?") for c in (running.containers if running else [])
                    if c.get("Status") != "running"]
-        hint = f"; not running: {', '.join(stopped)} (see `podman logs NAME`)" if stopped else ""
+        hint = f"; not running: {', '.join(stopped)} (see `cpb logs pod:{pod}`)" if stopped else ""
         raise BuildError(f"{task}: pod {build.k8s_name} is {state} after `podman kube play`"
                          f"{hint}; log: {log_file}")
     project.state.write_stamp(task, {"digest": build.digest, "components": build.components,
@@ -79,6 +105,10 @@ def pod_reasons(project: Project, pod: str, pending: set[str]) -> list[str]:
     if running is None:
         found.append(f"pod {build.k8s_name} is not running")
     elif running.labels.get(LABEL_DIGEST) == build.label:
+        missing = sorted(expected_containers(project, pod) - _running_names(running))
+        if running.status == RUNNING and missing:
+            return [f"pod {build.k8s_name} lacks running containers {', '.join(missing)} "
+                    "(an interrupted `cpb up`?)"]
         return [f"pod {build.k8s_name} is {running.status or 'not running'}"]
     if old and stamp.get("digest") != build.digest:
         found.extend(_changes(old, build.components, pending))

@@ -1,0 +1,182 @@
+"""Running cpb on a project someone else wrote (issue 19; docs/security.md).
+
+Each attack of the issue is a case here or in the hostile corpus
+(tests/data/bad-specs, cases 89 to 112, run through the real CLI by
+test_bad_specs.py). The cases that need a real build (cekit + podman) are
+marked integration: they check that the host is unchanged (marker files
+absent, victim files byte-identical), that the error is one line with exit 2,
+and that nothing was built.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cpb.cli.app import main
+from cpb.errors import SpecError
+from cpb.spec.consent import CONSENT_ENV, HostPaths
+from cpb.spec.model import load_spec
+from helpers import build_file_tree
+
+SPEC = """
+project: untrusted-{name}
+images:
+  base:
+    rootfs: {{tar: base.tar}}
+  worker:
+    from: base
+    modules: [{module}]
+"""
+
+
+def module_yaml(name: str, body: str = "") -> str:
+    return (f"schema_version: 1\nname: {name}\nversion: \"1.0\"\n{body}"
+            "execute:\n  - script: install.sh\n")
+
+
+def project(root: Path, module: str, module_body: str = "", **extra: str) -> Path:
+    build_file_tree(root, {
+        "cpb.yaml": SPEC.format(name=module, module=module), "base.tar": "tar",
+        f"modules/{module}/module.yaml": module_yaml(module, module_body),
+        f"modules/{module}/install.sh": "#!/bin/sh\ntrue\n", **extra})
+    return root / "cpb.yaml"
+
+
+def run(spec: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["-f", str(spec), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# -- host paths need the user's consent ------------------------------------------
+
+AUTH = '{"auths": {"registry.example": {"auth": "dXNlcjpzZWNyZXQ="}}}\n'
+
+
+def test_module_artifact_auth_json_needs_consent(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    victim = tmp_path / "home" / ".config" / "containers" / "auth.json"
+    build_file_tree(tmp_path, {"home/.config/containers/auth.json": AUTH})
+    spec = project(tmp_path / "proj", "leak",
+                   f"artifacts:\n  - path: {victim}\n    dest: /opt/\n")
+    code, out, err = run(spec, "plan", capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("cpb: error: modules/leak/module.yaml:5:11: artifacts[0].path: the "
+                          f"artifact {victim} is outside the project")
+    assert f"--allow-host-path {victim}" in err and CONSENT_ENV in err
+    assert victim.read_text() == AUTH
+    assert not (tmp_path / "proj" / ".cpb").exists()
+
+
+def test_consented_module_artifact_is_part_of_the_digest(tmp_path: Path) -> None:
+    victim = tmp_path / "shared" / "tool.bin"
+    build_file_tree(tmp_path, {"shared/tool.bin": "one"})
+    spec = project(tmp_path / "proj", "tool", f"artifacts:\n  - path: {victim}\n")
+    consent = HostPaths.from_user([tmp_path / "shared"], env={})
+    module = load_spec(spec, host_paths=consent).images["worker"].modules[0]
+    assert [f.shown for f in module.files] == [
+        "modules/tool/install.sh", "modules/tool/module.yaml", "modules/tool/artifact:tool.bin"]
+    with pytest.raises(SpecError, match="outside the project"):
+        load_spec(spec, host_paths=HostPaths.from_user([tmp_path / "other"], env={}))
+
+
+def test_consent_from_the_environment(tmp_path: Path) -> None:
+    victim = tmp_path / "data"
+    victim.mkdir()
+    spec = build_file_tree(tmp_path / "proj", {
+        "cpb.yaml": "project: p\nimages:\n  base: {rootfs: {tar: base.tar}}\npods:\n  farm:\n"
+                    "    containers:\n"
+                    f"      - {{image: base, volumes: [{{host: {victim}, mount: /d}}]}}\n",
+        "base.tar": "tar"}) / "cpb.yaml"
+    with pytest.raises(SpecError, match=r"cpb.yaml:7:\d+: pods.farm.containers\[0\]"
+                                        r".volumes\[0\].host: the host folder"):
+        load_spec(spec, host_paths=HostPaths.from_user([], env={}))
+    consent = HostPaths.from_user([], env={CONSENT_ENV: f"/nonexistent:{victim}"})
+    volume = load_spec(spec, host_paths=consent).pods["farm"].containers[0].volumes[0]
+    assert volume.host_path == victim
+
+
+def kube_spec(root: Path) -> Path:
+    return build_file_tree(root, {
+        "cpb.yaml": "project: untrusted-kube\nimages:\n  base: {rootfs: {tar: base.tar}}\n"
+                    "pods:\n  farm:\n    containers:\n"
+                    "      - {image: base, volumes: [{host: /, mount: /hostroot}]}\n",
+        "base.tar": "tar"}) / "cpb.yaml"
+
+
+def test_kube_cluster_emits_no_host_root_without_consent(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = kube_spec(tmp_path)
+    code, out, err = run(spec, "kube", "--cluster", "farm", capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err == ("cpb: error: cpb.yaml:7:40: pods.farm.containers[0].volumes[0].host: the "
+                   "host folder / is outside the project; a project cannot use host paths on "
+                   "its own: if you trust it, allow it with `cpb --allow-host-path / ...` or "
+                   f"{CONSENT_ENV}=/\n")
+
+
+def test_kube_cluster_with_consent_mounts_it(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    spec = kube_spec(tmp_path)
+    code = main(["--allow-host-path", "/", "-f", str(spec), "kube", "--cluster", "farm"])
+    out = capsys.readouterr().out
+    assert code == 0
+    volumes = [v for doc in yaml.safe_load_all(out) if doc
+               for v in doc.get("spec", {}).get("template", {}).get("spec", {})
+               .get("volumes", [])]
+    assert {"path": "/", "type": "DirectoryOrCreate"} in [v.get("hostPath") for v in volumes]
+
+
+# -- module descriptors ------------------------------------------------------------
+
+def test_module_dependencies_are_found_checked_and_hashed(tmp_path: Path) -> None:
+    spec = project(tmp_path, "top", "modules:\n  install:\n    - name: dep\n", **{
+        "modules/dep/module.yaml": module_yaml("dep"),
+        "modules/dep/install.sh": "#!/bin/sh\ntrue\n"})
+    modules = load_spec(spec).images["worker"].modules
+    assert [m.name for m in modules] == ["top", "dep"]
+    (tmp_path / "modules/dep/module.yaml").write_text(
+        module_yaml("dep", 'envs:\n  - {name: A, value: "x\\nRUN id"}\n'))
+    with pytest.raises(SpecError, match=r"^modules/dep/module.yaml:5:\d+: envs\[0\].value: "):
+        load_spec(spec)
+
+
+def test_a_module_dependency_must_exist(tmp_path: Path) -> None:
+    spec = project(tmp_path, "top", "modules:\n  install:\n    - name: nowhere\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(spec)
+    assert str(err.value) == ("modules/top/module.yaml:6:13: modules.install[0].name: module "
+                              "'nowhere' not found in modules/ or cpb's built-in modules")
+
+
+def test_a_second_module_yaml_inside_a_module_is_refused(tmp_path: Path) -> None:
+    spec = project(tmp_path, "outer", **{"modules/outer/sub/module.yaml": module_yaml("inner")})
+    with pytest.raises(SpecError, match="modules/outer/sub/module.yaml: a module holds one "
+                                        "module.yaml"):
+        load_spec(spec)
+
+
+def test_module_artifact_inside_the_module_is_accepted(tmp_path: Path) -> None:
+    spec = project(tmp_path, "files", "artifacts:\n  - {path: data/tool.bin, dest: /opt/}\n",
+                   **{"modules/files/data/tool.bin": "bytes"})
+    module = load_spec(spec).images["worker"].modules[0]
+    assert "modules/files/data/tool.bin" in [f.shown for f in module.files]
+
+
+def test_cekit_escape_hatch_keeps_what_is_allowed(tmp_path: Path) -> None:
+    spec = build_file_tree(tmp_path, {
+        "cpb.yaml": "project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
+                    "    cekit:\n      args: [{name: A, value: '1'}]\n"
+                    "      volumes: [{path: /data}]\n"
+                    "      run: {user: '1000', workdir: /srv}\n"
+                    "      packages: {manager_flags: '-q'}\n",
+        "base.tar": "tar"}) / "cpb.yaml"
+    cekit = load_spec(spec).images["base"].cekit
+    assert json.loads(json.dumps(dict(cekit))) == {
+        "args": [{"name": "A", "value": "1"}], "volumes": [{"path": "/data"}],
+        "run": {"user": "1000", "workdir": "/srv"}, "packages": {"manager_flags": "-q"}}
