@@ -118,3 +118,15 @@ def test_missing_spec_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     code = main(["-f", str(tmp_path / "nope.yaml"), "plan"])
     _, err = capsys.readouterr()
     assert (code, err) == (2, "cpb: error: nope.yaml: file not found\n")
+
+
+@pytest.mark.parametrize("case", ["170-registry-url-credentials.yaml",
+                                  "174-artifact-url-credentials.yaml"])
+def test_a_password_in_a_url_is_never_printed(tmp_path: Path, case: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_case(tmp_path, case)
+    assert "s3cret" in (root / "cpb.yaml").read_text()
+    assert main(["-f", str(root / "cpb.yaml"), "plan"]) == 2
+    out, err = capsys.readouterr()
+    assert "holds credentials" in err
+    assert "s3cret" not in out + err

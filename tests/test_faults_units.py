@@ -20,7 +20,7 @@ import pytest
 from doit.dependency import JSONCodec
 
 from cpb.adapters.podman import ImageStore
-from cpb.adapters.processes import end_groups, our_group, process_start
+from cpb.adapters.processes import end_groups, group_and_below, process_start
 from cpb.adapters.runner import CommandFailed, ProcessRunner, Runner, stop_running
 from cpb.cli.app import main
 from cpb.errors import DiskFull, EnvironmentProblem, StateLocked, StateWriteError
@@ -174,6 +174,9 @@ def _wait_for_pid(path: Path) -> int:
 
 
 SCRIPT = 'sleep 60 & echo $! > "$1"; wait'
+# A child in a session of its own, as runc starts a build step's container:
+# out of the command's process group, still below it in the process tree.
+ESCAPING = 'setsid sleep 60 & echo $! > "$1"; wait'
 
 
 def test_ctrl_c_stops_the_command_and_its_children(tmp_path: Path) -> None:
@@ -434,10 +437,10 @@ def test_a_recorded_group_whose_number_was_reused_is_left_alone() -> None:
     try:
         start = process_start(other.pid)
         assert start is not None
-        assert our_group(other.pid, start + 1) == []  # another process has the number
+        assert group_and_below(other.pid, start + 1) == []  # another process has the number
         assert end_groups([(other.pid, start + 1)], grace=0.5) == []
         assert other.poll() is None
-        assert [p.pid for p in our_group(other.pid, start)] == [other.pid]
+        assert [p.pid for p in group_and_below(other.pid, start)] == [other.pid]
     finally:
         other.kill()
         other.wait()
@@ -482,3 +485,26 @@ def test_sigterm_and_sighup_stop_the_commands_like_ctrl_c(tmp_path: Path, sig: i
     word = "interrupted" if sig == signal.SIGINT else "terminated"
     assert err == f"{word}; everything finished so far is kept\n"
     assert _gone(grandchild)
+
+
+def test_stopping_a_command_stops_what_left_its_process_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pid"
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            ProcessRunner().run(["sh", "-c", ESCAPING, "sh", str(pidfile)],
+                                log_file=tmp_path / "log")
+        except CommandFailed as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=build)
+    worker.start()
+    escaped = _wait_for_pid(pidfile)
+    deadline = time.monotonic() + 10
+    while os.getpgid(escaped) == os.getpgid(os.getpid()) and time.monotonic() < deadline:
+        time.sleep(0.05)  # setsid has not run yet
+    stop_running()
+    worker.join(15)
+    assert not worker.is_alive() and len(errors) == 1
+    assert _gone(escaped), "a process in a session of its own outlived its command"

@@ -347,6 +347,70 @@ def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> No
     assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}
 
 
+# -- what Kubernetes accepts is accepted, and validates ---------------------------
+
+EDGES = """
+project: farm_1
+images:
+  base:
+    rootfs: {tar: base.tar}
+  dns:
+    from: base
+    ports: [53]
+pod_defaults:
+  labels: {example.com/team: compilers, app.kubernetes.io/component: farm}
+pods:
+  farm:
+    containers:
+      - {image: dns, resources: {cpu: .5, memory: 1e3}}
+      - {image: base, name: w, resources: {cpu: "+250m", memory: 1.5Gi}, env: {PEM: "a\\nb\\"c"}}
+    ports: ["53:53/udp", "127.0.0.1:53:53/tcp", "127.0.0.2:8080:80"]
+    hosts: {db.internal: "fd00::1", cache.internal: 10.0.0.2}
+  other:
+    containers: [{image: base}]
+    ports: ["127.0.0.1:8080:80", "8080:80/udp"]
+"""
+
+
+def test_kubernetes_edge_values_are_accepted_and_validate(tmp_path: Path) -> None:
+    project = open_project(make(tmp_path, EDGES), runner=PodmanFake())
+    pod = yaml.safe_load(project.pods["farm"].manifest)
+    assert validate_all(project.pods["farm"].manifest) == ["Pod"]
+    assert validate_all(project.pods["other"].manifest) == ["Pod"]
+    assert "Deployment" in validate_all(cluster_yaml(project, "farm"))
+    dns = pod["spec"]["containers"][0]
+    # 53/tcp and 53/udp are two ports, both on the container that listens on 53
+    assert sorted((p["containerPort"], p["protocol"], p.get("hostPort")) for p in dns["ports"]
+                  if p["containerPort"] == 53) == [(53, "TCP", 53), (53, "UDP", 53)]
+    assert dns["resources"] == {"requests": {"cpu": "0.5", "memory": "1e3"}}
+
+
+@pytest.mark.parametrize(("ports", "other", "message"), [
+    ('["8080:80"]', '["8080:81"]', "pods.other.ports[0]: host port 8080/tcp is already "
+                                   "published by pods.farm.ports[0]"),
+    ('["127.0.0.1:8080:80"]', '["8080:81"]', "host port 8080/tcp is already published"),
+    ('["8080:80", "8080:81"]', '["9090:80"]', "pods.farm.ports[1]: host port 8080/tcp is "
+                                              "already published by pods.farm.ports[0]"),
+    ('["65536:80"]', '["1:80"]', "pods.farm.ports[0]: host port 65536 is not a port number"),
+])
+def test_a_host_port_is_published_once_per_machine(tmp_path: Path, ports: str, other: str,
+                                                   message: str) -> None:
+    spec = (EDGES.replace('["53:53/udp", "127.0.0.1:53:53/tcp", "127.0.0.2:8080:80"]', ports)
+            .replace('["127.0.0.1:8080:80", "8080:80/udp"]', other))
+    with pytest.raises(SpecError) as info:
+        load_spec(make(tmp_path, spec))
+    assert message in str(info.value)
+
+
+def test_a_long_image_name_makes_a_container_name_kubernetes_takes(tmp_path: Path) -> None:
+    image = "a" * 41 + "_b"
+    spec = SPEC.replace("worker_gcc", image)
+    project = open_project(make(tmp_path, spec), runner=PodmanFake())
+    names = [c.name for c in project.spec.pods["farm"].containers]
+    assert names[2] == "a" * 41  # cut at 42 characters, then the trailing '-' removed
+    assert validate_all(project.pods["farm"].manifest) == ["Pod"]
+
+
 # -- replicas that listen, pod security, the cluster's registry (issue 18) -----
 
 LISTENING = """

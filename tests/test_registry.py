@@ -62,7 +62,8 @@ def test_no_registry_no_push_tasks(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("registry:\n  url: https://reg.example\n", "is not host[:port][/path] (no scheme)"),
+    ("registry:\n  url: https://reg.example\n", "has a scheme; write host[:port][/path]"),
+    ("registry:\n  url: reg.example:0/farm\n", "is not host[:port][/path] (no scheme, a port"),
     ("registry:\n  tls_verify: false\n", "missing required key 'url'"),
     ("registry:\n  url: reg.example\n  tls_verfy: false\n", "did you mean 'tls_verify'?"),
     ("registry:\n  url: reg.example\n  password: x\n", "unknown key 'password'"),

@@ -273,3 +273,41 @@ def test_mutual_tls_with_the_client_certificate_in_certs_d(home: Path, mtls_host
     (folder / "client.cert").write_bytes(pki.client_cert.read_bytes())
     (folder / "client.key").write_bytes(pki.client_key.read_bytes())
     assert Registry(RegistrySpec(mtls_host), timeout=5).manifest_digest("b", "t") == DIGEST
+
+
+# -- cpb doctor's registry checks ------------------------------------------------------------
+
+def _spec(tmp_path: Path, registry: str) -> Any:
+    from cpb.spec.model import load_spec
+    from helpers import build_file_tree
+
+    build_file_tree(tmp_path / "proj", {
+        "cpb.yaml": f"project: p\n{registry}images:\n  base:\n    from: 'x:1'\n"})
+    return load_spec(tmp_path / "proj/cpb.yaml")
+
+
+def test_doctor_registry_checks_of_a_plain_http_registry(home: Path, http_host: str,
+                                                         tmp_path: Path) -> None:
+    from cpb.cli.doctor_registry import registry_checks
+
+    spec = _spec(tmp_path, f"registry: {{url: '{http_host}/farm', tls_verify: false}}\n")
+    checks = {c.name: c for c in registry_checks(spec)}
+    assert checks["registry reachable"].ok
+    tls = checks["registry TLS"]
+    assert (tls.ok, tls.required, tls.detail) == (
+        False, False, "plain HTTP (tls_verify: false in cpb.yaml)")
+    assert checks["registry credentials"].ok
+    assert checks["registry credentials"].detail.startswith("not needed to read")
+    assert not checks["registry push permission"].required
+
+
+def test_doctor_registry_checks_of_an_untrusted_and_of_no_registry(home: Path, https_host: str,
+                                                                   tmp_path: Path) -> None:
+    from cpb.cli.doctor_registry import registry_checks
+
+    checks = registry_checks(_spec(tmp_path, f"registry: {{url: '{https_host}'}}\n"))
+    assert [(c.name, c.ok) for c in checks] == [("registry reachable", True),
+                                                ("registry TLS", False)]
+    assert "its TLS certificate is not trusted here" in checks[1].detail and checks[1].required
+    none = registry_checks(_spec(tmp_path, ""))
+    assert [(c.name, c.ok, c.required) for c in none] == [("registry", False, False)]

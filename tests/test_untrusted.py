@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from cpb.cli.app import main
-from cpb.errors import SpecError
+from cpb.errors import SpecError, UnsafeState
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import load_spec
+from cpb.state import StateDir, fresh_file, fresh_folder, open_log, write_bytes_atomic
 from helpers import build_file_tree
 
 SPEC = """
@@ -54,6 +55,7 @@ def run(spec: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int
 
 # -- host paths need the user's consent ------------------------------------------
 
+SECRET = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIvictim victim@host\n"
 AUTH = '{"auths": {"registry.example": {"auth": "dXNlcjpzZWNyZXQ="}}}\n'
 
 
@@ -180,3 +182,60 @@ def test_cekit_escape_hatch_keeps_what_is_allowed(tmp_path: Path) -> None:
     assert json.loads(json.dumps(dict(cekit))) == {
         "args": [{"name": "A", "value": "1"}], "volumes": [{"path": "/data"}],
         "run": {"user": "1000", "workdir": "/srv"}, "packages": {"manager_flags": "-q"}}
+
+
+# -- nothing under .cpb/ is followed through a link (the builds: integration/) ----
+
+@pytest.mark.parametrize("link", [".cpb", ".cpb/lock", ".cpb/logs/build-base.log",
+                                  ".cpb/state/build", ".cpb/render/base", ".cpb/doit.json",
+                                  ".cpb/build/base/target", ".cpb/hashes.json"])
+def test_the_lock_refuses_a_link_where_cpb_writes(tmp_path: Path, link: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text(SECRET)
+    root = tmp_path / "proj"
+    (root / link).parent.mkdir(parents=True, exist_ok=True)
+    (root / link).symlink_to(victim)
+    with pytest.raises(UnsafeState) as err, StateDir(root).lock():
+        pass
+    assert str(err.value).startswith(f"{link} is a symbolic link (to {victim}); cpb never "
+                                     "writes through links in .cpb/")
+    assert victim.read_text() == SECRET
+
+
+def test_writes_under_cpb_never_go_through_a_linked_folder(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    root = tmp_path / "proj"
+    (root / ".cpb").mkdir(parents=True)
+    (root / ".cpb/state").symlink_to(victim)
+    with pytest.raises(UnsafeState, match=r"^\.cpb/state is a symbolic link"):
+        StateDir(root).write_stamp("build:base", {"digest": "x"})
+    assert list(victim.iterdir()) == []
+    with pytest.raises(UnsafeState):
+        write_bytes_atomic(root / ".cpb/state/x/y.json", b"{}")
+    assert list(victim.iterdir()) == []
+
+
+def test_a_log_that_became_a_link_is_not_opened(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text(SECRET)
+    log = tmp_path / ".cpb/logs/build-base.log"
+    log.parent.mkdir(parents=True)
+    log.symlink_to(victim)
+    with pytest.raises(UnsafeState, match="build-base.log is a symbolic link"):
+        open_log(log)
+    fresh_file(log)  # a rename replaces the link itself
+    assert not log.is_symlink() and log.read_bytes() == b""
+    assert victim.read_text() == SECRET
+
+
+def test_fresh_folder_removes_a_link_and_never_what_it_points_to(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "keep").write_text(SECRET)
+    tree = tmp_path / "proj/.cpb/build/base/rootfs"
+    tree.parent.mkdir(parents=True)
+    tree.symlink_to(victim)
+    assert fresh_folder(tree) == tree
+    assert tree.is_dir() and not tree.is_symlink() and list(tree.iterdir()) == []
+    assert (victim / "keep").read_text() == SECRET

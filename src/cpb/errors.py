@@ -56,6 +56,12 @@ class StateLocked(EnvironmentProblem):
     """Another cpb process holds the project lock."""
 
 
+class UnsafeState(CpbError):
+    """`.cpb/` holds a symbolic link where cpb writes (a project can ship one)."""
+
+    exit_code = EXIT_SPEC
+
+
 class BuildError(CpbError):
     """A task's external command failed; the message names its log file."""
 

@@ -16,6 +16,7 @@ TAG = "tag"
 FETCH = "fetch"
 POD = "pod"
 PUSH = "push"
+WHEEL = "wheel"
 
 DIGEST_LABEL = "io.cpb.digest"  # the full input digest, on every image cpb builds
 PROJECT_LABEL = "io.cpb.project"

@@ -27,6 +27,7 @@ from cpb.resolve.digest import FileHasher
 from cpb.resolve.downloads import collect_downloads
 from cpb.resolve.images import ImageBuild, resolve_images
 from cpb.resolve.pods import PodBuild, resolve_pods
+from cpb.resolve.runtime import with_runtime
 from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
 from cpb.state import StateDir
@@ -55,8 +56,15 @@ def open_project(spec_file: Path, *, runner: Runner,
                  cache: ArtifactCache | None = None, registry_cache: bool = True,
                  host_paths: HostPaths | None = None) -> Project:
     """`host_paths`: host paths outside the project the user allowed (consent.py)."""
-    spec = load_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
+    spec = load_project_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
     return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache)
+
+
+def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
+                      host_paths: HostPaths | None = None) -> ProjectSpec:
+    """The spec, with what cpb itself adds to it (the runtime's wheel, cpb.resolve.runtime)."""
+    return with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,
+                                  host_paths=host_paths))
 
 
 def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache | None = None,

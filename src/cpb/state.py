@@ -13,6 +13,8 @@ import fcntl
 import json
 import logging
 import os
+import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -22,7 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from cpb.adapters.processes import end_groups, is_running, process_start
-from cpb.errors import DiskFull, EnvironmentProblem, SpecError, StateLocked, StateWriteError
+from cpb.errors import (
+    DiskFull,
+    EnvironmentProblem,
+    SpecError,
+    StateLocked,
+    StateWriteError,
+    UnsafeState,
+)
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
@@ -48,7 +57,7 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """
     tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        state_folder(path.parent)  # under .cpb/: never through a link a project shipped
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -64,6 +73,97 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         raise
 
 
+# -- no writes through symbolic links under .cpb/ ------------------------------
+#
+# A repository can commit a .cpb/ folder, with `.cpb/logs/build-x.log ->
+# ~/.ssh/authorized_keys` in it. cpb therefore never follows a link there:
+# folders are made one component at a time and refused when one is a link,
+# files are opened with O_NOFOLLOW or replaced by rename (which replaces a link
+# rather than writing through it), and `StateDir.check_links` refuses a .cpb/
+# with a link where cpb writes before anything runs.
+
+def unsafe_link(path: Path | str) -> UnsafeState:
+    """The one-line refusal of a link under .cpb/."""
+    try:
+        target = os.readlink(path)
+    except OSError:
+        target = "?"
+    return UnsafeState(f"{shown_path(path)} is a symbolic link (to {target}); cpb never "
+                       "writes through links in .cpb/, which a project can ship: remove it, "
+                       "or run `cpb clean`, which removes links without following them")
+
+
+def state_folder(folder: Path) -> Path:
+    """Make `folder` (.cpb/ or a folder below it) a real folder, never through a link.
+
+    Each component from .cpb/ down is made if missing; a link or a file in
+    the way is refused with one line.
+    """
+    parts = folder.parts
+    if STATE_DIR not in parts:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    start = len(parts) - 1 - parts[::-1].index(STATE_DIR)
+    current = Path(*parts[:start])
+    for part in parts[start:]:
+        current = current / part
+        try:
+            os.mkdir(current, 0o755)
+            continue
+        except FileExistsError:
+            pass
+        info = os.lstat(current)
+        if stat.S_ISLNK(info.st_mode):
+            raise unsafe_link(current)
+        if not stat.S_ISDIR(info.st_mode):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(current))
+    return folder
+
+
+def remove_entry(path: Path) -> None:
+    """Remove a file, link or folder tree without following any link in it."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        shutil.rmtree(path)  # removes links inside, never what they point to
+    else:
+        os.unlink(path)
+
+
+def fresh_folder(folder: Path) -> Path:
+    """An empty folder at `folder` under .cpb/, made now: whatever was there
+    (a link, an old tree a debootstrap left) is removed, never followed."""
+    state_folder(folder.parent)
+    try:
+        remove_entry(folder)
+        os.mkdir(folder, 0o755)
+    except OSError as exc:
+        raise write_error(folder, exc) from None
+    return folder
+
+
+def open_log(path: Path) -> int:
+    """A file descriptor appending to `path`, which must not be a link."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+                       | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise unsafe_link(path) from None
+        raise
+
+
+def _refuse_links(folder: str, depth: int) -> None:
+    with os.scandir(folder) as listing:
+        for entry in listing:
+            if entry.is_symlink():
+                raise unsafe_link(entry.path)
+            if depth > 1 and entry.is_dir(follow_symlinks=False):
+                _refuse_links(entry.path, depth - 1)
+
+
 def _remove_quietly(tmp: str | None) -> None:
     if tmp is not None:
         with suppress(OSError):
@@ -75,7 +175,10 @@ def write_json_atomic(path: Path, value: Any) -> None:
 
 
 def fresh_file(path: Path) -> Path:
-    """An empty file at `path` (a task's log), checked like every other write."""
+    """An empty file at `path` (a task's log), checked like every other write.
+
+    A rename replaces a link at `path` instead of writing through it.
+    """
     write_bytes_atomic(path, b"")
     return path
 
@@ -148,9 +251,22 @@ class StateDir:
     def doit_db(self) -> Path:
         return self.root / "doit.json"
 
+    def check_links(self) -> None:
+        """Refuse a .cpb/ that is a link, or holds one where cpb (or cekit, or
+        podman's --digestfile) writes: up to .cpb/<folder>/<name>/<entry>."""
+        try:
+            info = os.lstat(self.root)
+        except FileNotFoundError:
+            return
+        if stat.S_ISLNK(info.st_mode):
+            raise unsafe_link(self.root)
+        if stat.S_ISDIR(info.st_mode):  # a file there is the lock's "not a folder"
+            _refuse_links(str(self.root), 3)
+
     @contextmanager
     def lock(self, *, wait: bool = True, on_wait: Callable[[str], None] | None = None,
-             on_ended: Callable[[str], None] | None = None) -> Iterator[HeldLock]:
+             on_ended: Callable[[str], None] | None = None,
+             check: bool = True) -> Iterator[HeldLock]:
         """Hold the project lock: one build at a time per project.
 
         flock is released by the kernel when the process dies. The commands a
@@ -160,10 +276,14 @@ class StateDir:
         owner dead ends those groups (`on_ended` says which) and goes on.
         """
         path = self.root / "lock"
+        if check:  # `cpb clean` does not: it removes the links
+            self.check_links()
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            state_folder(self.root)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise unsafe_link(path) from None
             why = ("it is not a folder" if self.root.exists() and not self.root.is_dir()
                    else exc.strerror)
             raise EnvironmentProblem(f"cannot use {self.root}: {why}") from None
@@ -313,7 +433,7 @@ def prepare_dep_file(project_root: Path) -> None:
     """
     path = project_root / ".cpb" / "doit.json"
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        state_folder(path.parent)
     except OSError as exc:
         raise write_error(path.parent, exc) from None
     try:

@@ -16,9 +16,8 @@ from pathlib import Path
 
 from cpb.adapters.artifacts import ArtifactCache
 from cpb.adapters.runner import ProcessRunner, Runner
-from cpb.project import Project, resolve_project
+from cpb.project import Project, load_project_spec, resolve_project
 from cpb.spec.consent import HostPaths
-from cpb.spec.model import load_spec
 from cpb.state import HeldLock, StateDir, prepare_dep_file
 from cpb.tasks.plan import make_plan
 from cpb.tasks.records import record_found, repair_records
@@ -51,7 +50,7 @@ def prepared(opening: Opening, *, on_wait: Callable[[str], None] | None = None,
     The spec is read first: a bad spec is refused before anything is written
     (the lock lives in .cpb/).
     """
-    spec = load_spec(opening.spec_file, host_paths=opening.host_paths)
+    spec = load_project_spec(opening.spec_file, host_paths=opening.host_paths)
     with StateDir(spec.root).lock(on_wait=on_wait, on_ended=on_ended) as held:
         # Resolved under the lock: what another run changed while we waited is seen.
         project = resolve_project(spec, runner=opening.runner(held),

@@ -7,19 +7,22 @@ these tests start are signalled.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cpb.cli.app import main
-from helpers import image_ids, module
+from helpers import image_ids, module, podman
 
 pytestmark = pytest.mark.integration
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -71,6 +74,26 @@ def _stop_what_we_started() -> Iterator[None]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@pytest.fixture
+def own_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Images and pods in a podman storage of this test's own (as test_pod_play does):
+    other engineers' builds and removals on the shared storage cannot race with
+    ours, nobody else's pods can be mistaken for ours, and ours go with it."""
+    root = tmp_path / "podman-storage"
+    root.mkdir()
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{root}/graph"\n'
+                    f'runroot = "{root}/run"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    yield conf
+    own = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}  # never the shared storage
+    for args in (["pod", "rm", "--all", "--force", "--time", "0"],
+                 ["rm", "--all", "--force", "--time", "0"], ["rmi", "--all", "--force"]):
+        subprocess.run(["podman", *args], env=own, capture_output=True, check=False)
+    subprocess.run(["umount", "-R", str(root / "graph" / "overlay")], capture_output=True,
+                   check=False)
 
 
 def start(root: Path, *argv: str) -> subprocess.Popen[str]:
@@ -141,7 +164,8 @@ def plan_is_empty(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "nothing to do" in out
 
 
-def test_kill_9_during_a_build_then_rerun(make_project, project_name: str,  # type: ignore[no-untyped-def]
+def test_kill_9_during_a_build_then_rerun(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                          project_name: str,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(SPEC, FILES)
     first = start(root, "build")
@@ -188,6 +212,251 @@ def test_ctrl_c_exits_130_and_leaves_nothing_running(make_project, project_name:
     assert "ok  build:slow" in out
     assert set(image_ids(project_name)) >= IMAGES
     plan_is_empty(root, capsys)
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_the_build_like_ctrl_c(  # type: ignore[no-untyped-def]
+        own_storage: Path, make_project, project_name: str, sig: int, code: int,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """What CI's cancel button, `timeout`, systemd and Kubernetes send (SIGTERM), and a
+    closed terminal (SIGHUP): cekit, podman and the build container are stopped."""
+    root = make_project(SPEC, FILES)
+    proc = start(root, "build", "-j", "2")
+    wait_for("the slow image's script", log_says(root, "build-slow", "slow-started"), proc,
+             root / ".cpb" / "logs")
+    assert any(f"{project_name}-sleeper" in line for line in our_processes(root))
+    proc.send_signal(sig)
+    returncode, out, err = finish(proc, timeout=120)
+    assert returncode == code, out + err
+    assert err.endswith("terminated; everything finished so far is kept\n"), err
+    assert err.count("terminated;") == 1 and "Traceback" not in out + err
+    assert our_processes(root) == []  # cekit, podman build and the module's sleeper
+    assert "slow:latest" not in image_ids(project_name)
+    assert_state_is_whole(root)
+    if sig == signal.SIGTERM:  # the rerun finishes the job (once is enough)
+        returncode, out, err = finish(start(root, "build", "-j", "2"))
+        assert returncode == 0, out + err
+        assert "ok  build:slow" in out
+        assert set(image_ids(project_name)) >= IMAGES
+        plan_is_empty(root, capsys)
+
+
+# -- a full disk: the project on a small tmpfs -----------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path, busybox_tar: Path) -> Iterator[Path]:
+    """A tmpfs where make_project puts the project: room for it and a few MB more."""
+    where = tmp_path / "proj"
+    where.mkdir()
+    size = busybox_tar.stat().st_size + 4 * 1024 * 1024
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); "
+                    "the full-disk case needs one (it runs as root on CI)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_to_the_brim(root: Path) -> Path:
+    """Write a file until the file system says ENOSPC; return it (remove it to free space)."""
+    filler = root / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    assert os.statvfs(root).f_bavail == 0
+    return filler
+
+
+DISK_FULL = re.compile(r"^cpb: error: no space left on device writing \.cpb/\S+.*; "
+                       r"images built so far are kept$")
+
+
+def assert_one_disk_full_line(out: str, err: str) -> None:
+    lines = [line for line in (out + err).splitlines() if "no space left" in line.lower()]
+    assert len(lines) == 1 and DISK_FULL.match(lines[0]), out + err
+    assert err.splitlines()[-1] == lines[0]
+    assert "Traceback" not in out + err and "FAIL" not in out
+
+
+def test_a_full_disk_during_a_build_then_after_freeing_space(  # type: ignore[no-untyped-def]
+        own_storage: Path, small_disk: Path, make_project, project_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_project(SPEC, FILES)
+    assert root == small_disk
+    code, out, err = finish(start(root, "build", "base"))
+    assert code == 0, out + err
+    doit_db = root / ".cpb" / "doit.json"
+    assert json.loads(doit_db.read_text())
+
+    # The disk fills up while cekit builds 'slow' (and 'other', -j 2).
+    proc = start(root, "build", "-j", "2")
+    wait_for("the slow image's script", log_says(root, "build-slow", "slow-started"), proc,
+             root / ".cpb" / "logs")
+    filler = fill_to_the_brim(root)
+    code, out, err = finish(proc)
+    assert code == 3, out + err
+    assert_one_disk_full_line(out, err)
+    assert json.loads(doit_db.read_text())  # doit's database: the old one, whole
+    assert_state_is_whole(root)
+    assert our_processes(root) == []
+
+    # Still full: a new run says so at once, and changes nothing.
+    before = {p: p.read_bytes() for p in (root / ".cpb").rglob("*.json")}
+    code, out, err = finish(start(root, "build", "-j", "2"))
+    assert code == 3, out + err
+    assert_one_disk_full_line(out, err)
+    assert {p: p.read_bytes() for p in (root / ".cpb").rglob("*.json")} == before
+
+    # Space freed: the rerun completes, and every record is whole.
+    filler.unlink()
+    code, out, err = finish(start(root, "build", "-j", "2"))
+    assert code == 0, out + err
+    assert "Traceback" not in err
+    assert set(image_ids(project_name)) >= IMAGES
+    assert_state_is_whole(root)
+    plan_is_empty(root, capsys)
+
+
+# -- a full podman storage: that image fails, the others build --------------------------
+
+STORAGE_SPEC = """
+project: "@PROJECT@"
+images:
+  base:
+    rootfs: {tar: busybox.tar}
+    version: "1"
+  big:
+    from: base
+    modules: [m-big]
+  big-child:
+    from: big
+    modules: [m-leaf]
+  small:
+    from: base
+    modules: [m-other]
+"""
+
+
+@pytest.fixture
+def small_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A podman storage of this test's own on a 48 MB tmpfs."""
+    root = tmp_path / "small-storage"
+    graph = root / "graph"
+    graph.mkdir(parents=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", str(graph)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}); "
+                    "the full-storage case needs one (it runs as root on CI)")
+    conf = root / "storage.conf"
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{graph}"\n'
+                    f'runroot = "{root}/run"\n')
+    monkeypatch.setenv("CONTAINERS_STORAGE_CONF", str(conf))
+    yield conf
+    own = {**os.environ, "CONTAINERS_STORAGE_CONF": str(conf)}  # never the shared storage
+    for args in (["rm", "--all", "--force", "--time", "0"], ["rmi", "--all", "--force"]):
+        subprocess.run(["podman", *args], env=own, capture_output=True, check=False)
+    subprocess.run(["umount", "-R", str(graph / "overlay")], capture_output=True, check=False)
+    subprocess.run(["umount", "-l", str(graph)], check=False)
+
+
+def test_a_full_podman_storage_fails_that_image_only(  # type: ignore[no-untyped-def]
+        small_storage: Path, make_project, project_name: str) -> None:
+    root = make_project(STORAGE_SPEC, {
+        **FILES, **module("m-big", "dd if=/dev/zero of=/big bs=1M count=96")})
+    code, out, err = finish(start(root, "build", "-j", "2"))
+    log = root / ".cpb" / "logs" / "build-big.log"
+    assert code == 1, out + err
+    assert f"FAIL build:big: cekit exited with 1; log: {log}\n" in out
+    assert "hint: no space left on device: podman's storage" in out
+    assert "no space left on device" in log.read_text().lower()
+    assert "FAIL build:big-child: not run: a task it needs failed" in out
+    assert "ok  build:small" in out and "ok  tag:small" in out  # unrelated: built
+    built = set(image_ids(project_name))
+    assert "small:latest" in built and not any(t.startswith("big") for t in built)
+    assert "Traceback" not in out + err and "cpb: error" not in err
+    assert_state_is_whole(root)
+
+
+# -- kill -9 of `cpb up` while podman plays the pod ------------------------------------
+
+UP_SPEC = """
+project: "@PROJECT@"
+images:
+  base:
+    rootfs: {tar: busybox.tar}
+  tool:
+    from: base
+    env: {FLAVOUR: plain}
+pods:
+  farm:
+    stop_timeout: 1
+    containers:
+      - image: tool
+        replicas: 3
+        args: [/bin/sh, -c, "while true; do sleep 1; done"]
+"""
+
+
+def pods_of(project_name: str) -> list[dict[str, Any]]:
+    return [p for p in json.loads(podman("pod", "ps", "--format", "json") or "[]")
+            if p["Name"].startswith(project_name)]
+
+
+def containers_named(prefix: str) -> list[dict[str, Any]]:
+    return [c for c in json.loads(podman("ps", "--all", "--format", "json") or "[]")
+            if any(n.startswith(prefix) for n in c["Names"])]
+
+
+def test_kill_9_during_up_then_up_again(  # type: ignore[no-untyped-def]
+        own_storage: Path, make_project, project_name: str) -> None:
+    root = make_project(UP_SPEC)
+    pod_name = f"{project_name}-farm"
+    code, out, err = finish(start(root, "up"))
+    assert code == 0, out + err
+    old_id = pods_of(project_name)[0]["Id"]
+
+    # A new version of the image; `cpb up` is killed while podman plays the new pod
+    # (the old one already removed).
+    spec = root / "cpb.yaml"
+    spec.write_text(spec.read_text().replace("FLAVOUR: plain", "FLAVOUR: spicy"))
+    (root / ".cpb" / "logs" / "pod-farm.log").unlink()
+    proc = start(root, "up")
+    playing = log_says(root, "pod-farm", "$ podman kube play")
+    wait_for("podman kube play", lambda: log_says(root, "pod-farm", "$ podman pod rm")()
+             and playing(), proc, root / ".cpb" / "logs", timeout=600)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+
+    code, out, err = finish(start(root, "up"))
+    assert code == 0, out + err
+    assert "Traceback" not in err and "waiting for another cpb run" not in err
+    assert f"pod farm: running as {pod_name}" in out
+    # One pod, the new version, every container running; nothing half-made beside it.
+    pods = pods_of(project_name)
+    assert [p["Name"] for p in pods] == [pod_name] and pods[0]["Id"] != old_id
+    assert pods[0]["Status"] == "Running"
+    code, out, err = finish(start(root, "status", "--json"))
+    status = json.loads(out)["pods"][0]
+    assert status["up_to_date"] and status["state"] == "Running", out + err
+    assert sorted(c["name"] for c in status["containers"]) == ["tool-1", "tool-2", "tool-3"]
+    assert all(c["state"] == "running" for c in status["containers"])
+    assert {c.get("Pod") for c in containers_named(pod_name)} == {pods[0]["Id"]}
+    # nothing of the killed run (`podman kube play`, ...); the pod's own conmons run on
+    assert [line for line in our_processes(root) if "conmon" not in line] == []
+    code, out, err = finish(start(root, "down"))
+    assert code == 0, out + err
+    assert pods_of(project_name) == [] and containers_named(pod_name) == []
 
 
 FAILING = """

@@ -9,8 +9,10 @@ the folder is removed afterwards: cpb's own client, podman (push) and skopeo
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -160,6 +162,14 @@ def test_unknown_ca_message_names_certs_d_and_does_not_suggest_turning_verificat
                    "look too; images built so far are kept\n")
     assert "tls_verify" not in out + err and "Traceback" not in out + err
 
+    # cpb doctor tells the same: the registry answers, its certificate is not trusted.
+    code, out, err = cli(root, "doctor", capsys=capsys)
+    assert code == 3
+    assert f"ok  registry reachable: {tls_registry.url} answers\n" in out
+    assert (f"!!  registry TLS: registry {tls_registry.url}: its TLS certificate is not trusted "
+            f"here (unable to get local issuer certificate); put the CA certificate that "
+            f"signed it in {folder}/ca.crt") in out
+
 
 def test_mutual_tls_with_the_client_certificate_in_certs_d(
         make_project, project_name: str, mtls_registry: RegistryServer,  # type: ignore[no-untyped-def]
@@ -213,5 +223,43 @@ def test_a_registry_marked_insecure_in_registries_conf(
         code, runner = run(root, *(f"tag:{i}" for i in IMAGES))
         assert code == 0 and runner.started["cekit"] == 0 and len(runner.pulled()) == 2
         assert flags(runner, "skopeo") == {"--src-tls-verify=false"}
+    finally:
+        server.stop()
+
+
+def test_doctor_checks_the_registry_and_never_prints_the_credentials(
+        make_project, tmp_path: Path, pki: Pki,  # type: ignore[no-untyped-def]
+        certs_d: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    password = f"pw-{tmp_path.name}-doctor"
+    server = RegistryServer(tmp_path / "auth-registry", users={"ci": password},
+                            tls=(pki.server_cert, pki.server_key))
+    server.start()
+    try:
+        ca = certs_d(server.url) / "ca.crt"
+        ca.write_bytes(pki.ca.read_bytes())
+        root = project_for(make_project, server)
+        auth = tmp_path / "auth.json"
+        monkeypatch.setenv("REGISTRY_AUTH_FILE", str(auth))
+
+        code, out, err = cli(root, "doctor", capsys=capsys)
+        assert code == 3, out + err
+        assert f"ok  registry reachable: https://{server.url}/v2/ answered (HTTP 401)\n" in out
+        assert f"ok  registry TLS: certificate trusted (the system bundle + {ca})\n" in out
+        assert ("!!  registry credentials: the registry asks for them and there are none for "
+                f"{server.url}; log in with `podman login {server.url}`\n") in out
+        assert ("--  registry push permission: not tested (cpb doctor --registry-write "
+                "tests it)\n") in out
+
+        subprocess.run(["podman", "login", "--authfile", str(auth), "--username", "ci",
+                        "--password-stdin", server.url],
+                       input=password, text=True, check=True, capture_output=True)
+        code, out, err = cli(root, "doctor", "--registry-write", capsys=capsys)
+        assert f"ok  registry credentials: accepted (from {auth})\n" in out, out
+        assert (f"ok  registry push permission: may push to {server.url}/farm/base (an upload "
+                "was started and cancelled; nothing was written)\n") in out
+        encoded = base64.b64encode(f"ci:{password}".encode()).decode()
+        assert password not in out + err and encoded not in out + err
+        assert server.tags("farm/base") == []  # skopeo (with the same auth file): nothing there
     finally:
         server.stop()

@@ -160,6 +160,20 @@ class ArtifactCache:
         assert first_error is not None
         raise first_error
 
+    def store(self, key: str, data: bytes) -> Path:
+        """Put bytes cpb made itself under their sha256 `key` (a `wheel:` task)."""
+        if hashlib.sha256(data).hexdigest() != key:
+            raise FetchError(f"refusing to cache bytes under {key}: their sha256 differs")
+        final = self.path(key)
+        with self._lock(key):
+            if not final.is_file():
+                with self._temp_file(key) as (handle, tmp):
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    self._publish(tmp, final)
+        return final
+
     def add(self, url: str, name: str, progress: Progress | None = None) -> FetchResult:
         """Download a url whose checksum is not known yet (`cpb artifact add`)."""
         probe = Download(key="", checksums=(), urls=(url,), names=(name,))

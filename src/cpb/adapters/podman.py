@@ -57,6 +57,16 @@ def sandbox_hint(output: str) -> str:
     return SANDBOX_HINT if any(sign in output for sign in _SANDBOX_SIGNS) else ""
 
 
+FULL_HINT = ("no space left on device: podman's storage (`podman info --format "
+             "'{{.Store.GraphRoot}}'`) or the build's temporary folder is full; free space "
+             "(`podman image prune`) and build again")
+
+
+def full_storage_hint(output: str) -> str:
+    """A build step (or podman committing its layer) ran out of space."""
+    return FULL_HINT if "no space left on device" in output.lower() else ""
+
+
 @dataclass
 class Snapshot:
     ids: dict[str, str] = field(default_factory=dict)  # full reference -> image id

@@ -1,8 +1,14 @@
-"""Processes cpb started, seen through /proc: who they are, and ending them.
+"""Processes cpb started, seen through /proc: who they are, and stopping them.
 
-A cpb killed with SIGKILL cannot stop the commands it started (each runs in a
-process group of its own, see runner.py). The project lock records those
-groups; the next run reads them here and ends what is left, but only after
+Each command cpb starts runs in a process group of its own (runner.py), but
+not everything it starts stays in that group: a `podman build` step runs its
+container under runc in a session (and pid namespace) of its own. So
+stopping a command means its group *and* every process below its members in
+the process tree, found before any of them is signalled (once a parent dies,
+its children are re-parented and the tree no longer says whose they were).
+
+A cpb killed with SIGKILL cannot stop anything. The project lock records its
+process groups; the next run ends what is left of them here, but only after
 checking that a number still names the same process: a process is the pair
 (pid, start time), and the start time (field 22 of /proc/PID/stat, in clock
 ticks since boot) changes when the kernel hands the number to a new process.
@@ -14,7 +20,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,7 @@ class ProcInfo:
     pid: int
     name: str  # the kernel's short name (comm), e.g. "cekit", "podman"
     state: str  # R, S, D, Z (zombie) ...
+    ppid: int
     pgrp: int
     start: int  # clock ticks after boot
 
@@ -42,7 +49,7 @@ def proc_info(pid: int) -> ProcInfo | None:
     fields = rest.split()
     try:
         return ProcInfo(pid=pid, name=head.partition("(")[2], state=fields[0],
-                        pgrp=int(fields[2]), start=int(fields[19]))
+                        ppid=int(fields[1]), pgrp=int(fields[2]), start=int(fields[19]))
     except (IndexError, ValueError):
         return None
 
@@ -59,45 +66,79 @@ def is_running(pid: int, start: int | None) -> bool:
     return now is not None and (start is None or now == start)
 
 
-def group_members(pgid: int) -> list[ProcInfo]:
-    """Living (not zombie) processes of process group `pgid`."""
+def living() -> list[ProcInfo]:
+    """Every process that is not a zombie, from one pass over /proc."""
     found = []
     for entry in PROC.iterdir():
         if entry.name.isdigit():
             info = proc_info(int(entry.name))
-            if info is not None and info.pgrp == pgid and info.state != "Z":
+            if info is not None and info.state != "Z":
                 found.append(info)
     return found
 
 
-def our_group(pgid: int, start: int) -> list[ProcInfo]:
-    """The members of the group whose leader was (pgid, start); [] if it is gone or not ours.
+def group_and_below(pgid: int, start: int | None) -> list[ProcInfo]:
+    """The members of process group `pgid` and every process below them in the tree.
 
-    While its leader lives, it must have that start time. Once the leader has
-    exited, the number cannot be given to a new process while other processes
-    still use it as their group id, so members left in that group are its own.
+    `start`: the group leader's start time, to tell our group from a later one
+    with the same number (None: the leader is known to be ours). While the
+    leader lives, it must have that start time. Once it has exited, its number
+    cannot be given to a new process while other processes still use it as
+    their group id, so members left in that group are its own.
     """
-    leader = proc_info(pgid)
-    if leader is not None and leader.state != "Z" and leader.start != start:
+    procs = living()
+    leader = next((p for p in procs if p.pid == pgid), None)
+    if leader is not None and start is not None and leader.start != start:
         return []  # the number names another process now
-    return group_members(pgid)
+    children: dict[int, list[ProcInfo]] = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p)
+    found = {p.pid: p for p in procs if p.pgrp == pgid}
+    todo = list(found.values())
+    while todo:
+        for child in children.get(todo.pop().pid, []):
+            if child.pid not in found:
+                found[child.pid] = child
+                todo.append(child)
+    return sorted(found.values(), key=lambda p: p.pid)
+
+
+def _signal(pgid: int, procs: Iterable[ProcInfo], sig: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    for p in procs:
+        if p.pgrp != pgid and is_running(p.pid, p.start):  # never a reused number
+            with suppress(ProcessLookupError, PermissionError):
+                os.kill(p.pid, sig)
+
+
+def stop_tree(pgid: int, start: int | None = None, grace: float = 10.0,
+              reap: Callable[[], object] | None = None) -> list[ProcInfo]:
+    """SIGTERM group `pgid` and what runs below it, SIGKILL what is left after `grace`
+    seconds; return the processes that were running. `reap`: wait for our own
+    child (the leader), or it stays a zombie."""
+    procs = group_and_below(pgid, start)
+    if not procs:
+        return []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal(pgid, procs, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if reap is not None:
+                reap()
+            if not any(is_running(p.pid, p.start) for p in procs):
+                return procs
+            time.sleep(0.1)
+    left = [p.pid for p in procs if is_running(p.pid, p.start)]
+    if left:
+        log.warning("processes %s did not stop", left)
+    return procs
 
 
 def end_groups(groups: Iterable[tuple[int, int]], grace: float = 10.0) -> list[ProcInfo]:
-    """SIGTERM the still-running groups among (pgid, start) pairs, SIGKILL what is left
-    after `grace` seconds; return the processes that were running."""
-    found = {pgid: our_group(pgid, start) for pgid, start in groups}
-    found = {pgid: members for pgid, members in found.items() if members}
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pgid in found:
-            with suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, sig)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            if not any(group_members(pgid) for pgid in found):
-                return [p for members in found.values() for p in members]
-            time.sleep(0.1)
-    left = [p.pid for pgid in found for p in group_members(pgid)]
-    if left:
-        log.warning("processes %s did not stop", left)
-    return [p for members in found.values() for p in members]
+    """Stop the (pgid, leader start time) groups a dead cpb left, and what runs
+    below them; return the processes that were running."""
+    ended: list[ProcInfo] = []
+    for pgid, start in groups:
+        ended += stop_tree(pgid, start, grace)
+    return ended

@@ -154,6 +154,11 @@ class Registry:
             return self._trust
 
     @property
+    def auth_path(self) -> Path | None:
+        """The auth file credentials come from (None: there is none)."""
+        return self._auth_path if self._auth_path is not None else auth_file()
+
+    @property
     def tls_files(self) -> TlsFiles:
         return self._trust_files()[0]
 

@@ -25,6 +25,7 @@ def recipe(rootfs: RootfsSpec, tar_sha256: str | None) -> dict[str, object]:
 
 def make_rootfs(rootfs: RootfsSpec, ref: str, work: Path, log_file: Path,
                 runner: Runner, store: ImageStore) -> None:
+    """Import the root file system as `ref`; `work` is an empty folder made for this run."""
     if rootfs.tar is not None:
         store.import_tar(rootfs.tar, ref, log_file)
         return
@@ -34,8 +35,9 @@ def make_rootfs(rootfs: RootfsSpec, ref: str, work: Path, log_file: Path,
         raise EnvironmentProblem("debootstrap needs root; make the tarball as root once and use "
                                  "`rootfs: {tar: FILE}`")
     tree, tar = work / "tree", work / "rootfs.tar"
-    shutil.rmtree(tree, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
+    # debootstrap runs as root: only ever into a folder made here and now (an
+    # existing `tree` could be a link a project shipped, to any folder)
+    tree.mkdir()
     args = ["debootstrap", f"--variant={boot.variant}"]
     if boot.include:
         args.append("--include=" + ",".join(boot.include))

@@ -13,15 +13,14 @@ import collections
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cpb.adapters.processes import stop_tree
 from cpb.errors import EnvironmentProblem
 
 if TYPE_CHECKING:
@@ -117,8 +116,10 @@ class ProcessRunner:
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None) -> str:
+        from cpb.state import open_log  # O_NOFOLLOW: a project may ship .cpb/logs/x -> ~/x
+
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        with log_file.open("ab", buffering=0) as handle:
+        with os.fdopen(open_log(log_file), "ab", buffering=0) as handle:
             try:
                 handle.write(("$ " + " ".join(args) + "\n").encode())
             except OSError as exc:
@@ -201,23 +202,10 @@ _running_lock = threading.Lock()
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the command's process group, then SIGKILL what is left after `grace`."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            proc.poll()  # reap the leader, or the group never looks empty
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
+    """SIGTERM the command's process group and every process below it (a build
+    step's container runs in a session of its own), then SIGKILL what is left
+    after `grace` seconds."""
+    stop_tree(proc.pid, None, grace, reap=proc.poll)
     try:
         proc.wait(grace)
     except subprocess.TimeoutExpired:

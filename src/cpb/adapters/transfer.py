@@ -32,7 +32,10 @@ def pull_into_storage(runner: Runner, registry: Registry, source: str, local_ref
 def push_from_storage(runner: Runner, registry: Registry, local_ref: str, target: str,
                       digest_file: Path, log_file: Path) -> str:
     """Push `local_ref` to `target`; the manifest digest the registry stored."""
-    digest_file.parent.mkdir(parents=True, exist_ok=True)
+    from cpb.state import remove_entry, state_folder
+
+    state_folder(digest_file.parent)
+    remove_entry(digest_file)  # podman writes it: never through a link a project shipped
     _transfer(runner, registry, [PODMAN, "push", "--quiet", f"--tls-verify={_flag(registry)}",
                                  "--digestfile", str(digest_file), local_ref,
                                  f"docker://{target}"], log_file, f"pushing {target}")

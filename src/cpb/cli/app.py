@@ -34,6 +34,7 @@ from cpb.cli.options import (
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.process import exit_with
 from cpb.cli.session import interruption, project_lock, signals_interrupt
+from cpb.cli.submit import submit
 from cpb.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -43,7 +44,7 @@ from cpb.errors import (
     SpecError,
 )
 from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
-from cpb.state import SPEC_FILE, find_spec_file, write_bytes_atomic
+from cpb.state import SPEC_FILE, StateDir, find_spec_file, remove_entry, write_bytes_atomic
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
@@ -321,8 +322,16 @@ def _say_waiting(holder: str) -> None:
 @click.pass_obj
 def clean(opts: Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
+    spec_file = opts.spec_file or find_spec_file(Path.cwd())
+    state = StateDir(spec_file.resolve().parent)
+    # A project can ship .cpb/ with links in it: remove links, never follow them.
+    if state.root.is_symlink():
+        state.root.unlink()
+        click.echo(f"removed {state.root}, a symbolic link (not what it pointed to)")
+    if (state.root / "lock").is_symlink():
+        (state.root / "lock").unlink()
     project = opts.project()
-    with project_lock(project, wait=False):
+    with project_lock(project, wait=False, check=False):
         if images:
             prefix = f"localhost/{project.spec.project}/"
             refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
@@ -331,19 +340,34 @@ def clean(opts: Options, images: bool) -> None:
         for child in sorted(project.state.root.iterdir()):
             if child.name == "lock":
                 continue  # we hold it: removing it would let a second run in
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+            remove_entry(child)
     click.echo(f"removed the contents of {project.state.root}")
 
 
 @cli.command()
-def doctor() -> None:
-    """Check that this machine can build: podman, cekit, starting a container."""
+@click.option("--registry-write", is_flag=True,
+              help="Also test that the spec's registry lets you push (nothing is written).")
+@click.pass_obj
+def doctor(opts: Options, registry_write: bool) -> None:
+    """Check that this machine can build: podman, cekit, starting a container,
+    and the registry of the cpb.yaml here (reachable, TLS, credentials)."""
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
     checks = run_checks(make_runner())
+    spec_file = opts.spec_file
+    if spec_file is None:
+        try:
+            spec_file = find_spec_file(Path.cwd())
+        except SpecError:
+            spec_file = None  # no project here: the machine checks only
+    if spec_file is not None:
+        from cpb.cli.doctor_registry import registry_checks
+        from cpb.spec.model import load_spec
+
+        checks += registry_checks(load_spec(spec_file), write=registry_write)
+    elif registry_write:
+        raise SpecError(f"--registry-write: no {SPEC_FILE} here or above to take the "
+                        "registry from; give one with -f")
     for check in checks:
         mark = "ok " if check.ok else ("!! " if check.required else "-- ")
         click.echo(f"{mark} {check.name}: {check.detail}")
@@ -493,6 +517,7 @@ cli.add_command(up)
 cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
+cli.add_command(submit)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:

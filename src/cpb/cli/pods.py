@@ -112,7 +112,8 @@ def status(opts: Options, pods: Sequence[str], as_json: bool) -> None:
         click.echo(f"{pod['pod']}: {pod['name']} {state}")
         for c in pod["containers"]:
             digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
-            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest})")
+            kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
+            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest}){kind}")
 
 
 @click.command()

@@ -77,9 +77,13 @@ def interruption(exc: BaseException) -> tuple[int, str]:
 
 @contextmanager
 def project_lock(project: Project, *, wait: bool = True,
-                 say: Callable[[str], None] | None = None) -> Iterator[HeldLock]:
+                 say: Callable[[str], None] | None = None,
+                 check: bool = True) -> Iterator[HeldLock]:
     """Hold the project lock, with its messages (`cpb clean`; a build takes it in
-    cpb.workflow, with a runner whose commands run under it)."""
+    cpb.workflow, with a runner whose commands run under it).
+
+    `check`: first refuse a .cpb/ with links where cpb writes (all but `cpb clean`).
+    """
     import click  # not on the fast path, which needs no messages
 
     waited: list[str] = []
@@ -89,7 +93,7 @@ def project_lock(project: Project, *, wait: bool = True,
         waited.append(holder)
         say(f"waiting for another cpb run in this project ({holder}) to finish...")
 
-    with project.state.lock(wait=wait, on_wait=waiting, on_ended=say) as held:
+    with project.state.lock(wait=wait, on_wait=waiting, on_ended=say, check=check) as held:
         if waited:
             # the other run changed local storage: what we saw before waiting is stale
             project.store.invalidate()

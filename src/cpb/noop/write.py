@@ -70,6 +70,12 @@ def _inputs(project: Project) -> Iterable[str]:
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
     yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
+    # and the runtime's code goes into images as a wheel (cpb.resolve.runtime)
+    if any(a.made_by for image in spec.images.values() for a in image.artifacts):
+        from cpb.resolve.runtime import runtime_folder, runtime_sources
+
+        yield str(runtime_folder())  # a file added or removed
+        yield from (str(p) for p in runtime_sources())
     yield from project.hashes.files_read()
     yield from (str(project.cache.path(key)) for key in project.downloads)
     for name, image in spec.images.items():

@@ -62,6 +62,11 @@ def templates_digest() -> str:
     return sha256_text(json.dumps(texts, sort_keys=True))[:16]
 
 
+# Set by cpb.resolve.runtime on the runtime's workers (docs/runtime.md); kube
+# cannot import it (runtime imports the spec's pods, like kube).
+_WORKER_KIND_ENV, _WORKER_NAME_ENV = "CP_WORKER_KIND", "CP_WORKER_NAME"
+
+
 def pod_k8s_name(project: str, pod: str) -> str:
     """The pod's name in podman (and the prefix of its containers' names)."""
     return k8s_name(f"{project}-{pod}")
@@ -74,7 +79,12 @@ def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
     for container in pod.containers:
         for index, name in enumerate(replica_names(container.name, container.replicas)):
             ports = published.get(container.name, []) if index == 0 else []
-            containers.append(_container_view(container, name, image_refs, ports))
+            view = _container_view(container, name, image_refs, ports)
+            if container.replicas > 1 and _WORKER_KIND_ENV in dict(container.env) \
+                    and _WORKER_NAME_ENV not in dict(container.env):
+                # replicas share the pod's host name: each worker is told its own
+                view["env"] = sorted([*view["env"], (_WORKER_NAME_ENV, name)])
+            containers.append(view)
     aliases = _host_aliases(pod)
     local = sorted({c["name"] for c in containers} | {c.name for c in pod.containers})
     aliases.append({"ip": "127.0.0.1", "hostnames": local})
@@ -170,16 +180,18 @@ def _published_by_container(pod: PodSpec) -> dict[str, list[dict[str, Any]]]:
     of them; it goes on the container that declares the port (else the first).
     """
     result: dict[str, list[dict[str, Any]]] = {c.name: [] for c in pod.containers}
-    published = {p.container_port: p for p in pod.ports}
+    # by port and protocol: 53/tcp and 53/udp are two entries (the spec refuses a pair twice)
+    published = {(p.container_port, p.protocol): p for p in pod.ports}
     for container in pod.containers:
         for port in container.ports:
             entry: dict[str, Any] = {"containerPort": port, "protocol": "TCP"}
-            if port in published:
-                entry.update(_host_side(published.pop(port)))
+            if (port, "TCP") in published:
+                entry.update(_host_side(published.pop((port, "TCP"))))
             result[container.name].append(entry)
-    first = pod.containers[0].name
     for extra in published.values():
-        result[first].append({"containerPort": extra.container_port, **_host_side(extra)})
+        owner = next((c.name for c in pod.containers if extra.container_port in c.ports),
+                     pod.containers[0].name)
+        result[owner].append({"containerPort": extra.container_port, **_host_side(extra)})
     return result
 
 

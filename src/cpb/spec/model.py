@@ -52,6 +52,9 @@ class ArtifactSpec:
     # (algorithm, lower-case hex) as declared, sha256 first; required for a url
     checksums: tuple[tuple[str, str], ...] = ()
     size: int | None = None  # bytes, as declared (`size:`): a url download's exact size
+    # A file cpb makes itself (the runtime's wheel): the subject of the task
+    # that puts it in the artifact cache. Neither `path` nor `url` is set.
+    made_by: str | None = None
 
     @property
     def key(self) -> str:
@@ -337,6 +340,12 @@ class _Builder:
             return ArtifactSpec(path=path, rel=entry["path"], name=name,
                                 target=target, dest=dest, checksums=checksums)
         url: str = entry["url"]
+        try:
+            port = urlsplit(url).port
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise self.fail(f"{url!r} has a port that is not 1-65535", f"{where}.url")
         if not checksums:
             raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
                             "(`cpb artifact add URL` prints it)", where)

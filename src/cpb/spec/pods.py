@@ -3,11 +3,15 @@
 `build_pods` runs inside `load_spec`, after the images are known: each
 container names an image of the spec, `pod_defaults` are merged into every
 pod, host folders are resolved against the project, and the names that end
-up in Kubernetes objects are checked to be unique within their pod.
+up in Kubernetes objects are checked to be unique within their pod. What the
+schema cannot say is checked here: port numbers and host ports published
+twice on the machine (every pod of a spec runs on the one machine `cpb up`
+runs on), IP addresses, label keys cpb sets itself, Service names.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +21,11 @@ from cpb.errors import SpecError
 from cpb.util import did_you_mean
 
 DEFAULT_STOP_TIMEOUT = 10
+# label keys cpb writes into the manifests itself (kube.py): a user's would be overwritten
+CPB_LABEL_PREFIX = "io.cpb."
+CPB_LABELS = ("app.kubernetes.io/name", "app.kubernetes.io/part-of")
+# prefixes Kubernetes keeps for its own components
+RESERVED_LABEL_PREFIXES = ("kubernetes.io/", "k8s.io/")
 
 
 @dataclass(frozen=True)
@@ -90,8 +99,12 @@ def build_pods(data: Mapping[str, Any], images: Mapping[str, Any], root: Path,
     """PodSpec per pod of the validated document `data`, sorted by name."""
     defaults = data.get("pod_defaults") or {}
     raw_pods: Mapping[str, Any] = data.get("pods") or {}
-    return {name: _pod(name, raw_pods[name], defaults, images, root, fail)
+    _check_labels(defaults.get("labels", {}), "pod_defaults", fail)
+    _check_hosts(defaults.get("hosts", {}), "pod_defaults", fail)
+    pods = {name: _pod(name, raw_pods[name], defaults, images, root, fail)
             for name in sorted(raw_pods)}
+    _check_host_ports(pods, fail)
+    return pods
 
 
 def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -110,8 +123,19 @@ def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
                            "give one of them a 'name'", where)
             seen[shown] = where
         containers.append(container)
-    ports = tuple(_published(text) for text in raw.get("ports", []))
+    ports = tuple(_published(text, f"{at}.ports[{i}]", fail)
+                  for i, text in enumerate(raw.get("ports", [])))
+    published: dict[tuple[int, str], int] = {}
+    for index, port in enumerate(ports):
+        key = (port.container_port, port.protocol)
+        if key in published:
+            raise fail(f"container port {port.container_port}/{port.protocol.lower()} is "
+                       f"already published by {at}.ports[{published[key]}]",
+                       f"{at}.ports[{index}]")
+        published[key] = index
     problem = _shared_network_problem(containers, ports, at, fail)
+    _check_labels(raw.get("labels", {}), at, fail)
+    _check_hosts(raw.get("hosts", {}), at, fail)
     hosts = {**defaults.get("hosts", {}), **raw.get("hosts", {})}
     labels = {**defaults.get("labels", {}), **raw.get("labels", {})}
     return PodSpec(
@@ -174,10 +198,17 @@ def _container(raw: Mapping[str, Any], pod_env: Mapping[str, Any],
     if len(set(mounts)) != len(mounts):
         raise fail("two volumes are mounted at the same path", f"{at}.volumes")
     args = raw.get("args")
+    name: str = raw.get("name", _k8s_name(image_name))
+    role: str = raw.get("role", "service" if ports else "worker")
+    if role == "service" and not name[0].isalpha():
+        # the cluster form puts a Service of this name in front of it (an RFC 1035 label)
+        where = f"{at}.name" if "name" in raw else at
+        raise fail(f"container name '{name}' is also its Service's name in the cluster form, "
+                   "which must begin with a letter; give it a 'name'", where)
     return ContainerSpec(
-        name=raw.get("name", _k8s_name(image_name)), image=image_name,
+        name=name, image=image_name,
         replicas=raw.get("replicas", 1),
-        role=raw.get("role", "service" if ports else "worker"),
+        role=role,
         env=tuple(sorted((k, _text(v)) for k, v in env.items())),
         command=tuple(raw.get("command", ())),
         args=None if args is None else tuple(args),
@@ -202,12 +233,48 @@ def _volume(raw: Mapping[str, Any], root: Path, at: str, fail: Fail) -> VolumeSp
     return VolumeSpec(mount=raw["mount"], host=host, host_path=path, read_only=read_only)
 
 
-def _published(text: str) -> PublishedPort:
+def _published(text: str, at: str, fail: Fail) -> PublishedPort:
     body, _, protocol = text.partition("/")
     parts = body.split(":")
     host_ip = parts[0] if len(parts) == 3 else None
+    for side, number in (("host", parts[-2]), ("container", parts[-1])):
+        if not 1 <= int(number) <= 65535:
+            raise fail(f"{side} port {int(number)} is not a port number (1-65535)", at)
     return PublishedPort(host_port=int(parts[-2]), container_port=int(parts[-1]),
                          host_ip=host_ip, protocol=(protocol or "tcp").upper())
+
+
+def _check_host_ports(pods: Mapping[str, PodSpec], fail: Fail) -> None:
+    """A host port is published once on the machine: `cpb up` runs every pod of the
+    spec there, and the second pod to bind it would not start."""
+    taken: list[tuple[PublishedPort, str]] = []
+    for name, pod in pods.items():
+        for index, port in enumerate(pod.ports):
+            where = f"pods.{name}.ports[{index}]"
+            for other, other_at in taken:
+                if (other.host_port == port.host_port and other.protocol == port.protocol
+                        and (other.host_ip is None or port.host_ip is None
+                             or other.host_ip == port.host_ip)):
+                    raise fail(f"host port {port.host_port}/{port.protocol.lower()} is "
+                               f"already published by {other_at}", where)
+            taken.append((port, where))
+
+
+def _check_labels(labels: Mapping[str, Any], at: str, fail: Fail) -> None:
+    for key in labels:
+        if key.startswith(CPB_LABEL_PREFIX) or key in CPB_LABELS:
+            raise fail(f"label '{key}' is set by cpb itself", f"{at}.labels.{key}")
+        if key.startswith(RESERVED_LABEL_PREFIXES):
+            raise fail(f"label prefix '{key.split('/')[0]}/' is reserved for Kubernetes",
+                       f"{at}.labels.{key}")
+
+
+def _check_hosts(hosts: Mapping[str, str], at: str, fail: Fail) -> None:
+    for host, ip in hosts.items():
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise fail(f"{ip!r} is not an IP address", f"{at}.hosts.{host}") from None
 
 
 def _replica_names(container: ContainerSpec) -> list[str]:
@@ -223,7 +290,8 @@ def replica_names(name: str, replicas: int) -> list[str]:
 
 def _k8s_name(name: str) -> str:
     """A DNS label from an image name (which may hold '.' and '_')."""
-    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")[:42] or "c"
+    # cut before stripping: a name cut at a '-' must not end with it
+    return "".join(c if c.isalnum() else "-" for c in name.lower())[:42].strip("-") or "c"
 
 
 def k8s_name(name: str) -> str:

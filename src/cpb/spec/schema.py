@@ -41,9 +41,26 @@ FILE_NAME_PATTERN = SAFE_FILE_NAME
 _UNESCAPED = UNESCAPED
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$"
 ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
+# 1-65535, as a regular expression (for the places a port is part of a string)
+PORT_PATTERN = (r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
+                r"|[1-9][0-9]{0,3})")
 # host[:port][/path]: no scheme (tls_verify says http or https), no tag.
-REGISTRY_URL_PATTERN = (r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+REGISTRY_URL_PATTERN = (rf"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:{PORT_PATTERN})?"
                         r"(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
+# Refused before the pattern, each with its own message and without echoing
+# the value: a URL with a password in it must not end up in a terminal or a CI log.
+_CREDENTIALS = ("holds credentials (user:password@); cpb.yaml is shared and printed, so it "
+                "takes no secrets")
+REGISTRY_URL_REJECT = [
+    ["@", f"{_CREDENTIALS}: run `podman login HOST` instead (cpb uses podman's auth file)"],
+    [r"\s", "contains white space"],
+    ["^[A-Za-z][A-Za-z0-9+.-]*:/", "has a scheme; write host[:port][/path] (and "
+                                   "`tls_verify: false` for plain HTTP)"],
+]
+ARTIFACT_URL_REJECT = [
+    ["^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*@", _CREDENTIALS],
+    [r"\s", "contains white space; write it %20"],
+]
 
 _STRINGS = {"type": "array", "items": {"type": "string", "minLength": 1}}
 _ARGV = ARGV
@@ -98,8 +115,9 @@ def build_schema() -> dict[str, Any]:
                                "credentials come from podman's auth file, never from here",
                 "properties": {
                     "url": {"type": "string", "pattern": REGISTRY_URL_PATTERN,
-                            "x-message": "is not host[:port][/path] (no scheme), "
-                                         "e.g. 127.0.0.1:5000/farm",
+                            "x-reject": REGISTRY_URL_REJECT,
+                            "x-message": "is not host[:port][/path] (no scheme, a port "
+                                         "1-65535, a lowercase path), e.g. 127.0.0.1:5000/farm",
                             "description": "host[:port][/path]; images go to <url>/<image>"},
                     "tls_verify": {"type": "boolean", "description":
                                    "false: plain HTTP or an untrusted certificate (default true)"},
@@ -142,6 +160,7 @@ def build_schema() -> dict[str, Any]:
                     "path": {"type": "string", "minLength": 1,
                              "description": "a local file, relative to cpb.yaml"},
                     "url": {"type": "string", "pattern": ARTIFACT_URL_PATTERN,
+                            "x-reject": ARTIFACT_URL_REJECT,
                             "x-message": "is not an http://, https:// or file:// URL",
                             "description": "fetched on the host into cpb's artifact cache"},
                     **CHECKSUMS,
@@ -160,31 +179,55 @@ def build_schema() -> dict[str, Any]:
 
 # -- pods ----------------------------------------------------------------------
 
-# Kubernetes' quantities, e.g. "250m", "0.5", "64Mi", "1G".
-QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$"
+# Kubernetes' quantity syntax (resource.Quantity), unsigned: "250m", "0.5", ".5", "64Mi",
+# "1G", "1e3". Requests cannot be negative.
+QUANTITY_PATTERN = (r"^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)"
+                    r"([KMGTPE]i|[numkMGTPE]|[eE][+-]?[0-9]+)?$")
+_QUANTITY_MESSAGE = ('is not a Kubernetes quantity (a number and a suffix: "250m", "0.5", '
+                     '"64Mi", "1G")')
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])"
+# the numbers' range (1-65535) is checked by pods.py, with a message of its own
 PUBLISH_PATTERN = (rf"^({_OCTET}(\.{_OCTET}){{3}}:)?"
                    r"[0-9]{1,5}:[0-9]{1,5}(/(tcp|udp))?$")
-HOST_PATTERN = r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$"
+# DNS names (RFC 1123 subdomains): labels of letters, digits and '-', joined by dots
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+HOST_PATTERN = rf"^(?=.{{1,253}}$){_DNS_LABEL}(\.{_DNS_LABEL})*$"
 IP_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9A-Fa-f:]*:[0-9A-Fa-f:.]*)$"
+# Kubernetes label keys: [DNS subdomain prefix/]name, the name at most 63 characters
+LABEL_KEY_PATTERN = (rf"^((?=[^/]{{1,253}}/){_DNS_LABEL}(\.{_DNS_LABEL})*/)?"
+                     r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$")
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$"
+K8S_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$"
+# A pod's env values go into a YAML manifest, quoted, not into a Containerfile: quotes,
+# backslashes and new lines are fine there; other control characters are refused.
+_POD_SCALAR = {"type": ["string", "integer", "number", "boolean"],
+               "pattern": r"^[^\x00-\x08\x0b-\x1f\x7f]*$",
+               "x-message": "contains a control character (other than a tab or new line)"}
 _ENV_MAP = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
-            "additionalProperties": _SCALAR}
+            "additionalProperties": _POD_SCALAR}
 _RESOURCES = {"type": "object", "additionalProperties": False,
-              "description": "resource requests of each container",
+              "description": "resource requests of each container (Kubernetes quantities)",
               "properties": {
-                  "cpu": {"type": ["string", "number"], "pattern": QUANTITY_PATTERN},
-                  "memory": {"type": "string", "pattern": QUANTITY_PATTERN}}}
+                  "cpu": {"type": ["string", "number"], "pattern": QUANTITY_PATTERN,
+                          "minimum": 0, "x-message": _QUANTITY_MESSAGE},
+                  "memory": {"type": "string", "pattern": QUANTITY_PATTERN,
+                             "x-message": _QUANTITY_MESSAGE}}}
 
 
 def _pod_common() -> dict[str, Any]:
     """Properties a pod and `pod_defaults` share."""
     return {
-        "labels": {"type": "object",
-                   "propertyNames": {"pattern": r"^([a-z0-9]([a-z0-9.-]*[a-z0-9])?/)?"
-                                                r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"},
-                   "additionalProperties": {"type": "string",
-                                            "pattern": r"^([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}"
-                                                       r"[A-Za-z0-9])?)?$"}},
+        "labels": {"type": "object", "description": "Kubernetes labels of the pod",
+                   "propertyNames": {
+                       "pattern": LABEL_KEY_PATTERN,
+                       "x-message": "is not a Kubernetes label key ([PREFIX/]NAME: PREFIX a DNS "
+                                    "name, NAME at most 63 letters, digits, '-', '_' or '.', "
+                                    "beginning and ending with a letter or digit)"},
+                   "additionalProperties": {
+                       "type": "string", "pattern": LABEL_VALUE_PATTERN,
+                       "x-message": "is not a Kubernetes label value (at most 63 letters, "
+                                    "digits, '-', '_' or '.', beginning and ending with a "
+                                    "letter or digit)"}},
         "hosts": {"type": "object", "description": "extra /etc/hosts entries: name -> IP",
                   "propertyNames": {"pattern": HOST_PATTERN},
                   "additionalProperties": {"type": "string", "pattern": IP_PATTERN}},
@@ -226,7 +269,10 @@ def pod_defs() -> dict[str, Any]:
             "properties": {
                 "image": {"type": "string", "pattern": NAME_PATTERN,
                           "description": "an image of this spec"},
-                "name": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$",
+                "name": {"type": "string", "pattern": K8S_NAME_PATTERN,
+                         "x-message": "is not a container name (at most 42 lowercase letters, "
+                                      "digits or '-', beginning and ending with a letter or "
+                                      "digit)",
                          "description": "the container's name in the pod (default: the image's)"},
                 "replicas": {"type": "integer", "minimum": 1, "maximum": 256},
                 "role": {"enum": ["service", "worker"], "description":
@@ -259,7 +305,10 @@ def pod_defs() -> dict[str, Any]:
                            "(a named volume)",
             "properties": {
                 "host": {"type": "string", "minLength": 1},
-                "volume": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$"},
+                "volume": {"type": "string", "pattern": K8S_NAME_PATTERN,
+                           "x-message": "is not a volume name (at most 42 lowercase letters, "
+                                        "digits or '-', beginning and ending with a letter or "
+                                        "digit)"},
                 "mount": {"type": "string", "pattern": IMAGE_PATH_PATTERN},
                 "read_only": {"type": "boolean"},
             },
@@ -343,6 +392,9 @@ class Validator:
     def _string(self, value: str, schema: dict[str, Any], path: str, mark: Mark | None) -> None:
         if len(value) < schema.get("minLength", 0):
             raise self.fail("must not be empty", path, mark)
+        for refused, why in schema.get("x-reject", ()):
+            if re.search(refused, value):
+                raise self.fail(why, path, mark)  # the value is not shown: it may be a secret
         pattern = schema.get("pattern")
         if pattern and not re.search(_ecma(pattern), value):
             why = schema.get("x-message", f"is not allowed here (must match {pattern})")
@@ -386,8 +438,9 @@ class Validator:
                 try:
                     self._string(key, names, where, key_marks.get(key))
                 except SpecError:
-                    raise self.fail(f"{key!r} is not a valid name (allowed: {names['pattern']})",
-                                    where, key_marks.get(key)) from None
+                    why = names.get("x-message", f"is not a valid name (allowed: "
+                                                 f"{names['pattern']})")
+                    raise self.fail(f"{key!r} {why}", where, key_marks.get(key)) from None
             if key in props:
                 self.validate(item, props[key], where, value_marks.get(key))
             elif extra is False:

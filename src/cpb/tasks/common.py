@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cpb.adapters.podman import sandbox_hint
+from cpb.adapters.podman import full_storage_hint, sandbox_hint
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.state import StateDir, fresh_file
@@ -27,7 +27,7 @@ def shown(path: Path) -> str:
 def task_failed(exc: CommandFailed) -> BuildError:
     """The error doit reports as `FAIL <task>: <message>`: the log, a hint, the last lines."""
     where = f"; log: {exc.log_file}" if exc.log_file else ""
-    hint = sandbox_hint(exc.output)
+    hint = sandbox_hint(exc.output) or full_storage_hint(exc.output)
     tail = "\n".join("    " + line for line in exc.tail().splitlines())
     message = f"{exc}{where}"
     if hint:

@@ -19,9 +19,9 @@ from cpb.adapters.podman import is_transient
 from cpb.adapters.rootfs import make_rootfs
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
-from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, task_name
+from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
-from cpb.state import write_bytes_atomic
+from cpb.state import fresh_folder, write_bytes_atomic
 from cpb.tasks.changes import build_reasons
 from cpb.tasks.common import fresh_log, shown, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -90,7 +90,8 @@ def do_rootfs(project: Project, image: str) -> None:
     task = task_name(ROOTFS, image)
     log_file = fresh_log(project.state, task)
     try:
-        make_rootfs(spec.rootfs, build.rootfs_ref, project.state.build_dir(image) / "rootfs",
+        make_rootfs(spec.rootfs, build.rootfs_ref,
+                    fresh_folder(project.state.build_dir(image) / "rootfs"),
                     log_file, project.runner, project.store)
     except CommandFailed as exc:
         raise task_failed(exc) from None
@@ -109,7 +110,9 @@ def do_build(project: Project, image: str) -> None:
     with _image_locks.setdefault(image, threading.Lock()):
         log_file = fresh_log(project.state, task)
         descriptor = project.state.render_path(image)
-        args = build_command(descriptor, project.state.build_dir(image), [build.digest_ref])
+        # made afresh: cekit writes into work/ and target/, which a shipped .cpb/ could link
+        build_dir = fresh_folder(project.state.build_dir(image))
+        args = build_command(descriptor, build_dir, [build.digest_ref])
         try:
             run_build(project, args, log_file, task)
         except CommandFailed as exc:
@@ -189,6 +192,7 @@ def _build_nodes(spec: ProjectSpec) -> Iterator[Node]:
             needs.append(task_name(BUILD, image.parent))
         # one fetch: task per distinct artifact, shared by every image using it
         needs += [task_name(FETCH, a.key) for a in image.artifacts if a.url is not None]
+        needs += [task_name(WHEEL, a.made_by) for a in image.artifacts if a.made_by]
         yield Node(name, tuple(dict.fromkeys(needs)))
 
 

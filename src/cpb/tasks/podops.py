@@ -9,6 +9,8 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import DIGEST_LABEL, digest_tag
 from cpb.resolve.kube import cluster_manifest, named_volumes
+from cpb.resolve.runtime import KIND_ENV as WORKER_KIND_ENV
+from cpb.spec.pods import PodSpec, replica_names
 from cpb.tasks.pods import pod_uptodate
 from cpb.tasks.regcache import pushed_manifest
 
@@ -52,18 +54,27 @@ def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
                                  "up_to_date": bool(pod and pod_uptodate(project, name)),
                                  "containers": []}
         prefix = build.k8s_name + "-"
+        kinds = worker_kinds(project.spec.pods[name])
         mine = containers.get(pod.id, []) if pod else []
         for c in sorted(mine, key=lambda c: c["Names"][0]):
             shown = c["Names"][0]
             image_id = c.get("ImageID", "")
+            short_name = shown[len(prefix):] if shown.startswith(prefix) else shown
             entry["containers"].append({
-                "name": shown[len(prefix):] if shown.startswith(prefix) else shown,
+                "name": short_name, "kind": kinds.get(short_name),
                 "id": c.get("Id", ""), "state": c.get("State", ""),
                 "image": c.get("Image", ""), "image_id": image_id,
                 "digest": digests.get(image_id, ""),
             })
         result.append(entry)
     return result
+
+
+def worker_kinds(pod: PodSpec) -> dict[str, str]:
+    """{container name in podman's pod: the kind of tasks it runs} for runtime workers."""
+    return {replica: dict(c.env)[WORKER_KIND_ENV]
+            for c in pod.containers if WORKER_KIND_ENV in dict(c.env)
+            for replica in replica_names(c.name, c.replicas)}
 
 
 def cluster_image_ref(project: Project, image: str) -> str:

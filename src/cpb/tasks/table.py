@@ -17,9 +17,10 @@ from cpb.tasks.images import BUILD_KIND, RENDER_KIND, ROOTFS_KIND, TAG_KIND
 from cpb.tasks.kind import TaskKind
 from cpb.tasks.pods import POD_KIND
 from cpb.tasks.push import PUSH_KIND
+from cpb.tasks.wheel import WHEEL_KIND
 
 TASK_KINDS: tuple[TaskKind, ...] = (ROOTFS_KIND, RENDER_KIND, BUILD_KIND, TAG_KIND,
-                                    FETCH_KIND, POD_KIND, PUSH_KIND)
+                                    FETCH_KIND, WHEEL_KIND, POD_KIND, PUSH_KIND)
 KINDS: Mapping[str, TaskKind] = MappingProxyType({kind.name: kind for kind in TASK_KINDS})
 
 
