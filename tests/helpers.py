@@ -12,7 +12,7 @@ from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "ls", "cat", "echo", "mkdir", "cp", "chmod", "rm", "id", "true", "false",
-           "test", "grep", "sleep", "env")
+           "test", "grep", "sleep", "env", "uname")
 
 
 def build_file_tree(root: Path, files: dict[str, str]) -> Path:

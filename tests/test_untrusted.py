@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cpb.cli.app import main
+from cpb.cli.doctor import buildah_check
 from cpb.errors import SpecError, UnsafeState
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import load_spec
@@ -239,3 +240,14 @@ def test_fresh_folder_removes_a_link_and_never_what_it_points_to(tmp_path: Path)
     assert fresh_folder(tree) == tree
     assert tree.is_dir() and not tree.is_symlink() and list(tree.iterdir()) == []
     assert (victim / "keep").read_text() == SECRET
+
+
+# -- cpb doctor: the buildah that builds (the real one: integration/) -------------
+
+@pytest.mark.parametrize(("version", "ok"), [("1.28.2", False), ("1.34.9", False),
+                                             ("1.35.0", True), ("1.39.1", True), ("2.0", True)])
+def test_doctor_warns_about_a_buildah_without_the_cve_2024_1753_fix(version: str,
+                                                                     ok: bool) -> None:
+    check = buildah_check(version)
+    assert (check.ok, check.required) == (ok, False)
+    assert ("CVE-2024-1753" in check.detail) != ok and version in check.detail

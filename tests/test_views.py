@@ -339,3 +339,57 @@ def test_graph_without_graphviz_is_one_line_naming_the_package(tmp_path: Path, c
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Debian package graphviz" in err
     assert not (tmp_path / "g.png").exists()
+
+
+# -- the live display on a pseudo-terminal ------------------------------------------
+
+def test_live_display_on_a_pty_shows_running_tasks_and_keeps_warnings_above(
+        tmp_path: Path) -> None:
+    import logging
+    import pty
+
+    from cpb.cli.display import LiveDisplay
+
+    master, slave = pty.openpty()
+    out = os.fdopen(slave, "w", encoding="utf-8")
+    log = tmp_path / "build-a.log"
+    handler = logging.StreamHandler(out)
+    root_logger = logging.getLogger()
+    root_logger.addHandler(handler)
+    seen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal seen
+        import select
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:  # EIO: the terminal's other end is closed
+                    return
+
+    try:
+        display = LiveDisplay(out, lambda task: log, total=2)
+        assert handler.stream is not out  # warnings go through the display meanwhile
+        display.started("build:a")
+        log.write_text("STEP 3/9: RUN apt-get install -y gcc\n")
+        read_for(1.0)
+        logging.getLogger("cpb.test").warning("podman storage changed under the build")
+        display.line("  ok  render:b (0.1 s)")
+        display.finished("render:b", False)
+        read_for(0.6)
+        display.close()
+        assert handler.stream is out  # the logging stream is given back
+    finally:
+        root_logger.removeHandler(handler)
+        out.close()
+        read_for(0.2)
+        os.close(master)
+    text = re.sub(rb"\x1b\[[0-9;?]*[ -/]*[@-~]", b"", seen).decode()
+    assert re.search(r"build:a\s+\d+s\s+STEP 3/9: RUN apt-get install -y gcc", text), text
+    assert "0/2 tasks, 1 running, 0 failed" in text
+    assert "1/2 tasks, 1 running, 0 failed" in text
+    assert "podman storage changed under the build" in text
+    assert "  ok  render:b (0.1 s)" in text

@@ -46,7 +46,8 @@ from cpb_runtime.settings import NatsSettings
 __all__ = ["Client", "JobOutcome", "Progress", "new_job_id", "parse_job", "validate_job"]
 
 R = TypeVar("R")
-_NO_ANSWER = (NoRespondersError, NatsTimeoutError, TimeoutError, ConnectionClosedError)
+# (asyncio.TimeoutError: the builtin one only from Python 3.11 on)
+_NO_ANSWER = (NoRespondersError, NatsTimeoutError, asyncio.TimeoutError, ConnectionClosedError)
 
 
 def new_job_id() -> str:
@@ -255,24 +256,22 @@ class JobWatch:
             if now >= self._next_poll:
                 self._next_poll = now + self.client.poll_s
                 status = await self.client.status(self.job_id)
-                step = self._step(status.state, status.counts, None, status.final)
+                step = self._step(status.state, status.counts, (), status.final)
             else:
                 try:
                     event = await asyncio.wait_for(self._events.get(), self._next_poll - now)
-                except TimeoutError:
+                except asyncio.TimeoutError:
                     continue
-                step = self._step(event.state, event.counts, event.result,
+                step = self._step(event.state, event.counts, event.results,
                                   event.type == "final")
             if step is not None:
                 return step
         raise StopAsyncIteration
 
-    def _step(self, state: str, counts: p.Counts, result: TaskResult | None,
+    def _step(self, state: str, counts: p.Counts, results: tuple[TaskResult, ...],
               final: bool) -> Progress | None:
-        new: tuple[TaskResult, ...] = ()
-        if result is not None and result.index not in self._seen:
-            self._seen.add(result.index)
-            new = (result,)
+        new = tuple(r for r in results if r.index not in self._seen)
+        self._seen.update(r.index for r in new)
         self._done = final
         if not final and self._last is not None and (
                 counts.finished < self._last[1].finished):

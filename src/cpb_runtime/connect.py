@@ -21,10 +21,11 @@ from cpb_runtime.settings import NatsSettings
 log = logging.getLogger("cpb_runtime.connect")
 
 
-def _callbacks(name: str, nc: NATS) -> dict[str, Any]:
-    state = {"errors": 0}
-
+def _callbacks(name: str, nc: NATS, state: dict[str, Any], quiet_start: bool) -> dict[str, Any]:
     async def error_cb(exc: Exception) -> None:
+        state["last"] = exc
+        if quiet_start and not state.get("connected"):
+            return  # a client's failure to connect is its one-line Unreachable
         # A permission violation reaches only this callback: never hide it.
         state["errors"] += 1
         if state["errors"] <= 3 or state["errors"] % 30 == 0 or "ermission" in str(exc):
@@ -52,6 +53,7 @@ async def connect(settings: NatsSettings | None = None, *, name: str,
     """
     settings = settings or NatsSettings.from_env()
     nc = NATS()
+    state: dict[str, Any] = {"errors": 0}
     options: dict[str, Any] = {
         "servers": [settings.url],
         "name": name,
@@ -59,18 +61,29 @@ async def connect(settings: NatsSettings | None = None, *, name: str,
         "reconnect_time_wait": 1 if long_lived else 0.5,
         "max_reconnect_attempts": -1 if long_lived else 2,
         "tls": settings.tls_context(),
-        **_callbacks(name, nc),
+        **_callbacks(name, nc, state, quiet_start=not long_lived),
     }
     try:
         await nc.connect(**options)
     except Exception as exc:  # nats-py raises NoServersError, OSError, TimeoutError...
+        cause = state.get("last") or exc
         raise Unreachable(f"cannot reach NATS at {settings.url}: "
-                          f"{type(exc).__name__} {exc}".strip()) from None
+                          f"{_describe(cause)}") from None
+    state["connected"] = True
     if not long_lived:
         # nats-py uses one limit for the first connection and for reconnections:
         # fail fast at first, be patient once connected.
         nc.options["max_reconnect_attempts"] = reconnect_attempts
     return nc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the pod running, and its NATS port published?)"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError):
+        return "no answer (timed out)"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def close(nc: NATS, timeout: float = 5.0) -> None:

@@ -35,6 +35,8 @@ class Job:
     cancel_deadline: float | None = None  # monotonic; running tasks of a cancelled job
     finished_at: float | None = None  # monotonic, when it became final here
     dirty: bool = False  # counts changed since the last progress event
+    outbox: list[p.TaskResult] = field(default_factory=list)  # for the next event
+    outbox_bytes: int = 0
     tally: Counter[str] = field(default_factory=Counter)  # tasks by state, kept up to date
 
     def __post_init__(self) -> None:

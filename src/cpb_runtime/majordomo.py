@@ -24,9 +24,10 @@ from dataclasses import dataclass, replace
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from cpb_runtime import protocol as p
@@ -40,8 +41,11 @@ log = logging.getLogger("cpb_runtime.majordomo")
 _PUBLISH_CHUNK = 256  # tasks published (or deleted) concurrently
 _RESULTS_BATCH = 256
 _RESULTS_PAGE_BYTES = 512 * 1024
-_HOUSEKEEPING_S = 0.25
+_HOUSEKEEPING_S = 0.25  # also the longest a result waits to be sent to the submitter
+_EVENT_BYTES = 256 * 1024  # results in one event, before it is sent early
 _KEEP_FINISHED_S = 600.0  # finished jobs stay in memory this long, then live in the bucket only
+_NO_SUCH_MESSAGE = (10037, 10057)  # JetStream: "no message found", "message delete failed"
+_STREAM_EXISTS = 10058  # "stream name already in use with a different configuration"
 
 
 @dataclass
@@ -64,7 +68,7 @@ class MajorDomo:
         self.consumers: set[str] = set()  # kinds whose consumer is known to exist
         self.started_at = time.monotonic()
         self._loops: list[asyncio.Task[None]] = []
-        self._subs: list[object] = []
+        self._subs: list[Subscription] = []
         self._submitting: dict[str, asyncio.Lock] = {}
 
     # --- start and stop ----------------------------------------------------------
@@ -101,7 +105,7 @@ class MajorDomo:
         await asyncio.gather(*self._loops, return_exceptions=True)
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()  # type: ignore[attr-defined]
+                await sub.unsubscribe()
 
     def _guard(self, handler: Callable[[Msg], Awaitable[None]]) -> Callable[[Msg], Awaitable[None]]:
         async def guarded(msg: Msg) -> None:
@@ -123,14 +127,27 @@ class MajorDomo:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    async def _stream(self, config: api.StreamConfig) -> None:
+        try:
+            await self.js.add_stream(config)
+        except APIError as exc:
+            if exc.err_code != _STREAM_EXISTS:
+                raise
+            # Made by an older MajorDomo with other settings: bring it up to date.
+            await self.js.update_stream(config)
+            log.info("stream %s updated", config.name)
+
     async def _make_streams(self) -> None:
         wq, file = api.RetentionPolicy.WORK_QUEUE, api.StorageType.FILE
-        await self.js.add_stream(name=p.TASK_STREAM, subjects=[p.TASK_STREAM_SUBJECTS],
-                                 retention=wq, storage=file, duplicate_window=600.0)
-        await self.js.add_stream(name=p.RESULT_STREAM, subjects=[p.RESULT_STREAM_SUBJECTS],
-                                 retention=wq, storage=file, duplicate_window=120.0)
-        await self.js.add_stream(name=p.ADVISORY_STREAM, subjects=[p.MAX_DELIVERIES_ADVISORIES],
-                                 retention=wq, storage=file)
+        await self._stream(api.StreamConfig(
+            name=p.TASK_STREAM, subjects=[p.TASK_STREAM_SUBJECTS], retention=wq, storage=file,
+            duplicate_window=600.0))
+        await self._stream(api.StreamConfig(
+            name=p.RESULT_STREAM, subjects=[p.RESULT_STREAM_SUBJECTS], retention=wq,
+            storage=file, duplicate_window=120.0))
+        await self._stream(api.StreamConfig(
+            name=p.ADVISORY_STREAM, subjects=[p.MAX_DELIVERIES_ADVISORIES], retention=wq,
+            storage=file))
         for stream, durable in ((p.RESULT_STREAM, p.RESULT_CONSUMER),
                                 (p.ADVISORY_STREAM, p.ADVISORY_CONSUMER)):
             await self.js.add_consumer(stream, api.ConsumerConfig(
@@ -142,11 +159,12 @@ class MajorDomo:
             self.kv = await self.js.create_key_value(
                 bucket=p.JOB_BUCKET, history=1, storage=file, ttl=self.settings.job_ttl_s)
         for info in await self.js.consumers_info(p.TASK_STREAM):
-            if info.config.durable_name and info.config.durable_name.startswith("tasks-"):
-                self.consumers.add(info.config.durable_name.removeprefix("tasks-"))
+            durable = info.config.durable_name or ""
+            if durable.startswith("tasks-"):  # made before: apply today's ack wait etc.
+                await self.ensure_consumer(durable.removeprefix("tasks-"), update=True)
 
-    async def ensure_consumer(self, kind: str) -> None:
-        if kind in self.consumers:
+    async def ensure_consumer(self, kind: str, *, update: bool = False) -> None:
+        if kind in self.consumers and not update:
             return
         config = api.ConsumerConfig(
             durable_name=p.task_consumer(kind), filter_subject=p.task_filter(kind),
@@ -154,12 +172,13 @@ class MajorDomo:
             max_deliver=self.settings.max_deliver, max_ack_pending=10_000,
             deliver_policy=api.DeliverPolicy.ALL)
         try:
+            # Creates it, or updates one made earlier (ack wait, max deliveries).
             await self.js.add_consumer(p.TASK_STREAM, config)
-        except Exception as exc:
-            # Made earlier with other settings: keep it rather than lose its deliveries.
+        except APIError as exc:
+            # A change the server does not allow on an existing consumer: keep it rather
+            # than lose its deliveries.
             await self.js.consumer_info(p.TASK_STREAM, p.task_consumer(kind))
-            log.warning("consumer %s exists with other settings, kept: %s",
-                        p.task_consumer(kind), exc)
+            log.warning("consumer %s kept with its old settings: %s", p.task_consumer(kind), exc)
         self.consumers.add(kind)
         log.info("consumer %s ready", p.task_consumer(kind))
 
@@ -280,9 +299,14 @@ class MajorDomo:
             await self._maybe_finish(job)  # tiny tasks may all be done already
         except Exception as exc:
             log.exception("job %s: could not accept", job_id)
+            if job_id in self.jobs:  # half published: take back what went out
+                half = self.jobs[job_id]
+                half.record = replace(half.record, state="running")
+                with contextlib.suppress(Exception):
+                    await self._cancel(half)
             return p.SubmitReply(False, job_id, error=f"could not accept the job: {exc}")
         log.info("accepted job %s: %d task(s) of kind %s", job_id, job.record.total, spec.kind)
-        self._event(job, "progress")
+        self._event(job)
         return p.SubmitReply(True, job_id)
 
     async def _publish_tasks(self, job: Job) -> None:
@@ -293,8 +317,14 @@ class MajorDomo:
             acks = await asyncio.gather(*(
                 self.js.publish(subject, p.encode(task_message(job.spec, job.job_id, i)),
                                 headers={"Nats-Msg-Id": f"{job.job_id}.{i}"})
-                for i in range(start, min(start + _PUBLISH_CHUNK, job.record.total))))
-            seqs.extend(ack.seq for ack in acks)
+                for i in range(start, min(start + _PUBLISH_CHUNK, job.record.total))),
+                return_exceptions=True)
+            seqs.extend(ack.seq if not isinstance(ack, BaseException) else 0 for ack in acks)
+            # Known in memory as they come, so that a failure can take them back.
+            job.record = replace(job.record, seqs=tuple(seqs))
+            failed = [ack for ack in acks if isinstance(ack, BaseException)]
+            if failed:
+                raise failed[0]
         job.record = replace(job.record, state="running", seqs=tuple(seqs))
         await self._put_record(job)
 
@@ -408,13 +438,17 @@ class MajorDomo:
         dropped = job.cancel_waiting(time.monotonic(), self.settings.cancel_grace_s)
         # ...then the stream: tasks not taken are deleted, and so are taken ones,
         # so that a worker that dies now does not bring them back.
-        await self._delete_tasks(job, unfinished)
+        try:
+            await self._delete_tasks(job, unfinished)
+        except Exception as exc:  # those left are dropped by the workers, who know
+            log.warning("job %s: some cancelled tasks stay in the stream: %s", job.job_id, exc)
         log.info("job %s cancelled: %d task(s) dropped, %d running told to stop",
                  job.job_id, len(dropped), len(unfinished) - len(dropped))
         await self._maybe_finish(job)
 
     async def _delete_tasks(self, job: Job, indexes: Sequence[int]) -> None:
-        seqs = [job.record.seqs[i] for i in indexes if i < len(job.record.seqs)]
+        seqs = [job.record.seqs[i] for i in indexes
+                if i < len(job.record.seqs) and job.record.seqs[i]]
         for start in range(0, len(seqs), _PUBLISH_CHUNK):
             await asyncio.gather(*(self._delete_task(seq)
                                    for seq in seqs[start:start + _PUBLISH_CHUNK]))
@@ -422,8 +456,11 @@ class MajorDomo:
     async def _delete_task(self, seq: int) -> None:
         # Gone already (done, or deleted before a restart) is fine. Never purge by
         # subject here: on nats-server 2.9 that makes the consumer skip live tasks.
-        with contextlib.suppress(NotFoundError):
+        try:
             await self.js.delete_msg(p.TASK_STREAM, seq)
+        except APIError as exc:
+            if exc.err_code not in _NO_SUCH_MESSAGE:
+                raise
 
     # --- workers ----------------------------------------------------------------------
 
@@ -470,7 +507,7 @@ class MajorDomo:
         while True:
             try:
                 msgs = await sub.fetch(_RESULTS_BATCH, timeout=1.0)
-            except TimeoutError:
+            except asyncio.TimeoutError:  # nothing to fetch
                 continue
             except Exception as exc:
                 log.warning("reading %s: %s: %s", stream, type(exc).__name__, exc)
@@ -482,14 +519,20 @@ class MajorDomo:
                     log.error("handling a message of %s", stream, exc_info=outcome)
 
     async def _record(self, job: Job, result: p.TaskResult) -> bool:
-        """Store a terminal result; False if it is a duplicate. Raises if not stored."""
+        """Store a terminal result and queue it for the submitter; False if it is a
+        duplicate. Raises if it could not be stored."""
         if not job.accept(result):
             return False
+        data = p.encode(job.results[result.index])
         try:
-            await self._kv.put(p.result_key(job.job_id, result.index), p.encode(result))
+            await self._kv.put(p.result_key(job.job_id, result.index), data)
         except Exception:
             job.forget(result.index)
             raise
+        if job.outbox and job.outbox_bytes + len(data) > _EVENT_BYTES:
+            self._event(job)  # keep each event well under NATS's message size
+        job.outbox.append(job.results[result.index])
+        job.outbox_bytes += len(data)
         return True
 
     async def _handle_result(self, msg: Msg) -> None:
@@ -503,7 +546,6 @@ class MajorDomo:
         if job is None:
             log.warning("result for unknown job %s dropped", result.job_id)
         elif await self._record(job, result):
-            self._event(job, "task", job.results[result.index])
             await self._maybe_finish(job)
         else:
             log.info("duplicate result of %s/%s (attempt %d by %s) ignored", result.job_id,
@@ -521,7 +563,9 @@ class MajorDomo:
             return
         try:
             stored = await self.js.get_msg(p.TASK_STREAM, advisory.stream_seq)
-        except NotFoundError:
+        except APIError as exc:
+            if exc.err_code not in _NO_SUCH_MESSAGE and not isinstance(exc, NotFoundError):
+                raise
             await msg.ack()  # acknowledged at the last moment, or cancelled: nothing lost
             return
         try:
@@ -536,7 +580,6 @@ class MajorDomo:
                                      attempt=advisory.deliveries)
                 if await self._record(job, lost):
                     log.warning("job %s task %s: %s", job.job_id, lost.name, lost.reason)
-                    self._event(job, "task", lost)
                     await self._maybe_finish(job)
         await self._delete_task(advisory.stream_seq)
         await msg.ack()
@@ -552,13 +595,15 @@ class MajorDomo:
         counts = job.counts()
         log.info("job %s %s: %d succeeded, %d failed, %d cancelled", job.job_id,
                  job.record.state, counts.succeeded, counts.failed, counts.cancelled)
-        self._event(job, "final")
+        self._event(job, final=True)
 
-    def _event(self, job: Job, kind: str, result: p.TaskResult | None = None) -> None:
-        if kind != "task":
-            job.dirty = False
-        event = p.JobEvent(job_id=job.job_id, type=kind,  # type: ignore[arg-type]
-                           state=job.record.state, counts=job.counts(), result=result)
+    def _event(self, job: Job, *, final: bool = False) -> None:
+        """Counts, and the results not sent yet, to the submitter (core NATS: a lost
+        event costs nothing, the client also polls the status)."""
+        event = p.JobEvent(job_id=job.job_id, type="final" if final else "progress",
+                           state=job.record.state, counts=job.counts(),
+                           results=tuple(job.outbox))
+        job.dirty, job.outbox, job.outbox_bytes = False, [], 0
         task = asyncio.ensure_future(
             self.nc.publish(p.job_events_subject(job.job_id), p.encode(event)))
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -584,8 +629,8 @@ class MajorDomo:
         for job_id, job in list(self.jobs.items()):
             if job.expire_cancel(now):
                 await self._maybe_finish(job)
-            if job.dirty and not job.final:
-                self._event(job, "progress")
+            if (job.dirty or job.outbox) and not job.final:
+                self._event(job)
             if job.final and job.finished_at is not None and (
                     now - job.finished_at > _KEEP_FINISHED_S):
                 del self.jobs[job_id]

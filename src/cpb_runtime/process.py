@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cpb_runtime.protocol import TAIL_BYTES
 
@@ -51,29 +53,25 @@ def scrub_environment() -> None:
         del os.environ[name]
 
 
-async def _read_tail(stream: asyncio.StreamReader | None, into: bytearray) -> None:
-    if stream is None:
-        return
-    while chunk := await stream.read(65536):
-        into += chunk
-        if len(into) > 2 * TAIL_BYTES:
-            del into[:-TAIL_BYTES]
-
-
-async def _exit_status(proc: asyncio.subprocess.Process) -> None:
-    delay = 0.01
-    while proc.returncode is None:
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.2)
-
-
 def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+    """SIGKILL a task's process group (its leader's pid is the group id)."""
+    try:
         os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the group is empty: the task and everything it started are gone
+    except PermissionError:  # a member changed its credentials: at least the leader
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pgid, signal.SIGKILL)
 
 
 class TaskProcess:
-    """One run of a task; ``kill(reason)`` ends it early from another coroutine."""
+    """One run of a task; ``kill(reason)`` ends it early from another coroutine.
+
+    Not asyncio's subprocess transports: a plain Popen whose pipes and exit
+    (a pidfd on Linux) are watched by the event loop directly. That is less work
+    per task, and its exit is seen even while a leftover grandchild holds the
+    pipes open (asyncio's wait() waits for the pipes too).
+    """
 
     def __init__(self, argv: Sequence[str], *, cwd: str | None,
                  env: Mapping[str, str] | None, timeout: float) -> None:
@@ -96,60 +94,132 @@ class TaskProcess:
         if self._killed.is_set():
             return ProcessOutcome(None, 0.0, b"", b"", self._kill_reason)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv, cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True)
+            proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             return ProcessOutcome(None, time.monotonic() - started, b"", b"",
                                   self._start_failure(exc))
         self.pid = proc.pid
-        out, err = bytearray(), bytearray()
-        readers = [asyncio.ensure_future(_read_tail(proc.stdout, out)),
-                   asyncio.ensure_future(_read_tail(proc.stderr, err))]
+        loop = asyncio.get_running_loop()
+        assert proc.stdout is not None and proc.stderr is not None
+        out = _TailReader(loop, proc.stdout.fileno())
+        err = _TailReader(loop, proc.stderr.fileno())
+        exit_watch = _ExitWatch(loop, proc)
         reason = ""
         try:
-            reason = await self._wait(proc)
+            reason = await self._wait(exit_watch.exited)
         finally:
             # Whatever happened (exit, timeout, kill, our own cancellation), nothing
             # of the task's process group survives it.
             _kill_group(proc.pid)
-            if proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await asyncio.shield(proc.wait())
-            _done, pending = await asyncio.wait(readers, timeout=_PIPE_GRACE_S)
-            for reader in pending:
-                reader.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            try:
+                await asyncio.shield(exit_watch.exited)
+                pipes: list[asyncio.Future[None]] = [out.closed, err.closed]
+                await asyncio.wait(pipes, timeout=_PIPE_GRACE_S)  # an escaped daemon?
+            finally:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(5)  # it has exited (or been killed): this reaps it
+                exit_watch.close()
+                out.close()
+                err.close()
+                proc.stdout.close()
+                proc.stderr.close()
         return ProcessOutcome(proc.returncode, time.monotonic() - started,
-                              bytes(out[-TAIL_BYTES:]), bytes(err[-TAIL_BYTES:]), reason)
+                              out.tail(), err.tail(), reason)
 
-    async def _wait(self, proc: asyncio.subprocess.Process) -> str:
-        exited = asyncio.ensure_future(proc.wait())
-        # asyncio's wait() also waits for the pipes to close, which a leftover
-        # grandchild can hold open for ever: watch the exit status as well.
-        polled = asyncio.ensure_future(_exit_status(proc))
+    async def _wait(self, exited: asyncio.Future[None]) -> str:
         killed = asyncio.ensure_future(self._killed.wait())
+        either: set[asyncio.Future[Any]] = {exited, killed}
         try:
-            done, _ = await asyncio.wait({exited, polled, killed}, timeout=self.timeout,
+            done, _ = await asyncio.wait(either, timeout=self.timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for fut in (exited, polled, killed):
-                if not fut.done():
-                    fut.cancel()
-            await asyncio.gather(exited, polled, killed, return_exceptions=True)
-        if exited in done or polled in done:
+            killed.cancel()
+            await asyncio.gather(killed, return_exceptions=True)
+        if exited in done:
             return ""
         if killed in done:
             return self._kill_reason
         return f"timed out after {self.timeout:g} s"
 
     def _start_failure(self, exc: OSError) -> str:
+        program = self.argv[0][:300]  # a reason is one line, not a copy of the task
         if self.cwd and exc.filename == self.cwd:
-            return f"could not start: no such working directory: {self.cwd}"
+            return f"could not start: no such working directory: {self.cwd[:300]}"
         if isinstance(exc, FileNotFoundError):
-            return f"could not start: executable not found: {self.argv[0]}"
+            return f"could not start: executable not found: {program}"
         if isinstance(exc, PermissionError):
-            return f"could not start: permission denied: {self.argv[0]}"
+            return f"could not start: permission denied: {program}"
         return f"could not start: {exc.strerror or exc}"
+
+
+class _TailReader:
+    """Reads a pipe as data comes, keeping the last TAIL_BYTES."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fd: int) -> None:
+        self.loop = loop
+        self.fd = fd
+        self.data = bytearray()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        os.set_blocking(fd, False)
+        loop.add_reader(fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            self.data += chunk
+            if len(self.data) > 2 * TAIL_BYTES:
+                del self.data[:-TAIL_BYTES]
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed.done():
+            self.loop.remove_reader(self.fd)
+            self.closed.set_result(None)
+
+    def tail(self) -> bytes:
+        return bytes(self.data[-TAIL_BYTES:])
+
+
+class _ExitWatch:
+    """A future done when the process exits: a pidfd in the event loop (Linux 5.3+),
+    else polling."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, proc: subprocess.Popen[bytes]) -> None:
+        self.loop = loop
+        self.proc = proc
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.pidfd: int | None = None
+        self.poller: asyncio.Task[None] | None = None
+        try:
+            self.pidfd = os.pidfd_open(proc.pid)
+        except (AttributeError, OSError):
+            self.poller = loop.create_task(self._poll())
+        else:
+            loop.add_reader(self.pidfd, self._done)
+
+    def _done(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    async def _poll(self) -> None:
+        delay = 0.005
+        while self.proc.poll() is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        self._done()
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            self.loop.remove_reader(self.pidfd)
+            os.close(self.pidfd)
+            self.pidfd = None
+        if self.poller is not None:
+            self.poller.cancel()

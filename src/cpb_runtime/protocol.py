@@ -479,14 +479,15 @@ class WorkersReply:
 
 @dataclass(frozen=True)
 class JobEvent:
-    """MajorDomo -> submitter on job_events_subject(id). ``type`` is "task" (with
-    ``result``), "progress" (counts changed) or "final" (the job is over)."""
+    """MajorDomo -> submitter on job_events_subject(id), at most every 0.25 s while
+    something changes. ``type`` is "progress", or "final" when the job is over;
+    ``results`` are those that came in since the previous event."""
 
     job_id: str
-    type: Literal["task", "progress", "final"]
+    type: Literal["progress", "final"]
     state: str
     counts: Counts
-    result: TaskResult | None = None
+    results: tuple[TaskResult, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -675,6 +676,8 @@ def tail_text(data: bytes, limit: int = TAIL_BYTES) -> str:
 
 def fit_result(result: TaskResult, limit: int = MAX_RESULT_BYTES) -> TaskResult:
     """Shorten the tails until the encoded result fits in one NATS message."""
+    if 6 * (len(result.stdout_tail) + len(result.stderr_tail)) + 8192 < limit:
+        return result  # a character takes at most 6 bytes in JSON (\u001b): it fits
     while len(encode(result)) > limit and (result.stdout_tail or result.stderr_tail):
         result = dataclasses.replace(
             result,

@@ -143,7 +143,7 @@ class Worker:
                 fetch.cancel()
             try:
                 msgs = await fetch
-            except (asyncio.CancelledError, TimeoutError):
+            except (asyncio.CancelledError, asyncio.TimeoutError):
                 continue
             except Exception as exc:  # disconnected, consumer deleted...
                 log.warning("fetch: %s: %s", type(exc).__name__, exc)
@@ -178,7 +178,7 @@ class Worker:
         await asyncio.gather(first, stop, return_exceptions=True)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stopping.wait(), seconds)
 
     # --- running one task ----------------------------------------------------------
@@ -297,22 +297,7 @@ class Worker:
         await self.nc.publish(p.heartbeat_subject(s.kind, s.name), p.encode(beat))
 
 
-def _watch_children_with_pidfds() -> None:
-    """Python 3.11's asyncio starts a thread per child process to wait for it; a pidfd
-    in the event loop does the same without threads (3.12+ does this by itself)."""
-    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
-        return
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:  # an old kernel, or a sandbox that forbids it
-        return
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
-
-
 async def serve(settings: WorkerSettings, nats_settings: NatsSettings | None = None) -> None:
-    _watch_children_with_pidfds()
     nc = await connect(nats_settings, name=f"worker {settings.name}", long_lived=True)
     worker = Worker(nc, settings)
     loop = asyncio.get_running_loop()

@@ -28,7 +28,28 @@ from runtime_pod import NatsServer, Pod, free_port  # noqa: E402
 from cpb_runtime import JobOutcome  # noqa: E402
 
 
-async def _case(pod: Pod, workers: int, slots: int | None, tasks: int) -> tuple[float, JobOutcome]:
+def _cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds (user + system) of a process itself, and of its reaped children."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def _cpu_of(pod: Pod) -> dict[str, float]:
+    assert pod.nats.proc is not None
+    usage = {"nats-server": _cpu_s(pod.nats.proc.pid)[0], "client": time.process_time(),
+             "majordomo": _cpu_s(pod.procs["majordomo"].pid)[0], "workers": 0.0, "tasks": 0.0}
+    for name, proc in pod.procs.items():
+        if name != "majordomo":
+            own, children = _cpu_s(proc.pid)
+            usage["workers"] += own
+            usage["tasks"] += children
+    return usage
+
+
+async def _case(pod: Pod, workers: int, slots: int | None,
+                tasks: int) -> tuple[float, JobOutcome, dict[str, float]]:
     pod.start_majordomo(CP_LOG_LEVEL="WARNING")
     names = [f"w{i + 1}" for i in range(workers)]
     for name in names:
@@ -38,12 +59,16 @@ async def _case(pod: Pod, workers: int, slots: int | None, tasks: int) -> tuple[
     async with await pod.client(poll_s=2.0) as client:
         await pod.wait_ready(client, *names, timeout=60)
         job = {"kind": "test", "tasks": [["true"]] * tasks}
+        before = _cpu_of(pod)
         started = time.perf_counter()
         outcome = await client.run(job)
-        return time.perf_counter() - started, outcome
+        seconds = time.perf_counter() - started
+        after = _cpu_of(pod)
+        return seconds, outcome, {k: after[k] - before[k] for k in after}
 
 
-def measure(workers: int, slots: int | None, tasks: int) -> tuple[float, JobOutcome]:
+def measure(workers: int, slots: int | None,
+            tasks: int) -> tuple[float, JobOutcome, dict[str, float]]:
     with tempfile.TemporaryDirectory(prefix="cpb-runtime-bench-") as tmp:
         root = Path(tmp)
         (root / "pod").mkdir()
@@ -67,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"host: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.2f}; "
           f"{args.tasks} tasks of `true`; slots per worker: {args.slots or os.cpu_count()}")
-    print(f"{'workers':>7} {'seconds':>8} {'tasks/s':>8}  outcome")
+    print(f"{'workers':>7} {'seconds':>8} {'tasks/s':>8}  CPU ms per task (MajorDomo, workers, "
+          "tasks, nats-server, client)  outcome")
     failed = False
     for workers in (int(w) for w in args.workers.split(",")):
-        seconds, outcome = measure(workers, args.slots, args.tasks)
+        seconds, outcome, cpu = measure(workers, args.slots, args.tasks)
         ran_by = sorted({r.worker for r in outcome.results})
-        print(f"{workers:>7} {seconds:>8.2f} {args.tasks / seconds:>8.0f}  {outcome.state} "
-              f"({outcome.counts.succeeded} succeeded; ran on {', '.join(ran_by)})", flush=True)
+        per_task = ", ".join(f"{1000 * cpu[k] / args.tasks:.2f}"
+                             for k in ("majordomo", "workers", "tasks", "nats-server", "client"))
+        print(f"{workers:>7} {seconds:>8.2f} {args.tasks / seconds:>8.0f}  {per_task}  "
+              f"{outcome.state} ({outcome.counts.succeeded} succeeded; ran on "
+              f"{', '.join(ran_by)})", flush=True)
         failed |= not outcome.succeeded
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 1 if failed else 0
 
 

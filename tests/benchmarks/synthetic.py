@@ -116,9 +116,10 @@ class StubRunner(ProcessRunner):
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
-            cwd: Path | None = None) -> str:
+            cwd: Path | None = None, leaves_daemons: bool = False) -> str:
         if Path(args[0]).name != "cekit":
-            return super().run(args, log_file=log_file, timeout=timeout, stdin=stdin, cwd=cwd)
+            return super().run(args, log_file=log_file, timeout=timeout, stdin=stdin, cwd=cwd,
+                               leaves_daemons=leaves_daemons)
         descriptor = Path(args[args.index("--descriptor") + 1])
         tags = [args[i + 1] for i, a in enumerate(args) if a == "--tag"]
         with self._stub_lock:

@@ -7,8 +7,10 @@ collide with nor be slowed down by anyone else's.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -460,3 +462,106 @@ def test_rootless_up_and_down_use_only_the_users_podman(
     assert _as_user(user, env, "podman", "ps", "--all", "-q").stdout == ""
     with pytest.raises(OSError):
         nats_ping(port, timeout=0)
+
+
+# -- the truth about a pod (issue 18) -----------------------------------------------
+
+CRASH_SPEC = """
+project: "@PROJECT@"
+images:
+  base:
+    rootfs: {tar: busybox.tar}
+pods:
+  loop:
+    stop_timeout: 0
+    restart: Always
+    containers:
+      - {image: base, name: steady, command: [/bin/sleep, "600"]}
+      - {image: base, name: crash, command: [/bin/sh, -c, "echo crashing now; exit 1"]}
+"""
+
+
+def restart_count(container: str) -> int:
+    return int(podman("container", "inspect", "--format", "{{.RestartCount}}",
+                      container).strip() or 0)
+
+
+def test_status_shows_a_crash_loop_as_such(
+        make_project, project_name: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    root: Path = make_project(CRASH_SPEC)
+    pod_name = f"{project_name}-loop"
+    try:
+        # podman may catch the pod between two restarts (Running) or not (Degraded)
+        code, out, err = cli(root, "up", capsys=capsys)
+        assert code in (0, 1) and "Traceback" not in out + err
+        # the pod's processes (a conmon per container) must not have inherited the
+        # project lock: the next cpb command would wait for it as long as the pod runs
+        with (root / ".cpb" / "lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        deadline = time.monotonic() + 60
+        while restart_count(f"{pod_name}-crash") < 3:
+            assert time.monotonic() < deadline, "podman never restarted the container"
+            time.sleep(0.5)
+
+        code, out, err = cli(root, "status", capsys=capsys)
+        assert code == 1, out + err  # documented: 1 = something failed
+        first, *rest = out.splitlines()
+        assert first.startswith(f"loop: {pod_name} ") and "up to date" not in first
+        crash = next(line for line in rest if line.split()[0] == "crash")
+        assert re.search(r"\bcrash\s+restarting, \d+ restarts in \d+ s ", crash), crash
+        steady = next(line for line in rest if line.split()[0] == "steady")
+        assert re.search(r"\bsteady\s+running ", steady), steady
+
+        code, out, _ = cli(root, "status", "--json", "--logs", "2", capsys=capsys)
+        assert code == 1
+        pod = json.loads(out)["pods"][0]
+        assert pod["up_to_date"] is False and pod["healthy"] is False
+        assert pod["current"] is True  # made from the spec as it is: `cpb up` cannot help
+        by_name = {c["name"]: c for c in pod["containers"]}
+        assert by_name["crash"]["crash_loop"] is True and by_name["crash"]["stable"] is False
+        assert by_name["crash"]["restarts"] >= 3
+        assert by_name["crash"]["status"].startswith("restarting, ")
+        assert by_name["crash"]["logs"] == ["crashing now"] * 2
+        assert by_name["steady"] | {"logs": []} == by_name["steady"] | {
+            "state": "running", "restarts": 0, "crash_loop": False, "stable": True,
+            "failed": False, "logs": []}
+
+        code, out, _ = cli(root, "status", "--logs", "1", capsys=capsys)
+        assert code == 1 and "    | crashing now\n" in out
+    finally:
+        assert cli(root, "down", capsys=capsys)[0] == 0
+    assert pod_state(pod_name) == ([], {})
+
+
+def test_plain_doit_in_the_starter_builds_images_and_starts_no_pod(
+        tmp_path: Path, busybox_tar: Path, project_name: str,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "starter"
+    assert main(["init", str(root)]) == 0
+    capsys.readouterr()
+    # the starter as `cpb init` writes it (its dodo.py, module and pod), on a busybox
+    # base instead of debootstrap's (minutes here) and with this test's project name
+    spec = root / "cpb.yaml"
+    text = spec.read_text()
+    debootstrap = "    rootfs:\n      debootstrap: {suite: bookworm, variant: minbase}\n"
+    assert debootstrap in text
+    text = re.sub(r"(?m)^project: .*$", f"project: {project_name}", text)
+    spec.write_text(text.replace(debootstrap, "    rootfs: {tar: busybox.tar}\n"))
+    shutil.copyfile(busybox_tar, root / "busybox.tar")
+    pod_name = f"{project_name}-hello"
+    doit = [sys.executable, "-m", "doit"]
+    done = subprocess.run(doit, cwd=root, text=True, capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok  tag:hello" in done.stdout and "pod:" not in done.stdout, done.stdout
+    assert podman("image", "exists", f"localhost/{project_name}/hello:1.0") == ""
+    assert pod_state(pod_name) == ([], {})
+    try:
+        # the pods start when asked: `doit up`
+        up = subprocess.run([*doit, "up"], cwd=root, text=True, capture_output=True,
+                            check=False)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "ok  pod:hello" in up.stdout and "build:" not in up.stdout
+        pods, containers = pod_state(pod_name)
+        assert pods == [pod_name] and list(containers) == [f"{pod_name}-hello"]
+    finally:
+        assert main(["-f", str(spec), "down"]) == 0

@@ -208,3 +208,12 @@ def test_debootstrap_never_runs_into_a_shipped_link(make_project,  # type: ignor
     assert (victim / "keep").read_text() == SECRET
     assert not tree.is_symlink()
     assert image_ids(project_name) == {}
+
+
+def test_doctor_names_the_buildah_podman_builds_with(tmp_path: Path) -> None:
+    version = podman("info", "--format", "{{.Host.BuildahVersion}}").strip()
+    code, out, _ = cpb(tmp_path, "doctor")
+    line = next(line for line in out.splitlines() if "CVE-2024-1753" in line)
+    fixed = tuple(int(p) for p in version.split(".")) >= (1, 35, 0)
+    assert line.startswith("ok " if fixed else "-- ") and version in line
+    assert code == 0  # a warning, not a failed check

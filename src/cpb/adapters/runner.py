@@ -53,7 +53,7 @@ class Runner(Protocol):
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
-            cwd: Path | None = None) -> str: ...
+            cwd: Path | None = None, leaves_daemons: bool = False) -> str: ...
 
     def run_attached(self, args: Sequence[str]) -> int: ...
 
@@ -81,8 +81,12 @@ class ProcessRunner:
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
-            cwd: Path | None = None) -> str:
+            cwd: Path | None = None, leaves_daemons: bool = False) -> str:
         """Run `args`; return its output (stdout, or stdout+stderr into `log_file`).
+
+        `leaves_daemons`: the command starts processes that outlive it (`podman
+        kube play` leaves a conmon per container): they must not inherit the
+        project lock, or it stays held as long as the pod runs.
 
         Raises `CommandFailed` on a non-zero exit and `EnvironmentProblem`
         when the program is not installed.
@@ -94,10 +98,11 @@ class ProcessRunner:
         with self._lock:
             self.started[Path(program).name] += 1
         log.debug("running %s", args)
+        pass_fds = () if leaves_daemons else self.keep_fds
         if log_file is not None:
-            return self._run_logged(args, log_file, timeout, stdin, cwd)
+            return self._run_logged(args, log_file, timeout, stdin, cwd, pass_fds)
         code, stdout, stderr = self._spawn(args, stdin, subprocess.PIPE, subprocess.PIPE,
-                                           timeout, cwd, None)
+                                           timeout, cwd, None, pass_fds)
         out = stdout.decode(errors="replace")
         if code != 0:
             raise CommandFailed(args, code, out + stderr.decode(errors="replace"), None)
@@ -111,11 +116,12 @@ class ProcessRunner:
                                      "(run `cpb doctor`)")
         with self._lock:
             self.started[Path(program).name] += 1
-        code, _, _ = self._spawn(args, None, None, None, None, None, None)
+        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
         return code
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
-                    stdin: bytes | None, cwd: Path | None) -> str:
+                    stdin: bytes | None, cwd: Path | None,
+                    pass_fds: tuple[int, ...]) -> str:
         from cpb.state import open_log  # O_NOFOLLOW: a project may ship .cpb/logs/x -> ~/x
 
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -126,15 +132,15 @@ class ProcessRunner:
                 exc.filename = str(log_file)  # a full disk: the message names the log
                 raise
             code, _, _ = self._spawn(args, stdin, handle, subprocess.STDOUT, timeout, cwd,
-                                     log_file)
+                                     log_file, pass_fds)
         if code != 0:
             text = log_file.read_bytes()[-64_000:].decode(errors="replace")
             raise CommandFailed(args, code, text, log_file)
         return ""
 
     def _spawn(self, args: Sequence[str], stdin: bytes | None, stdout: Any, stderr: Any,
-               timeout: float | None, cwd: Path | None,
-               log_file: Path | None) -> tuple[int, bytes, bytes]:
+               timeout: float | None, cwd: Path | None, log_file: Path | None,
+               pass_fds: tuple[int, ...]) -> tuple[int, bytes, bytes]:
         # A session of its own: Ctrl-C reaches cpb alone, and cpb stops the
         # whole group (cekit *and* the podman it started), so an interrupted
         # build never leaves a podman build running on behind our back.
@@ -146,7 +152,7 @@ class ProcessRunner:
                 proc = subprocess.Popen(
                     list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
                     stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                    start_new_session=True, pass_fds=self.keep_fds)
+                    start_new_session=True, pass_fds=pass_fds)
                 with _running_lock:
                     _running.add(proc)
                 if self.groups is not None:

@@ -67,8 +67,15 @@ class TlsFiles:
         """An SSL context trusting the system bundle plus these CAs, presenting the
         client certificate; `verify=False` skips checking the server (podman's
         insecure), but still presents the client certificate."""
-        context = ssl.create_default_context()
-        for ca in self.cas:
+        if not verify:
+            # Nothing to check against: skip loading the system bundle, which
+            # takes ~0.1 s here.
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        else:
+            context = ssl.create_default_context()
+        for ca in self.cas if verify else ():
             try:
                 context.load_verify_locations(cafile=str(ca))
             except (OSError, ssl.SSLError) as exc:
@@ -81,9 +88,6 @@ class TlsFiles:
             except (OSError, ssl.SSLError) as exc:
                 raise TrustConfigError(f"cannot use the client certificate {cert} with {key}: "
                                        f"{_reason(exc)}") from None
-        if not verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
         return context
 
 

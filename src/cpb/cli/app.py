@@ -21,6 +21,7 @@ import click
 
 from cpb import __version__
 from cpb.cli import complete
+from cpb.cli.display import progress_option
 from cpb.cli.options import (
     Options,
     build_options,
@@ -29,7 +30,6 @@ from cpb.cli.options import (
     keep_going_option,
     make_runner,
     plan_options,
-    progress_option,
 )
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.process import exit_with

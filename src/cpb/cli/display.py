@@ -11,6 +11,8 @@ line of its log, and a total, below the finished tasks that scroll above.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import re
 import sys
@@ -178,6 +180,11 @@ class LiveDisplay:
         self.live = Live(self, console=self.console, refresh_per_second=4, transient=True,
                          redirect_stdout=False, redirect_stderr=False)
         self.live.start()
+        # cpb's own warnings (logging, to the terminal) would land inside the live
+        # area and leave a stale copy of it behind: print them above it instead.
+        self._handlers = [h for h in logging.getLogger().handlers
+                          if isinstance(h, logging.StreamHandler) and _is_tty(h.stream)]
+        self._streams = [h.setStream(_LineWriter(self.line)) for h in self._handlers]
 
     def __rich__(self) -> Any:
         from rich.console import Group
@@ -216,17 +223,47 @@ class LiveDisplay:
 
     def close(self) -> None:
         self.live.stop()
+        for handler, stream in zip(self._handlers, self._streams, strict=True):
+            handler.setStream(stream)
+        self._handlers, self._streams = [], []
+
+
+class _LineWriter(io.TextIOBase):
+    """A stream that hands each complete line to `emit`."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit, self.buffer = emit, ""
+
+    def write(self, text: str) -> int:
+        self.buffer += text
+        while "\n" in self.buffer:
+            line, self.buffer = self.buffer.split("\n", 1)
+            self.emit(line)
+        return len(text)
+
+
+def _is_tty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def progress_option(command: Any) -> Any:
+    """The --progress option of the commands that run tasks."""
+    import click
+
+    return click.option(
+        "--progress", type=click.Choice(PROGRESS_MODES), default="auto", show_default=True,
+        help="tty: a live display of the running tasks; plain: one line per event "
+             "(and one every 30 s per running task); auto: tty on a terminal.")(command)
 
 
 def choose_mode(mode: str, out: IO[str]) -> str:
     """"tty" or "plain" for --progress MODE writing to `out`."""
     if mode != "auto":
         return mode
-    try:
-        tty = out.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    return "tty" if tty and os.environ.get("TERM", "") != "dumb" else "plain"
+    return "tty" if _is_tty(out) and os.environ.get("TERM", "") != "dumb" else "plain"
 
 
 def make_display(mode: str, log_for: LogFor, total: int,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import shutil
 import tarfile
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 from cpb.adapters.cekit import cekit_version
 from cpb.adapters.podman import PODMAN, sandbox_hint
 from cpb.adapters.runner import CommandFailed, Runner
+from cpb.errors import EnvironmentProblem
 
 PROBE_IMAGE = "localhost/cpb-doctor/probe:latest"
 
@@ -39,8 +41,46 @@ def run_checks(runner: Runner) -> list[Check]:
     checks.append(Check("cekit version", version != "unknown", version))
     if checks[0].ok:
         checks.append(_podman_info(runner))
+        checks.append(buildah_check(_buildah_version(runner)))
         checks.append(_container_start(runner))
     return checks
+
+
+# buildah 1.35.0 (podman 5.0.1, 4.9.4) fixed CVE-2024-1753: a Containerfile's
+# `RUN --mount=type=bind,from=IMAGE,source=LINK` could bind a host path read-write.
+# Debian 12's buildah 1.28.2+ds1-3+deb12u1 has no backport (its changelog, read
+# 2026-11-30, lists none). cpb itself never lets a project add a step to the
+# Containerfile; this warns that nothing else stands behind that.
+CVE_2024_1753_FIXED = (1, 35, 0)
+
+
+def _buildah_version(runner: Runner) -> str | None:
+    """The buildah that `podman build` (cekit's builder) links, else the buildah command's."""
+    for args in ([PODMAN, "info", "--format", "{{.Host.BuildahVersion}}"],
+                 ["buildah", "--version"]):
+        try:
+            out = runner.run(args, timeout=60)
+        except (CommandFailed, EnvironmentProblem):
+            continue
+        found = re.search(r"\d+\.\d+(\.\d+)?", out)
+        if found:
+            return found.group(0)
+    return None
+
+
+def buildah_check(version: str | None) -> Check:
+    name = "buildah and CVE-2024-1753"
+    if version is None:
+        return Check(name, False, "cannot tell the buildah version podman builds with",
+                     required=False)
+    parts = tuple(int(p) for p in version.split("."))
+    fixed = ".".join(map(str, CVE_2024_1753_FIXED))
+    if parts >= CVE_2024_1753_FIXED:
+        return Check(name, True, f"buildah {version} (>= {fixed}: fixed)", required=False)
+    return Check(name, False, f"podman builds with buildah {version}, older than {fixed}, which "
+                 "fixed CVE-2024-1753 (a Containerfile's RUN --mount can reach the host; "
+                 "Debian 12 has no backport); cpb keeps projects from adding Containerfile "
+                 "steps, but upgrade podman/buildah where you can", required=False)
 
 
 def _program(name: str, fix: str, required: bool = True) -> Check:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from cpb.cli import complete
+from cpb.cli.display import progress_option
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.state import SPEC_FILE, find_spec_file
 
@@ -115,12 +116,6 @@ def jobs_option(help: str = "Tasks to run at once.") -> Callable[[F], F]:
 keep_going_option = click.option(
     "--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
     help="After a failure, go on with images that do not depend on it.")
-
-progress_option = click.option(
-    "--progress", type=click.Choice(["auto", "tty", "plain"]), default="auto",
-    show_default=True,
-    help="tty: a live display of the running tasks; plain: one line per event "
-         "(and one every 30 s per running task); auto: tty on a terminal.")
 
 build_options = _apply(
     click.argument("images", nargs=-1, shell_complete=complete.images_and_pods),

@@ -6,13 +6,15 @@ Thin like the rest of the CLI: they call pods.py and kube.py and print.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cpb.cli import complete
+from cpb.cli.display import make_display, progress_option
 from cpb.cli.options import Options, jobs_option
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
@@ -48,8 +50,9 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 @click.command()
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @jobs_option()
+@progress_option
 @click.pass_obj
-def up(opts: Options, pods: Sequence[str], jobs: int) -> None:
+def up(opts: Options, pods: Sequence[str], jobs: int, progress: str) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
@@ -64,8 +67,12 @@ def up(opts: Options, pods: Sequence[str], jobs: int) -> None:
         click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
                    err=True)
 
+    def display(project: Project, pending: int) -> object:
+        return make_display(progress, project.state.log_path, pending)
+
     outcome = run_tasks(opts.opening(), targets, jobs=jobs, on_wait=waiting,
-                        on_ended=lambda text: click.echo(text, err=True), command="cpb up")
+                        on_ended=lambda text: click.echo(text, err=True), display=display,
+                        command=shlex.join(["cpb", "up", *pods]))
     if not outcome.ran:
         click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
     if outcome.code != 0:
@@ -94,26 +101,47 @@ def down(opts: Options, pods: Sequence[str], volumes: bool) -> None:
 @click.command()
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--logs", "log_lines", type=click.IntRange(0, 10_000), default=0,
+              metavar="N", help="Also show the last N lines of each container's log.")
 @click.pass_obj
-def status(opts: Options, pods: Sequence[str], as_json: bool) -> None:
-    """Show the pods: state, containers, their images and image digests."""
+def status(opts: Options, pods: Sequence[str], as_json: bool, log_lines: int) -> None:
+    """Show the pods: state, containers (restarts, crash loops), images and digests.
+
+    Exits with 1 when a pod is Degraded, or one of its containers crash-loops or
+    ended with an error.
+    """
     from cpb.tasks.podops import pod_status
 
     project = opts.project()
-    result = pod_status(project, _pod_names(project, pods))
+    result = pod_status(project, _pod_names(project, pods), log_lines=log_lines)
     if as_json:
         click.echo(json.dumps({"project": project.spec.project, "pods": result}, indent=2))
-        return
-    for pod in result:
-        state = pod["state"]
-        if pod["state"] != "not running":
-            state += ", up to date" if pod["up_to_date"] else \
-                f", out of date (`cpb up {pod['pod']}` replaces it)"
-        click.echo(f"{pod['pod']}: {pod['name']} {state}")
-        for c in pod["containers"]:
-            digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
-            kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
-            click.echo(f"  {c['name']:<20} {c['state']:<10} {c['image']}  ({digest}){kind}")
+    else:
+        for pod in result:
+            _show_pod(pod)
+    if not all(pod["healthy"] for pod in result):
+        sys.exit(EXIT_FAILED)
+
+
+def _show_pod(pod: dict[str, Any]) -> None:
+    state = pod["state"]
+    failing = [c["name"] for c in pod["containers"] if c["failed"]]
+    if pod["state"] != "not running":
+        if pod["up_to_date"]:
+            state += ", up to date"
+        elif not pod["current"]:
+            state += f", out of date (`cpb up {pod['pod']}` replaces it)"
+        elif failing:
+            state += f", failing: {', '.join(failing)}"
+        else:
+            state += ", not stable yet"
+    click.echo(f"{pod['pod']}: {pod['name']} {state}")
+    for c in pod["containers"]:
+        digest = digest_tag(c["digest"]) if c["digest"] else c["image_id"][:12]
+        kind = f"  worker, kind {c['kind']}" if c.get("kind") else ""
+        click.echo(f"  {c['name']:<20} {c['status']:<10} {c['image']}  ({digest}){kind}")
+        for line in c.get("logs", []):
+            click.echo(f"    | {line}")
 
 
 @click.command()

@@ -44,7 +44,7 @@ ARTIFACT_URL_PATTERN = r"^(https?://[^/\s]+|file://)/?\S*$"
 # 1-65535, as a regular expression (for the places a port is part of a string)
 PORT_PATTERN = (r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}"
                 r"|[1-9][0-9]{0,3})")
-# host[:port][/path]: no scheme (tls_verify says http or https), no tag.
+# host[:port][/path]: no scheme (HTTPS unless tls_verify: false allows HTTP), no tag.
 REGISTRY_URL_PATTERN = (rf"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:{PORT_PATTERN})?"
                         r"(/[a-z0-9]+([._-][a-z0-9]+)*)*/?$")
 # Refused before the pattern, each with its own message and without echoing
@@ -120,7 +120,9 @@ def build_schema() -> dict[str, Any]:
                                          "1-65535, a lowercase path), e.g. 127.0.0.1:5000/farm",
                             "description": "host[:port][/path]; images go to <url>/<image>"},
                     "tls_verify": {"type": "boolean", "description":
-                                   "false: plain HTTP or an untrusted certificate (default true)"},
+                                   "false: do not check the certificate, and fall back to "
+                                   "plain HTTP, as podman's --tls-verify=false (default true; "
+                                   "for a private CA, put it in certs.d instead)"},
                 },
             },
             "defaults": {"type": "object", "additionalProperties": False,

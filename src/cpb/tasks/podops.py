@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from cpb.adapters.pods import container_health
 from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import DIGEST_LABEL, digest_tag
-from cpb.resolve.kube import cluster_manifest, named_volumes
+from cpb.resolve.kube import LABEL_DIGEST, cluster_manifest, named_volumes
 from cpb.resolve.runtime import KIND_ENV as WORKER_KIND_ENV
 from cpb.spec.pods import PodSpec, replica_names
 from cpb.tasks.pods import pod_uptodate
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
     from cpb.project import Project
 
 log = logging.getLogger(__name__)
+
+# podman's pod states that mean a container of the pod is not as it should be
+UNHEALTHY_POD_STATES = ("Degraded", "Error")
 
 
 def pod_down(project: Project, pod: str, *, volumes: bool = False) -> bool:
@@ -37,11 +42,18 @@ def pod_down(project: Project, pod: str, *, volumes: bool = False) -> bool:
     return existed
 
 
-def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
-    """Each pod: its state, and each container's state, image and image digest."""
-    running = project.pod_store.pods()
-    containers = project.pod_store.containers(
+def pod_status(project: Project, pods: list[str], *, log_lines: int = 0,
+               now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each pod: its state, whether it is up to date and healthy, and each container's
+    state, restarts (a crash loop as such), image, image digest and, with
+    `log_lines`, the last lines of its log."""
+    store = project.pod_store
+    running = store.pods()
+    containers = store.containers(
         [project.pods[p].k8s_name for p in pods if project.pods[p].k8s_name in running])
+    inspected = store.inspect(sorted(c.get("Id", "") for rows in containers.values()
+                                     for c in rows))
+    now = now or datetime.now(timezone.utc)
     used = [c.get("ImageID", "") for rows in containers.values() for c in rows]
     digests = {image_id: labels.get(DIGEST_LABEL, "") for image_id, labels
                in project.store.labels_of(used).items()}
@@ -49,24 +61,41 @@ def pod_status(project: Project, pods: list[str]) -> list[dict[str, Any]]:
     for name in pods:
         build = project.pods[name]
         pod = running.get(build.k8s_name)
-        entry: dict[str, Any] = {"pod": name, "name": build.k8s_name,
-                                 "state": pod.status if pod else "not running",
-                                 "up_to_date": bool(pod and pod_uptodate(project, name)),
-                                 "containers": []}
         prefix = build.k8s_name + "-"
         kinds = worker_kinds(project.spec.pods[name])
         mine = containers.get(pod.id, []) if pod else []
+        entries = []
         for c in sorted(mine, key=lambda c: c["Names"][0]):
             shown = c["Names"][0]
             image_id = c.get("ImageID", "")
+            health = container_health(inspected.get(c.get("Id", ""), {}), now)
             short_name = shown[len(prefix):] if shown.startswith(prefix) else shown
-            entry["containers"].append({
+            entry = {
                 "name": short_name, "kind": kinds.get(short_name),
-                "id": c.get("Id", ""), "state": c.get("State", ""),
+                "id": c.get("Id", ""), "state": health.state or c.get("State", ""),
+                "status": health.describe() or c.get("State", ""),
+                "restarts": health.restarts, "exit_code": health.exit_code,
+                "crash_loop": health.crash_looping, "stable": health.stable,
+                "failed": health.failed,
                 "image": c.get("Image", ""), "image_id": image_id,
                 "digest": digests.get(image_id, ""),
-            })
-        result.append(entry)
+            }
+            if log_lines:
+                entry["logs"] = store.log_tail(c.get("Id", shown), log_lines)
+            entries.append(entry)
+        # made from the spec's current inputs (in whatever state)
+        current = bool(pod and pod.labels.get(LABEL_DIGEST) == build.label)
+        stable = bool(entries) and all(e["stable"] for e in entries)
+        state = pod.status if pod else "not running"
+        result.append({
+            "pod": name, "name": build.k8s_name, "state": state, "current": current,
+            # what `cpb up` checks (running, current, all containers there), and
+            # every container running and stable
+            "up_to_date": bool(pod and pod_uptodate(project, name)) and stable,
+            "healthy": pod is None or (state not in UNHEALTHY_POD_STATES
+                                       and not any(e["failed"] for e in entries)),
+            "containers": entries,
+        })
     return result
 
 
