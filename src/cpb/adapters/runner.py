@@ -91,13 +91,7 @@ class ProcessRunner:
         Raises `CommandFailed` on a non-zero exit and `EnvironmentProblem`
         when the program is not installed.
         """
-        program = args[0]
-        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
-            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
-                                     "(run `cpb doctor`)")
-        with self._lock:
-            self.started[Path(program).name] += 1
-        log.debug("running %s", args)
+        self._starting(args)
         pass_fds = () if leaves_daemons else self.keep_fds
         if log_file is not None:
             return self._run_logged(args, log_file, timeout, stdin, cwd, pass_fds)
@@ -110,14 +104,19 @@ class ProcessRunner:
 
     def run_attached(self, args: Sequence[str]) -> int:
         """Run `args` with cpb's own stdout and stderr (`cpb logs -f`); its exit code."""
+        self._starting(args)
+        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
+        return code
+
+    def _starting(self, args: Sequence[str]) -> None:
+        """Refuse a program that is not installed; count the one about to start."""
         program = args[0]
         if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
             raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
                                      "(run `cpb doctor`)")
         with self._lock:
             self.started[Path(program).name] += 1
-        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
-        return code
+        log.debug("running %s", args)
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +37,20 @@ def _fast(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = options
 
 
-@_fast.command("plan")
-@plan_options
-@click.pass_obj
-def _fast_plan(globals_: dict[str, Any], /, **options: Any) -> tuple[str, dict[str, Any],
-                                                                   dict[str, Any]]:
-    return "plan", globals_, options
+Parsed = tuple[str, dict[str, Any], dict[str, Any]]  # command, cpb's options, its options
 
 
-@_fast.command("build")
-@build_options
-@click.pass_obj
-def _fast_build(globals_: dict[str, Any], /, **options: Any) -> tuple[str, dict[str, Any],
-                                                                    dict[str, Any]]:
-    return "build", globals_, options
+def _command(name: str, options: Callable[[Callable[..., Parsed]], Callable[..., Parsed]]
+             ) -> None:
+    """`name` under _fast, with the full CLI's options: it returns what was parsed."""
+    def parsed(globals_: dict[str, Any], /, **given: Any) -> Parsed:
+        return name, globals_, given
+
+    _fast.command(name)(options(click.pass_obj(parsed)))
+
+
+_command("plan", plan_options)
+_command("build", build_options)
 
 
 def parse(argv: Sequence[str]) -> tuple[Path | None, str] | None:
