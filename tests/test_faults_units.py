@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,14 @@ from doit.dependency import JSONCodec
 
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.processes import end_groups, group_and_below, process_start
-from cpb.adapters.runner import CommandFailed, ProcessRunner, Runner, stop_running
+from cpb.adapters.runner import (
+    CommandFailed,
+    CommandsStopped,
+    ProcessRunner,
+    Runner,
+    allow_commands,
+    stop_running,
+)
 from cpb.cli.app import main
 from cpb.errors import DiskFull, EnvironmentProblem, StateLocked, StateWriteError
 from cpb.project import open_project
@@ -33,6 +40,13 @@ from cpb.tasks.images import run_build
 from helpers import build_file_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(autouse=True)
+def _commands_allowed() -> Iterator[None]:
+    """Tests here call stop_running, which leaves the runner refusing new commands."""
+    yield
+    allow_commands()
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
@@ -399,17 +413,23 @@ import os, signal, sys
 from pathlib import Path
 from cpb.adapters.runner import ProcessRunner
 from cpb.state import StateDir
-root, flag = Path(sys.argv[1]), Path(sys.argv[2])
+root, flag, daemons = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "daemons"
 with StateDir(root).lock() as held:
     runner = ProcessRunner.holding(held)
     # a build that outlives cpb: sleep under sh, one process group
-    runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)])
+    runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)],
+               leaves_daemons=daemons)
 """
 
 
-def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path) -> None:
+@pytest.mark.parametrize("inherits", [True, False], ids=["holding-the-lock", "not-holding-it"])
+def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path,
+                                                          inherits: bool) -> None:
+    """Whether the orphan holds the lock (a build) or not (`podman kube play`, whose
+    conmons must not inherit it), the next run ends it at once and says so."""
     flag = tmp_path / "grandchild.pid"
-    cpb = subprocess.Popen([sys.executable, "-c", KILLED_CPB, str(tmp_path), str(flag)],
+    cpb = subprocess.Popen([sys.executable, "-c", KILLED_CPB, str(tmp_path), str(flag),
+                            "inherits" if inherits else "daemons"],
                            env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         grandchild = _wait_for_pid(flag)
@@ -508,3 +528,13 @@ def test_stopping_a_command_stops_what_left_its_process_group(tmp_path: Path) ->
     worker.join(15)
     assert not worker.is_alive() and len(errors) == 1
     assert _gone(escaped), "a process in a session of its own outlived its command"
+
+
+def test_after_stop_running_no_new_command_starts(tmp_path: Path) -> None:
+    """After Ctrl-C, doit's other threads go on to their next step; a command it
+    would start then would outlive cpb (it was seen: a `podman image inspect`)."""
+    stop_running()
+    with pytest.raises(CommandsStopped, match="not started, cpb is stopping: sh"):
+        ProcessRunner().run(["sh", "-c", "true"])
+    allow_commands()
+    assert ProcessRunner().run(["sh", "-c", "echo again"]) == "again\n"

@@ -174,3 +174,24 @@ def test_damaged_records_are_rewritten_from_storage_or_removed(tmp_path: Path) -
         "digest": project.images["mid"].digest,
         "components": project.images["mid"].components, "image_id": "id-mid"}
     assert not stray.exists()
+
+
+def test_a_shipped_module_beside_the_generated_ones_is_removed_not_loaded(tmp_path: Path) -> None:
+    files = {**FILES, "cpb.yaml": FILES["cpb.yaml"].replace(
+        "leaf: {from: mid}", "leaf: {from: mid, packages: [gcc]}")}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    generated = root / ".cpb/render/leaf/modules"
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "module.yaml").write_text("name: m1\nversion: '99'\n")
+    # a project can ship its .cpb/: a module cekit would load, and a link out of the project
+    (generated / "evil").mkdir()
+    (generated / "evil/module.yaml").write_text("name: m1\nversion: '99'\n")
+    (generated / "link").symlink_to(victim)
+    plan = pending(root, runner)
+    assert plan["render:leaf"] == ["rendered descriptor is out of date"]
+    do_render(open_project(root / "cpb.yaml", runner=runner), "leaf")
+    assert sorted(p.name for p in generated.iterdir()) == ["packages"]
+    assert (victim / "module.yaml").is_file()  # the link was removed, not followed
+    assert "render:leaf" not in pending(root, runner)

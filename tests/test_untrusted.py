@@ -11,6 +11,7 @@ and that nothing was built.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,14 @@ from cpb.cli.doctor import buildah_check
 from cpb.errors import SpecError, UnsafeState
 from cpb.spec.consent import CONSENT_ENV, HostPaths
 from cpb.spec.model import load_spec
-from cpb.state import StateDir, fresh_file, fresh_folder, open_log, write_bytes_atomic
+from cpb.state import (
+    StateDir,
+    fresh_file,
+    fresh_folder,
+    open_log,
+    read_state_text,
+    write_bytes_atomic,
+)
 from helpers import build_file_tree
 
 SPEC = """
@@ -251,3 +259,22 @@ def test_doctor_warns_about_a_buildah_without_the_cve_2024_1753_fix(version: str
     check = buildah_check(version)
     assert (check.ok, check.required) == (ok, False)
     assert ("CVE-2024-1753" in check.detail) != ok and version in check.detail
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "victim"])
+def test_state_files_are_read_without_following_links(tmp_path: Path, target: str) -> None:
+    # `cpb plan` reads records without the lock: a shipped link must neither hang it
+    # (/dev/zero) nor feed it another file's content
+    victim = tmp_path / "victim"
+    victim.write_text('{"digest": "forged"}')
+    state = StateDir(tmp_path / "proj")
+    stamp = state.stamp_path("build:base")
+    stamp.parent.mkdir(parents=True)
+    stamp.symlink_to(victim if target == "victim" else Path(target))
+    assert state.read_stamp("build:base") is None
+    with pytest.raises(OSError):
+        read_state_text(stamp)
+    fifo = state.root / "noop.json"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        read_state_text(fifo)

@@ -155,6 +155,26 @@ def open_log(path: Path) -> int:
         raise
 
 
+MAX_STATE_FILE = 256 * 1024 * 1024  # far above any record; /dev/zero is not one
+
+
+def read_state_text(path: Path) -> str:
+    """A file of .cpb/ as text; `OSError` when it is a link, not a regular file or huge.
+
+    Reads happen without the lock (`cpb plan`), so a shipped
+    `.cpb/state/build/x.json -> /dev/zero` must be refused here, not hang.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = handle.read(MAX_STATE_FILE + 1)
+    if len(data) > MAX_STATE_FILE:
+        raise OSError(errno.EFBIG, "too large", str(path))
+    return data.decode()
+
+
 def _refuse_links(folder: str, depth: int) -> None:
     with os.scandir(folder) as listing:
         for entry in listing:
@@ -223,7 +243,7 @@ class StateDir:
     def read_stamp(self, task: str) -> dict[str, Any] | None:
         path = self.stamp_path(task)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_state_text(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
@@ -300,6 +320,12 @@ class StateDir:
                     if on_wait is not None:
                         on_wait(holder)
                     fcntl.flock(fd, fcntl.LOCK_EX)
+            else:
+                # Free, but a run killed with -9 may have left commands that
+                # did not inherit the lock (`podman kube play`, see runner.py)
+                ended = _end_dead_owners_groups(_read_owner(fd))
+                if ended is not None and on_ended is not None:
+                    on_ended(ended)
             held = HeldLock(fd, path)
             held.write()
             yield held

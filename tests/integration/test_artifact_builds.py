@@ -72,8 +72,10 @@ def test_url_artifact_is_fetched_once_and_built_into_the_image(
     assert server.hits["/files/payload.txt"] == 1
     assert (cache / "sha256" / key).read_bytes() == b"first payload\n"
     # cekit was handed the cached file, never the url
-    descriptor = (root / ".cpb/render/data/image.yaml").read_text()
-    assert str(cache / "sha256" / key) in descriptor and "http" not in descriptor
+    # (the image's artifacts are in the module cpb generates for it, beside the descriptor)
+    module = (root / ".cpb/render/data/modules/artifacts/module.yaml").read_text()
+    assert str(cache / "sha256" / key) in module and "http" not in module
+    assert "http" not in (root / ".cpb/render/data/image.yaml").read_text()
     assert podman("run", "--rm", f"{project_name}/data:latest") == "first payload\n"
 
     code, runner = build(root, cache)

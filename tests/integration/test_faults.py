@@ -129,6 +129,14 @@ def wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen[str],
     raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
 
 
+def lock_owner(lock: Path) -> int | None:
+    """The pid the project lock's record names (JSON padded with spaces)."""
+    try:
+        return int(json.loads(lock.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def log_says(root: Path, task: str, text: str) -> Callable[[], bool]:
     path = root / ".cpb" / "logs" / f"{task}.log"
     return lambda: path.exists() and text in path.read_text(errors="replace")
@@ -193,7 +201,8 @@ def test_kill_9_during_a_build_then_rerun(own_storage: Path, make_project,  # ty
     plan_is_empty(root, capsys)
 
 
-def test_ctrl_c_exits_130_and_leaves_nothing_running(make_project, project_name: str,  # type: ignore[no-untyped-def]
+def test_ctrl_c_exits_130_and_leaves_nothing_running(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                                     project_name: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(SPEC, FILES)
     proc = start(root, "build", "-j", "2")
@@ -477,7 +486,8 @@ images:
 """
 
 
-def test_fail_fast_and_keep_going(make_project, project_name: str) -> None:  # type: ignore[no-untyped-def]
+def test_fail_fast_and_keep_going(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                  project_name: str) -> None:
     root = make_project(FAILING, {**FILES, **module("m-bad", "echo about to fail; exit 3")})
     log = root / ".cpb" / "logs" / "build-bad.log"
 
@@ -508,15 +518,15 @@ def test_build_help_documents_both_modes(capsys: pytest.CaptureFixture[str]) -> 
     assert "After a failure, go on with images that do not depend on it." in out
 
 
-def test_two_builds_at_once_then_damaged_state(make_project, project_name: str,  # type: ignore[no-untyped-def]
+def test_two_builds_at_once_then_damaged_state(own_storage: Path, make_project,  # type: ignore[no-untyped-def]
+                                               project_name: str,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     root = make_project(SPEC, {**FILES, **module("m-slow", "echo slow-started; sleep 1; "
                                                   "echo slow > /etc/slow")})
     first = start(root, "build")
     lock = root / ".cpb" / "lock"
     wait_for("the first build to take the lock",
-             lambda: lock.exists() and lock.read_text() == f"pid {first.pid}", first,
-             root / ".cpb" / "logs")
+             lambda: lock_owner(lock) == first.pid, first, root / ".cpb" / "logs")
     second = start(root, "build")
     code1, out1, err1 = finish(first)
     code2, out2, err2 = finish(second)

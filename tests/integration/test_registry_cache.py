@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import shutil
 import subprocess
 import threading
@@ -184,6 +185,14 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
                 f"({registry.url}/farm/{image}:cpb-{built[image][:12]})\n") in out
     assert "rootfs:base" not in out  # its only use is a build that will be pulled
     assert "tag:mid\n    - image mid will be pulled\n" in out
+    # `cpb graph` shows the same: builds the registry stands in for are "will pull"
+    code, out, _ = cli(project, "graph", "--format", "mermaid", capsys=capsys)
+    assert code == 0
+    for image in IMAGES:
+        assert re.search(rf'\["build:{image}"\]:::pull\n', out), out
+    code, out, _ = cli(project, "graph", "--no-registry-cache", "--format", "mermaid",
+                       capsys=capsys)
+    assert ":::pull" not in out and '["build:mid"]:::pending' in out
 
     started = time.monotonic()
     code, runner = run(project, *tags(*IMAGES))

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -144,18 +145,28 @@ class ProcessRunner:
         # whole group (cekit *and* the podman it started), so an interrupted
         # build never leaves a podman build running on behind our back.
         proc: subprocess.Popen[bytes] | None = None
+        with _running_lock:
+            if _control.stopping:
+                # cpb is stopping (Ctrl-C, SIGTERM): another thread's next step
+                # must not start a command that nobody would stop
+                raise CommandsStopped(f"not started, cpb is stopping: {Path(args[0]).name}")
+            _control.starting += 1
         try:
-            # An interrupt between the start and the bookkeeping would leave
-            # a command nobody stops: it waits until both are done.
-            with _interrupts_deferred():
-                proc = subprocess.Popen(
-                    list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
-                    stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                    start_new_session=True, pass_fds=pass_fds)
+            try:
+                # An interrupt between the start and the bookkeeping would leave
+                # a command nobody stops: it waits until both are done.
+                with _interrupts_deferred():
+                    proc = subprocess.Popen(
+                        list(args), stdout=stdout, stderr=stderr, env=self.env, cwd=cwd,
+                        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                        start_new_session=True, pass_fds=pass_fds)
+                    with _running_lock:
+                        _running.add(proc)
+                    if self.groups is not None:
+                        self.groups.add(proc.pid)
+            finally:
                 with _running_lock:
-                    _running.add(proc)
-                if self.groups is not None:
-                    self.groups.add(proc.pid)
+                    _control.starting -= 1
             out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             assert proc is not None
@@ -202,8 +213,18 @@ def defer_interrupt(exc: BaseException) -> bool:
     return False
 
 
+class CommandsStopped(EnvironmentProblem):
+    """A command was to start after `stop_running`: the run is being interrupted."""
+
+
+class _Control:
+    stopping = False  # set by stop_running: no new command starts
+    starting = 0  # commands between "allowed to start" and "in _running"
+
+
 _running: set[subprocess.Popen[bytes]] = set()
 _running_lock = threading.Lock()
+_control = _Control()
 
 
 def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -217,12 +238,27 @@ def stop_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         log.warning("process %d did not stop", proc.pid)
 
 
-def stop_running() -> None:
-    """Stop every command still running (other threads' builds after Ctrl-C)."""
+def stop_running(settle: float = 30.0) -> None:
+    """Stop every command still running (other threads' builds after Ctrl-C), and
+    start no new one (doit's other threads go on to their next step) until
+    `allow_commands`. Returns when no command runs or is being started."""
     with _running_lock:
-        procs = list(_running)
-    for proc in procs:
-        stop_group(proc)
+        _control.stopping = True
+    deadline = time.monotonic() + settle
+    while True:
+        with _running_lock:
+            procs, starting = list(_running), _control.starting
+        for proc in procs:
+            stop_group(proc)  # at once for one already stopped
+        if (not procs and not starting) or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)  # their threads have yet to take them off the list
+
+
+def allow_commands() -> None:
+    """After `stop_running`: a new command line in the same process (tests) may run commands."""
+    with _running_lock:
+        _control.stopping = False
 
 
 def _timed_out(args: Sequence[str], timeout: float | None, exc: subprocess.TimeoutExpired,

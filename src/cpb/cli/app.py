@@ -165,8 +165,12 @@ def _with_needs(project: Project, entry: dict[str, object],
               help="Output format (default: from -o's extension, else dot).")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Write to FILE instead of standard output.")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Show as pending what the registry has (what `cpb build "
+                   "--no-registry-cache` would build).")
 @click.pass_obj
-def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | None) -> None:
+def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | None,
+          no_registry_cache: bool) -> None:
     """Draw the task graph (all of it, or IMAGES and pod:NAME and what they need),
     each task coloured by its state in `cpb plan`."""
     from cpb.cli import graphview  # only for `cpb graph`
@@ -174,7 +178,7 @@ def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | 
     fmt = graphview.format_for(output, fmt)
     if fmt in ("svg", "png"):
         graphview.check_dot(fmt)  # before reading the spec and asking local storage
-    project = opts.project()
+    project = opts.project(registry_cache=not no_registry_cache)
     if images:
         targets = _targets(project, images)
         if project.registry is not None:
@@ -528,6 +532,9 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     global _started_ns, _argv
     _started_ns = started_ns or time.time_ns()
     _argv = list(argv) if argv is not None else sys.argv[1:]
+    from cpb.adapters.runner import allow_commands
+
+    allow_commands()  # a command line before this one, in this process, was interrupted
     with signals_interrupt():
         return _main(argv)
 

@@ -96,7 +96,8 @@ def fast_path(argv: Sequence[str]) -> int | None:
             return 0
         # A build holds the project lock while it looks, as the full path does;
         # if another run has it, the full path waits for it and says so.
-        with state.lock(wait=False):
+        # A dead run's leftovers are ended here too, and said so.
+        with state.lock(wait=False, on_ended=lambda text: print(text, file=sys.stderr)):
             tasks = unchanged(record_file, spec, command, ProcessRunner())
             if tasks is None:
                 return None

@@ -32,7 +32,7 @@ from pathlib import Path
 from cpb import __version__
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
-from cpb.state import STATE_DIR, write_error
+from cpb.state import STATE_DIR, read_state_text, write_error
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -71,7 +71,7 @@ def forget(project_root: Path) -> None:
 def unchanged(record_file: Path, spec: Path, command: str, runner: Runner) -> int | None:
     """The number of tasks, all up to date, if nothing changed since the record."""
     try:
-        data = json.loads(record_file.read_text())
+        data = json.loads(read_state_text(record_file))
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != FORMAT:

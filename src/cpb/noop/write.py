@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from cpb import __version__
 from cpb.adapters.cekit import cekit_dist_info
 from cpb.noop.record import FORMAT, RACY_MARGIN_NS, RECORD, environment, stat_of
-from cpb.resolve.render import MODULE_TEMPLATE, TEMPLATE
+from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
 from cpb.resources import builtin_modules_dir, templates_dir
 from cpb.spec.modules import PROJECT_MODULES
 from cpb.state import StateDir, write_bytes_atomic
@@ -81,7 +81,11 @@ def _inputs(project: Project) -> Iterable[str]:
     for name, image in spec.images.items():
         render = project.state.render_path(name)
         yield str(render)
-        yield from (str(render.parent / rel) for rel in project.images[name].generated)
+        # the generated modules, and their folder: an entry added there is a change
+        generated = project.images[name].generated
+        yield from (str(render.parent / rel) for rel in generated)
+        yield from (str(render.parent / rel.rsplit("/", 1)[0]) for rel in generated)
+        yield str(render.parent / GENERATED_DIR)
         for module in image.modules:  # a file added to a module's folder is a change
             yield str(module.path)
             yield from module.folders

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cpb.state import write_json_atomic
+from cpb.state import read_state_text, write_json_atomic
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -91,7 +91,7 @@ class FileHasher:
 
 def _read_cache(path: Path) -> dict[str, list[Any]]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_state_text(path))
     except FileNotFoundError:
         return {}
     except (OSError, ValueError):

@@ -26,6 +26,7 @@ from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
+from cpb.adapters.runner import CommandsStopped
 from cpb.errors import CpbError, DiskFull, StateWriteError
 from cpb.graph import ordered
 from cpb.naming import split_task, task_name
@@ -74,6 +75,9 @@ def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | 
         return TaskFailed(f"not run: {STOP.error}")
     try:
         kind.action(project, subject)
+    except CommandsStopped as exc:
+        STOP.tasks.add(task)  # cpb is being interrupted: its one line says so
+        return TaskFailed(str(exc))
     except StateWriteError as exc:
         STOP.record(exc, task)
         return TaskFailed(str(exc))
@@ -237,7 +241,7 @@ class CpbReporter(ConsoleReporter):  # type: ignore[misc]
 
     def add_failure(self, task: Task, fail: Any) -> None:
         self.failures.append({"task": task, "exception": fail})
-        if STOP.error is not None:
+        if STOP.error is not None or task.name in STOP.tasks:
             return  # the run's one error line says it, once
         message = fail.get_msg().strip() if fail.report else ""
         if not task.executed:

@@ -9,6 +9,7 @@ remember the components of the last build so reasons can be given.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,13 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
-from cpb.state import fresh_folder, write_bytes_atomic
+from cpb.state import (
+    fresh_folder,
+    read_state_text,
+    remove_entry,
+    state_folder,
+    write_bytes_atomic,
+)
 from cpb.tasks.changes import build_reasons
 from cpb.tasks.common import fresh_log, shown, task_failed
 from cpb.tasks.kind import Node, TaskKind
@@ -42,11 +49,26 @@ def render_uptodate(project: Project, image: str) -> bool:
     path = project.state.render_path(image)
     build = project.images[image]
     try:
-        return (path.read_text() == build.descriptor
-                and all((path.parent / rel).read_text() == text
+        return (read_state_text(path) == build.descriptor
+                and _generated_folders(path.parent / GENERATED_DIR) == {
+                    rel.split("/")[1] for rel in build.generated}
+                and all(read_state_text(path.parent / rel) == text
                         for rel, text in build.generated.items()))
     except OSError:
         return False
+
+
+def _generated_folders(folder: Path) -> set[str] | None:
+    """The module folders cekit would find below `folder`, or None when anything else is
+    there: cekit loads every module.yaml below it, and a project may ship a .cpb/."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = [Path(entry.path) for entry in listing]
+    except FileNotFoundError:
+        return set()
+    if not all(_only_module_yaml(entry) for entry in entries):
+        return None
+    return {entry.name for entry in entries}
 
 
 def rootfs_uptodate(project: Project, image: str) -> bool:
@@ -71,16 +93,26 @@ def tag_uptodate(project: Project, image: str) -> bool:
 def do_render(project: Project, image: str) -> None:
     build = project.images[image]
     path = project.state.render_path(image)
-    folder = path.parent / GENERATED_DIR
-    # a module generated for an earlier spec (the image had packages) must not linger:
-    # cekit reads every module.yaml below the folder it is given
-    for old in sorted(folder.glob("*/module.yaml")) if folder.is_dir() else []:
-        if old.relative_to(path.parent).as_posix() not in build.generated:
-            old.unlink()
+    # Only the modules generated for this spec stay where cekit looks for modules (one of
+    # an earlier spec, or anything a shipped .cpb/ holds, is removed, links not followed).
+    folder = state_folder(path.parent / GENERATED_DIR)
+    wanted = {rel.split("/")[1] for rel in build.generated}
+    for entry in sorted(os.listdir(folder)):
+        if entry not in wanted or not _only_module_yaml(folder / entry):
+            remove_entry(folder / entry)
     for rel, text in build.generated.items():
         write_bytes_atomic(path.parent / rel, text.encode())
     write_bytes_atomic(path, build.descriptor.encode())
     project.state.write_stamp(task_name(RENDER, image), {"digest": build.digest})
+
+
+def _only_module_yaml(folder: Path) -> bool:
+    """A real folder holding one real file, module.yaml (nothing a link or another module)."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    with os.scandir(folder) as listing:
+        return [(e.name, e.is_file(follow_symlinks=False)) for e in listing] == [
+            ("module.yaml", True)]
 
 
 def do_rootfs(project: Project, image: str) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from cpb.adapters.podman import Snapshot
 from cpb.naming import BUILD, DIGEST_LABEL, task_name
+from cpb.state import read_state_text
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -94,7 +95,7 @@ def repair_records(project: Project) -> None:
     """
     for path in sorted(project.state.root.glob("state/*/*.json")):
         try:
-            if isinstance(json.loads(path.read_text()), dict):
+            if isinstance(json.loads(read_state_text(path)), dict):
                 continue
         except (OSError, ValueError):
             pass

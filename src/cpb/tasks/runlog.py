@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cpb.errors import CpbError
-from cpb.state import StateDir, write_json_atomic
+from cpb.state import StateDir, read_state_text, write_json_atomic
 
 RUNS_FILE = "runs.json"
 _lock = threading.Lock()  # tasks finish on doit's worker threads
@@ -49,7 +49,7 @@ def runs_path(state: StateDir) -> Path:
 def read_runs(state: StateDir) -> dict[str, TaskRun]:
     """Every task's last run; a missing or damaged file is an empty record."""
     try:
-        data = json.loads(runs_path(state).read_text())
+        data = json.loads(read_state_text(runs_path(state)))
     except (OSError, ValueError):
         return {}
     runs: dict[str, TaskRun] = {}
@@ -81,7 +81,7 @@ class RunRecorder:
         with _lock:
             path = runs_path(self.state)
             try:
-                data = json.loads(path.read_text())
+                data = json.loads(read_state_text(path))
                 tasks = data["tasks"] if isinstance(data.get("tasks"), dict) else {}
             except (OSError, ValueError, AttributeError, KeyError):
                 tasks = {}
