@@ -84,7 +84,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
 
 def test_the_compile_job_compiles_every_file_on_both_workers(farm: tuple[Path, str]) -> None:
     root, _ = farm
-    proc = cpb(root, "submit", "farm", "job.yaml", "--json")
+    proc = cpb(root, "submit", "farm", str(root / "job.yaml"), "--json")
     assert proc.returncode == 1, proc.stderr  # the broken file fails the job
     outcome = json.loads(proc.stdout)
     by_name = {task["name"]: task for task in outcome["tasks"]}
@@ -101,7 +101,7 @@ def test_the_compile_job_compiles_every_file_on_both_workers(farm: tuple[Path, s
         symbols = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True)
         assert re.search(rf"\bT function_{index}\b", symbols.stdout), symbols.stdout
     # Without --json: a summary naming the failed task with gcc's message.
-    proc = cpb(root, "submit", "farm", "job.yaml")
+    proc = cpb(root, "submit", "farm", str(root / "job.yaml"))
     assert proc.returncode == 1
     assert "FAILED broken.o (exit code 1" in proc.stdout and "broken.c" in proc.stdout
     assert f"{UNITS} succeeded, 1 failed" in proc.stdout
@@ -128,7 +128,7 @@ def test_a_worker_killed_mid_job_loses_no_task(farm: tuple[Path, str]) -> None:
 
     killer = threading.Thread(target=kill_soon)
     killer.start()
-    proc = cpb(root, "submit", "farm", "naps.yaml", "--json", timeout=300)
+    proc = cpb(root, "submit", "farm", str(root / "naps.yaml"), "--json", timeout=300)
     killer.join()
     assert killed and proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)["tasks"]

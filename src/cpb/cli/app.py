@@ -31,6 +31,7 @@ from cpb.cli.options import (
     make_runner,
     plan_options,
 )
+from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.process import exit_with
 from cpb.cli.session import interruption, project_lock, signals_interrupt
@@ -522,6 +523,7 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
 cli.add_command(submit)
+cli.add_command(pki)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
