@@ -560,11 +560,25 @@ def _main(argv: Sequence[str] | None) -> int:
         click.echo(message, file=sys.__stderr__ or sys.stderr)
         return code
     except CpbError as exc:
-        click.echo(f"cpb: error: {exc}", err=True)
+        click.echo(f"cpb: error: {exc}{_advice(exc, _argv)}", err=True)
         return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     return EXIT_OK
+
+
+def _advice(exc: CpbError, argv: Sequence[str]) -> str:
+    """What to do next, which depends on the command: a registry that does not
+    answer is only a cache for plan, build and up, and they can do without it."""
+    from cpb.adapters.registry import RegistryUnreachable
+
+    if not isinstance(exc, RegistryUnreachable):
+        return ""
+    command = next((a for a in argv if a in cli.commands), "")
+    advice = "; images built so far are kept" if command in ("build", "push", "up") else ""
+    if command in ("plan", "build", "up") and "--no-registry-cache" not in argv:
+        advice += f"; `cpb {command} --no-registry-cache` goes on without its cache"
+    return advice
 
 
 def entry() -> None:

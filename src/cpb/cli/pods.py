@@ -50,9 +50,12 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 @click.command()
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @jobs_option()
+@click.option("--no-registry-cache", is_flag=True,
+              help="Build even what the registry already has (e.g. while it is down).")
 @progress_option
 @click.pass_obj
-def up(opts: Options, pods: Sequence[str], jobs: int, progress: str) -> None:
+def up(opts: Options, pods: Sequence[str], jobs: int, no_registry_cache: bool,
+       progress: str) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
@@ -70,7 +73,8 @@ def up(opts: Options, pods: Sequence[str], jobs: int, progress: str) -> None:
     def display(project: Project, pending: int) -> object:
         return make_display(progress, project.state.log_path, pending)
 
-    outcome = run_tasks(opts.opening(), targets, jobs=jobs, on_wait=waiting,
+    outcome = run_tasks(opts.opening(registry_cache=not no_registry_cache), targets,
+                        jobs=jobs, on_wait=waiting,
                         on_ended=lambda text: click.echo(text, err=True), display=display,
                         command=shlex.join(["cpb", "up", *pods]))
     if not outcome.ran:
