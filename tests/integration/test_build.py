@@ -102,7 +102,7 @@ def test_second_run_runs_nothing(built: Path, capsys: pytest.CaptureFixture[str]
     plan = json.loads(out)
     assert (plan["pending"], plan["total"], len(plan["tasks"])) == (0, 16, 16)
     assert plan["tasks"][0] == {"task": "rootfs:base", "kind": "rootfs", "image": "base",
-                                "pending": False, "reasons": []}
+                                "pending": False, "reasons": [], "needs": []}
 
 
 def test_clean_with_images_forgets_everything(built: Path, project_name: str,

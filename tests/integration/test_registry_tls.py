@@ -159,7 +159,7 @@ def test_unknown_ca_message_names_certs_d_and_does_not_suggest_turning_verificat
     assert err == (f"cpb: error: registry {tls_registry.url}: its TLS certificate is not "
                    "trusted here (unable to get local issuer certificate); put the CA "
                    f"certificate that signed it in {folder}/ca.crt, where podman and skopeo "
-                   "look too; images built so far are kept\n")
+                   "look too; `cpb plan --no-registry-cache` goes on without its cache\n")
     assert "tls_verify" not in out + err and "Traceback" not in out + err
 
     # cpb doctor tells the same: the registry answers, its certificate is not trusted.

@@ -103,7 +103,9 @@ def _tmux(socket: str, *args: str) -> str:
 def test_live_display_on_a_terminal_shows_the_running_tasks_log_line(
         make_project, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert shutil.which("tmux"), "tmux is installed by .ci/setup"
-    slow = 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "slow-step-$i"; sleep 1; done'
+    # @PROJECT@ makes the script unique: podman's layer cache must not skip it
+    slow = ('echo "@PROJECT@"; '
+            'for i in 1 2 3 4 5 6 7 8 9 10; do echo "slow-step-$i"; sleep 1; done')
     root = make_project("""
 project: "@PROJECT@"
 images:

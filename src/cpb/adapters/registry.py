@@ -37,7 +37,7 @@ from cpb.adapters.trust import (
     suggested_certs_dir,
     tls_files,
 )
-from cpb.errors import BuildError, EnvironmentProblem
+from cpb.errors import EXIT_ENVIRONMENT, BuildError, EnvironmentProblem
 from cpb.spec.model import RegistrySpec
 
 if TYPE_CHECKING:
@@ -71,6 +71,13 @@ class RegistryUnreachable(EnvironmentProblem):
 
 class RegistryError(BuildError):
     """The registry answered, but not as expected (denied, bad request)."""
+
+
+class RegistryDenied(RegistryError):
+    """The registry refused the login (HTTP 401/403): the environment's fault,
+    exit 3, so that a CI gate can tell it from `--exit-code`'s "work pending"."""
+
+    exit_code = EXIT_ENVIRONMENT
 
 
 def auth_file() -> Path | None:
@@ -270,7 +277,7 @@ class Registry:
             return
         if status in (401, 403):
             withheld = f"; {self._withheld}" if self._withheld else ""
-            raise RegistryError(f"registry {self.config.host} denied access while {doing} "
+            raise RegistryDenied(f"registry {self.config.host} denied access while {doing} "
                                 f"(HTTP {status}); log in with `podman login {self.config.host}`"
                                 f" (cpb reads podman's auth file){withheld}")
         raise RegistryError(f"registry {self.config.host} answered HTTP {status} while {doing}")
@@ -401,7 +408,7 @@ class Registry:
 
     def _explain(self, failed: _Failed) -> str:
         host = self.config.host
-        end = "; images built so far are kept"
+        end = ""  # the CLI adds what to do: it knows the command
         reason = failed.reason
         if failed.timed_out:
             return f"registry unreachable: {host} (no answer within {self.timeout:g} s){end}"

@@ -32,6 +32,7 @@ from cpb.adapters.runner import Runner, allow_commands, stop_running
 from cpb.cli import complete
 from cpb.cli import fastpath as noop
 from cpb.cli.display import progress_option
+from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.progress import ProgressLines
 from cpb.cli.session import interruption, project_lock, signals_interrupt
@@ -535,6 +536,7 @@ cli.add_command(down)
 cli.add_command(status)
 cli.add_command(kube)
 cli.add_command(submit)
+cli.add_command(pki)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
@@ -567,11 +569,25 @@ def _main(argv: Sequence[str] | None) -> int:
         click.echo(message, file=sys.__stderr__ or sys.stderr)
         return code
     except CpbError as exc:
-        click.echo(f"cpb: error: {exc}", err=True)
+        click.echo(f"cpb: error: {exc}{_advice(exc, _argv)}", err=True)
         return exc.exit_code
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     return EXIT_OK
+
+
+def _advice(exc: CpbError, argv: Sequence[str]) -> str:
+    """What to do next, which depends on the command: a registry that does not
+    answer is only a cache for plan, build and up, and they can do without it."""
+    from cpb.adapters.registry import RegistryUnreachable
+
+    if not isinstance(exc, RegistryUnreachable):
+        return ""
+    command = next((a for a in argv if a in cli.commands), "")
+    advice = "; images built so far are kept" if command in ("build", "push", "up") else ""
+    if command in ("plan", "build", "up") and "--no-registry-cache" not in argv:
+        advice += f"; `cpb {command} --no-registry-cache` goes on without its cache"
+    return advice
 
 
 def entry() -> None:

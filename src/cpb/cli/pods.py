@@ -51,15 +51,18 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Tasks to run at once.")
+@click.option("--no-registry-cache", is_flag=True,
+              help="Build even what the registry already has (e.g. while it is down).")
 @progress_option
 @click.pass_obj
-def up(opts: Any, pods: Sequence[str], jobs: int, progress: str) -> None:
+def up(opts: Any, pods: Sequence[str], jobs: int, no_registry_cache: bool,
+       progress: str) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
     that changed is replaced.
     """
-    project: Project = opts.project()
+    project: Project = opts.project(registry_cache=not no_registry_cache)
     names = _pod_form_names(project, pods)
     from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
     from cpb.tasks.plan import make_plan

@@ -27,7 +27,7 @@ from doit.reporter import ConsoleReporter
 from doit.task import Task, dict_to_task
 
 from cpb.adapters.runner import CommandsStopped
-from cpb.errors import CpbError, DiskFull, StateWriteError
+from cpb.errors import EXIT_ENVIRONMENT, CpbError, DiskFull, StateWriteError
 from cpb.graph import ordered
 from cpb.naming import split_task, task_name
 from cpb.state import no_space_left, prepare_dep_file, write_bytes_atomic, write_error
@@ -52,10 +52,19 @@ class _Stop:
         self.error: StateWriteError | None = None
         self.tasks: set[str] = set()
         self.active = False  # inside run_doit, which reports the error itself
+        # A task that failed for the environment's sake (registry down or
+        # refusing the login, a tool missing): the run then exits 3, not 1.
+        self.environment: CpbError | None = None
 
     def reset(self, active: bool) -> None:
         with self._lock:
             self.error, self.tasks, self.active = None, set(), active
+            self.environment = None
+
+    def record_environment(self, error: CpbError) -> None:
+        with self._lock:
+            if self.environment is None:
+                self.environment = error
 
     def record(self, error: StateWriteError, task: str | None = None) -> None:
         with self._lock:
@@ -90,6 +99,8 @@ def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | 
                             "images built so far are kept")
             STOP.record(full, task)
             return TaskFailed(str(full))
+        if exc.exit_code == EXIT_ENVIRONMENT:
+            STOP.record_environment(exc)
         return TaskFailed(str(exc))
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -305,5 +316,7 @@ def run_doit(project: Project, targets: Iterable[str], *, jobs: int = 1,
             display.close()  # also after Ctrl-C: the terminal is left clean
     if STOP.error is not None:
         raise STOP.error
+    if code != 0 and STOP.environment is not None:
+        raise STOP.environment  # exit 3: the machine's fault, not the project's
     return code
 
