@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner
 
 
-class FakeRunner(Runner):
+class FakeRunner(ProcessRunner):
     """Answers `podman images` and `buildah images` (names, no labels) from a
     list of images; refuses anything else."""
 

@@ -117,7 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def file_server() -> Iterator[FileServer]:
     server = FileServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: shutdown() returns at once instead of after serve_forever's 0.5 s
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                              daemon=True)
     thread.start()
     try:
         yield server

@@ -45,8 +45,16 @@ def test_the_corpus_is_complete() -> None:
     assert sorted(EXPECTED) == CASES, "every case needs an entry in expected.json, and back"
 
 
-@pytest.mark.parametrize("command", ["plan", "build"])
-@pytest.mark.parametrize("case", CASES)
+# Every case fails while the spec is loaded, which `plan` and `build` share;
+# `build` also takes the project lock, and must refuse before it does (the
+# lock lives in .cpb/): a few cases, one per stage of loading, show that.
+BUILD_CASES = ["04-yaml-tab-indent.yaml", "14-yaml-alias-bomb.yaml",
+               "45-image-name-semicolon.yaml", "70-module-symlink-outside.yaml",
+               "73-from-mutual-cycle.yaml", "84-from-ref-semicolon.yaml"]
+
+
+@pytest.mark.parametrize(("case", "command"), [
+    *((case, "plan") for case in CASES), *((case, "build") for case in BUILD_CASES)])
 def test_bad_spec_gives_one_clear_line(tmp_path: Path, case: str, command: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     root = make_case(tmp_path, case)

@@ -24,6 +24,7 @@ from cpb.adapters.processes import end_groups, group_and_below, process_start
 from cpb.adapters.runner import (
     CommandFailed,
     CommandsStopped,
+    ProcessRunner,
     Runner,
     allow_commands,
     stop_running,
@@ -49,7 +50,7 @@ def _commands_allowed() -> Iterator[None]:
 
 
 def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> None:
-    runner = Runner()
+    runner = ProcessRunner()
     with pytest.raises(CommandFailed, match="did not finish within 0.5 s"):
         runner.run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
     log = tmp_path / "x.log"
@@ -59,7 +60,7 @@ def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> N
     assert info.value.log_file == log
 
 
-class FlakyRunner(Runner):
+class FlakyRunner(ProcessRunner):
     """`podman images` failing like it does while another process removes images."""
 
     def __init__(self, failures: int, message: str) -> None:
@@ -202,7 +203,7 @@ def test_ctrl_c_stops_the_command_and_its_children(tmp_path: Path) -> None:
     timer.start()
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)])
+        ProcessRunner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)])
     timer.join()
     assert time.monotonic() - started < 15
     assert _gone(_wait_for_pid(pidfile)), "the grandchild (podman under cekit) was left running"
@@ -214,7 +215,7 @@ def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
 
     def build() -> None:
         try:
-            Runner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)], log_file=tmp_path / "log")
+            ProcessRunner().run(["sh", "-c", SCRIPT, "sh", str(pidfile)], log_file=tmp_path / "log")
         except CommandFailed as exc:
             errors.append(exc)
 
@@ -230,9 +231,8 @@ def test_stop_running_ends_commands_of_other_threads(tmp_path: Path) -> None:
 def test_commands_inherit_the_lock(tmp_path: Path) -> None:
     """A build started by a cpb that is then killed keeps the project locked."""
     state = StateDir(tmp_path)
-    runner = Runner()
     with state.lock() as held:
-        runner.hold(held)
+        runner = ProcessRunner.holding(held)
         out = runner.run(["sh", "-c", f"ls -l /proc/self/fd/{held.fd}"])
     assert str(tmp_path / ".cpb" / "lock") in out
 
@@ -368,7 +368,8 @@ def test_the_cli_says_it_in_one_line_and_exits_3(tmp_path: Path,
     from fakes import FakeRunner
 
     build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"})
-    monkeypatch.setattr("cpb.cli.app.Runner", FakeRunner)  # no podman: the fault is the disk
+    # no podman: the fault is the disk
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: FakeRunner())
     monkeypatch.setattr("cpb.state.os.fsync", _no_space)
     assert main(["-f", str(tmp_path / "cpb.yaml"), "build"]) == 3
     out, err = capsys.readouterr()
@@ -394,10 +395,9 @@ def test_a_command_that_failed_on_a_full_state_disk_is_reported_as_that(
 
 def test_the_lock_records_its_owner_and_running_groups(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
-    runner = Runner()
     lock_file = tmp_path / ".cpb" / "lock"
     with state.lock() as held:
-        runner.hold(held)
+        runner = ProcessRunner.holding(held)
         out = runner.run(["sh", "-c", 'echo $$; cat "$1"', "sh", str(lock_file)])
         after = json.loads(lock_file.read_text())
     pid_line, record = out.split("\n", 1)
@@ -411,12 +411,11 @@ def test_the_lock_records_its_owner_and_running_groups(tmp_path: Path) -> None:
 KILLED_CPB = """
 import os, signal, sys
 from pathlib import Path
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner
 from cpb.state import StateDir
 root, flag, daemons = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "daemons"
 with StateDir(root).lock() as held:
-    runner = Runner()
-    runner.hold(held)
+    runner = ProcessRunner.holding(held)
     # a build that outlives cpb: sleep under sh, one process group
     runner.run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", str(flag)],
                leaves_daemons=daemons)
@@ -478,11 +477,11 @@ def test_a_live_owner_is_waited_for_not_ended(tmp_path: Path) -> None:
 
 SIGNALLED_CPB = """
 import sys
-from cpb.adapters.runner import Runner, stop_running
+from cpb.adapters.runner import ProcessRunner, stop_running
 from cpb.cli.session import interruption, signals_interrupt
 with signals_interrupt():
     try:
-        Runner().run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", sys.argv[1]])
+        ProcessRunner().run(["sh", "-c", 'sleep 300 & echo $! > "$1"; wait', "sh", sys.argv[1]])
     except KeyboardInterrupt as exc:
         stop_running()
         code, message = interruption(exc)
@@ -514,7 +513,8 @@ def test_stopping_a_command_stops_what_left_its_process_group(tmp_path: Path) ->
 
     def build() -> None:
         try:
-            Runner().run(["sh", "-c", ESCAPING, "sh", str(pidfile)], log_file=tmp_path / "log")
+            ProcessRunner().run(["sh", "-c", ESCAPING, "sh", str(pidfile)],
+                                log_file=tmp_path / "log")
         except CommandFailed as exc:
             errors.append(exc)
 
@@ -535,6 +535,6 @@ def test_after_stop_running_no_new_command_starts(tmp_path: Path) -> None:
     would start then would outlive cpb (it was seen: a `podman image inspect`)."""
     stop_running()
     with pytest.raises(CommandsStopped, match="not started, cpb is stopping: sh"):
-        Runner().run(["sh", "-c", "true"])
+        ProcessRunner().run(["sh", "-c", "true"])
     allow_commands()
-    assert Runner().run(["sh", "-c", "echo again"]) == "again\n"
+    assert ProcessRunner().run(["sh", "-c", "echo again"]) == "again\n"

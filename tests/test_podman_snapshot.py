@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from cpb.adapters.podman import ImageStore
-from cpb.adapters.runner import CommandFailed, Runner
+from cpb.adapters.runner import CommandFailed, ProcessRunner
 
 
-class FakePodman(Runner):
+class FakePodman(ProcessRunner):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[list[str]] = []

@@ -208,7 +208,7 @@ def test_cluster_manifest_has_deployments_and_services(tmp_path: Path) -> None:
 def test_kube_command_prints_both_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
     assert main(["-f", str(spec_file), "kube", "solo"]) == 0
     assert validate_all(capsys.readouterr().out) == ["Pod"]
     assert main(["-f", str(spec_file), "kube", "farm", "--cluster"]) == 0
@@ -440,7 +440,7 @@ def test_replicas_of_a_listening_container_are_refused_in_the_pod_form_only(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path, LISTENING)
-    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
     why = ("cpb: error: cpb.yaml:16:19: pods.web.containers[1].replicas: 2 replicas of 'web' "
            "cannot run in one Podman pod: it listens on 8080 and the pod's containers share "
            "one network, so only one replica could bind it; use replicas: 1 for `cpb up`, "
@@ -546,7 +546,7 @@ def test_cluster_form_without_a_registry_warns_or_refuses(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    monkeypatch.setattr("cpb.project.Runner", PodmanFake)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
     assert main(["-f", str(spec_file), "kube", "solo", "--cluster"]) == 0
     out, err = capsys.readouterr()
     assert "kind: Deployment" in out
@@ -569,7 +569,7 @@ def test_cpb_build_refuses_a_pod_and_says_what_to_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
     fake = PodmanFake()
-    monkeypatch.setattr("cpb.project.Runner", lambda: fake)
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: fake)
     for argv in (["build", "pod:solo"], ["push", "pod:solo"], ["build", "--push", "pod:solo"]):
         assert main(["-f", str(spec_file), *argv]) == 2
         err = capsys.readouterr().err

@@ -138,7 +138,9 @@ class Handler(BaseHTTPRequestHandler):
 def token_registry() -> Iterator[str]:
     Handler.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # a short poll: shutdown() returns at once instead of after serve_forever's 0.5 s
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                              daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -137,13 +137,13 @@ def test_an_insecure_entry_turns_verification_off_for_podman_and_skopeo(
 
 
 def test_the_push_commands_get_the_effective_tls_verify(home: Path, tmp_path: Path) -> None:
-    from cpb.adapters.transfer import _flag
+    from cpb.adapters.transfer import tls_verify_flag
 
     (tmp_path / "registries.conf").write_text(
         '[[registry]]\nlocation = "reg.example:5000"\ninsecure = true\n')
-    assert _flag(Registry(RegistrySpec("reg.example:5000"))) == "false"
-    assert _flag(Registry(RegistrySpec("reg.example:6000"))) == "true"
-    assert _flag(Registry(RegistrySpec("reg.example:6000", tls_verify=False))) == "false"
+    assert tls_verify_flag(Registry(RegistrySpec("reg.example:5000"))) == "false"
+    assert tls_verify_flag(Registry(RegistrySpec("reg.example:6000"))) == "true"
+    assert tls_verify_flag(Registry(RegistrySpec("reg.example:6000", tls_verify=False))) == "false"
 
 
 # -- TLS against a real HTTPS server ------------------------------------------------------------

@@ -12,19 +12,19 @@ image's `tag:` task, what `cpb build` does. Pods start only when asked:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 from doit.exceptions import InvalidDodoFile
 
-from cpb.adapters.runner import Runner
 from cpb.errors import CpbError
 from cpb.naming import POD, TAG, split_task
-from cpb.project import open_project
 from cpb.state import find_spec_file, prepare_dep_file
 from cpb.tasks.doitapp import doit_config, task_dicts
-from cpb.tasks.records import record_found
+from cpb.workflow import Opening, prepared
 
 __all__ = ["DOIT_CONFIG", "task_cpb"]
 
@@ -38,11 +38,26 @@ DOIT_CONFIG: dict[str, Any] = {**doit_config(_ROOT, plain_doit=True),
                               "default_tasks": [IMAGES_TASK]}
 
 
+# The first steps of cpb's workflow (cpb.workflow.prepared: lock, open,
+# repair) run when doit loads the tasks; the lock is held until doit exits
+# (never closed: the kernel releases it with the process), so a plain `doit`
+# never runs beside a `cpb build`.
+_HELD = ExitStack()
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def _waiting(holder: str) -> None:
+    _say(f"waiting for another cpb run in this project ({holder}) to finish...")
+
+
 def task_cpb() -> Iterator[dict[str, Any]]:
     """Render, build and tag every image of cpb.yaml."""
     try:
-        project = open_project(find_spec_file(_ROOT), runner=Runner())
-        record_found(project)
+        project = _HELD.enter_context(prepared(Opening(find_spec_file(_ROOT)),
+                                               on_wait=_waiting, on_ended=_say))
     except CpbError as exc:
         # doit prints these as one "ERROR:" line, without a traceback
         raise InvalidDodoFile(str(exc)) from None

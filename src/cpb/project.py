@@ -16,6 +16,7 @@ from pathlib import Path
 import networkx as nx
 
 from cpb.adapters.artifacts import ArtifactCache, Download
+from cpb.adapters.cekit import cekit_version
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.pods import PodStore
 from cpb.adapters.registry import Registry
@@ -55,14 +56,27 @@ def open_project(spec_file: Path, *, runner: Runner,
                  cache: ArtifactCache | None = None, registry_cache: bool = True,
                  host_paths: HostPaths | None = None) -> Project:
     """`host_paths`: host paths outside the project the user allowed (consent.py)."""
-    cache = cache or ArtifactCache()
-    spec = with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,
+    spec = load_project_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
+    return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache)
+
+
+def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
+                      host_paths: HostPaths | None = None) -> ProjectSpec:
+    """The spec, with what cpb itself adds to it (the runtime's wheel, cpb.resolve.runtime)."""
+    return with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,
                                   host_paths=host_paths))
+
+
+def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache | None = None,
+                    registry_cache: bool = True) -> Project:
+    """The project of a loaded spec: its graph, digests, pods and stores."""
+    cache = cache or ArtifactCache()
     graph = expand_graph(spec, TASK_KINDS)
     state = StateDir(spec.root)
     store = ImageStore(runner)
     hasher = FileHasher(state.hash_cache)
-    images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path)
+    images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path,
+                            cekit=cekit_version(runner))
     registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, pods=resolve_pods(spec, images),
                    downloads=collect_downloads(spec), state=state, runner=runner, store=store,

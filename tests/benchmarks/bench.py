@@ -49,9 +49,9 @@ from synthetic import (  # noqa: E402
     remove_project_images,
 )
 
-from cpb.adapters.runner import Runner  # noqa: E402
-from cpb.cli.fastpath import RACY_MARGIN_NS, RECORD  # noqa: E402
+from cpb.adapters.runner import ProcessRunner  # noqa: E402
 from cpb.graph import ordered, split_task  # noqa: E402
+from cpb.noop.record import RACY_MARGIN_NS, RECORD  # noqa: E402
 from cpb.project import Project, open_project  # noqa: E402
 from cpb.tasks.doitapp import run_doit  # noqa: E402
 from cpb.tasks.images import do_render  # noqa: E402
@@ -230,12 +230,12 @@ def bare_doit_project(project: Project, folder: Path) -> tuple[Path, int, int]:
 
 def count_noop(root: Path) -> tuple[dict[str, int], dict[str, int]]:
     """Processes started by an in-process no-op plan and no-op build."""
-    plan_runner = Runner()
+    plan_runner = ProcessRunner()
     planned = make_plan(open_project(root / "cpb.yaml", runner=plan_runner))
     pending = [p.task for p in planned if p.pending]
     if pending:
         raise RuntimeError(f"not a no-op: {len(pending)} pending, e.g. {pending[:3]}")
-    build_runner = Runner()
+    build_runner = ProcessRunner()
     code = quiet_doit(open_project(root / "cpb.yaml", runner=build_runner))
     if code != 0:
         raise RuntimeError("no-op build failed")
@@ -248,17 +248,17 @@ def count_fast(root: Path) -> dict[str, int]:
 
     started: dict[str, int] = {}
 
-    class Counting(Runner):
+    class Counting(ProcessRunner):
         def run(self, args: Sequence[str], **kwargs: Any) -> str:
             started[Path(args[0]).name] = started.get(Path(args[0]).name, 0) + 1
             return super().run(args, **kwargs)
 
-    real, cpb.cli.fastpath.Runner = cpb.cli.fastpath.Runner, Counting  # type: ignore[misc]
+    real, cpb.cli.fastpath.ProcessRunner = cpb.cli.fastpath.ProcessRunner, Counting  # type: ignore[misc]
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             code = cpb.cli.fastpath.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
     finally:
-        cpb.cli.fastpath.Runner = real  # type: ignore[misc]
+        cpb.cli.fastpath.ProcessRunner = real  # type: ignore[misc]
     if code != 0:
         raise RuntimeError(f"the fast path did not answer a no-op plan in {root}")
     return started
@@ -278,7 +278,7 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
     setup_built(root)
     bench.add("noop", f"setup: {images} images loaded, first `cpb build`",
               fmt_s(time.perf_counter() - start))
-    project = open_project(root / "cpb.yaml", runner=Runner())
+    project = open_project(root / "cpb.yaml", runner=ProcessRunner())
     bare, ntasks, nfiles = bare_doit_project(project, bench.work / f"bare{images}")
     spec = str(root / "cpb.yaml")
     full = {**os.environ, "CPB_NO_FAST_PATH": "1"}
@@ -347,7 +347,7 @@ def setup_built(root: Path) -> None:
     builds, then one real `cpb build`: it renders every descriptor, finds
     every image built, and records them. Not measured.
     """
-    project = open_project(root / "cpb.yaml", runner=Runner())
+    project = open_project(root / "cpb.yaml", runner=ProcessRunner())
     preload_images(project, root / "preload.tar")
     timed(cpb("-f", str(root / "cpb.yaml"), "build"), root)
 
@@ -355,7 +355,7 @@ def setup_built(root: Path) -> None:
 def profile_noop(root: Path) -> None:
     prof = cProfile.Profile()
     prof.enable()
-    quiet_doit(open_project(root / "cpb.yaml", runner=Runner()))
+    quiet_doit(open_project(root / "cpb.yaml", runner=ProcessRunner()))
     prof.disable()
     stats = pstats.Stats(prof, stream=sys.stderr)
     stats.sort_stats("cumulative").print_stats(25)
@@ -380,7 +380,7 @@ def case_scaling(bench: Bench, sizes: Sequence[int]) -> None:
 
 
 def case_incremental(bench: Bench, root: Path) -> None:
-    project = open_project(root / "cpb.yaml", runner=Runner())
+    project = open_project(root / "cpb.yaml", runner=ProcessRunner())
     images = project.spec.images
     children = nx.DiGraph((i.parent, n) for n, i in images.items() if i.parent)
     leaves = sorted(n for n in images if n in children and children.out_degree(n) == 0)
@@ -446,7 +446,7 @@ def by_hand_commands(root: Path) -> list[list[str]]:
     """
     from cpb.adapters.cekit import build_command
 
-    project = open_project(root / "cpb.yaml", runner=Runner())
+    project = open_project(root / "cpb.yaml", runner=ProcessRunner())
     commands: list[list[str]] = []
     for image in ordered_images(project):
         do_render(project, image)
@@ -491,7 +491,7 @@ def case_today(bench: Bench) -> None:
     spec = str(root / "cpb.yaml")
     timed(cpb("-f", spec, "build"), root)
     settle(root)
-    project = open_project(root / "cpb.yaml", runner=Runner())
+    project = open_project(root / "cpb.yaml", runner=ProcessRunner())
     from cpb.adapters.cekit import build_command
 
     rebuilds = [build_command(project.state.render_path(i), project.state.build_dir(i),

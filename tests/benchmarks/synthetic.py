@@ -30,7 +30,7 @@ from pathlib import Path
 
 import yaml
 
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner
 from cpb.project import Project
 from helpers import busybox_rootfs_tar, remove_project_images  # noqa: F401 - for bench.py
 
@@ -102,7 +102,7 @@ def artifact_files(root: Path, image: str) -> list[Path]:
     return [root / "artifacts" / f"{image}-{n}.bin" for n in (1, 2)]
 
 
-class StubRunner(Runner):
+class StubRunner(ProcessRunner):
     """A Runner whose `cekit build` is a one-line `podman build`.
 
     `started["cekit"]` still counts the cekit builds asked for; `built`

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cpb.adapters.artifacts import ArtifactCache
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner, Runner
 from cpb.cli.app import main
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
@@ -53,7 +53,7 @@ def spec_text(server: FileServer, name: str = "payload.txt") -> str:
 
 
 def build(root: Path, cache: Path, **options: bool) -> tuple[int, Runner]:
-    runner = Runner()
+    runner = ProcessRunner()
     project = open_project(root / "cpb.yaml", runner=runner,
                            cache=ArtifactCache(cache, **options))
     return run_doit(project, []), runner

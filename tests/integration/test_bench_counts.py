@@ -16,7 +16,7 @@ import networkx as nx
 import pytest
 
 from benchmarks.synthetic import StubRunner, make_synthetic, module_files
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner, Runner
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
 from cpb.tasks.plan import make_plan
@@ -53,7 +53,7 @@ def synthetic(tmp_path: Path, project_name: str):  # type: ignore[no-untyped-def
 
 
 def noop_counts(root: Path) -> tuple[dict[str, int], dict[str, int]]:
-    plan_runner, build_runner = Runner(), Runner()
+    plan_runner, build_runner = ProcessRunner(), ProcessRunner()
     planned = make_plan(open_project(root / "cpb.yaml", runner=plan_runner))
     assert not [p.task for p in planned if p.pending]
     assert build(root, build_runner) == 0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner, Runner
 from cpb.cli.app import main
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
@@ -52,7 +52,7 @@ FILES = {
 
 def build(root: Path, *args: str) -> tuple[int, Runner]:
     """Build in-process, counting the external programs started."""
-    runner = Runner()
+    runner = ProcessRunner()
     project = open_project(root / "cpb.yaml", runner=runner)
     code = run_doit(project, list(args))
     return code, runner

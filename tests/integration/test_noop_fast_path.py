@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.synthetic import StubRunner, artifact_files, make_synthetic, module_files
-from cpb.cli.fastpath import RACY_MARGIN_NS, RECORD
+from cpb.noop.record import RACY_MARGIN_NS, RECORD
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
 from helpers import podman

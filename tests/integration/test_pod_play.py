@@ -26,7 +26,7 @@ import pytest
 import tomllib
 import yaml
 
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner
 from cpb.cli.app import main
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
@@ -201,7 +201,7 @@ def test_pod_up_reaches_localhost_port_and_volumes_then_down(
     assert code == 0, out + err
     assert "pod:demo" not in out  # doit had nothing to run for it
     assert pod_state(pod_name)[1] == before
-    runner = Runner()  # a no-op `up` asks twice: the image listing and `pod ps`
+    runner = ProcessRunner()  # a no-op `up` asks twice: the image listing and `pod ps`
     assert run_doit(open_project(root / "cpb.yaml", runner=runner), ["pod:demo"]) == 0
     assert dict(runner.started) == {"buildah": 1, "podman": 1}
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from cpb.adapters.runner import Runner
+from cpb.adapters.runner import ProcessRunner
 from cpb.cli.app import main
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 IMAGES = ("base", "leaf1", "leaf2", "mid", "other")
 
 
-class RecordingRunner(Runner):
+class RecordingRunner(ProcessRunner):
     """A real Runner that also remembers every command line it ran."""
 
     def __init__(self) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -25,8 +24,7 @@ def cekit_dist_info() -> str | None:
     return str(path) if path is not None else None
 
 
-@cache
-def cekit_version() -> str:
+def cekit_version(runner: Runner) -> str:
     """cekit's version, without starting a process when it is importable.
 
     cekit stamps `io.cekit.version` into every image, so an upgrade changes
@@ -36,12 +34,21 @@ def cekit_version() -> str:
         return metadata.version("cekit")
     except metadata.PackageNotFoundError:
         pass
-    try:
-        out = Runner().run([CEKIT, "--version"], timeout=60)
-    except CommandFailed:
-        return "unknown"
-    found = re.search(r"\d+(\.\d+)+\S*", out)
-    return found.group(0) if found else out.strip()
+    return _version_from_command(runner)
+
+
+_asked: dict[int, str] = {}  # `cekit --version` is asked once per process
+
+
+def _version_from_command(runner: Runner) -> str:
+    if 0 not in _asked:
+        try:
+            out = runner.run([CEKIT, "--version"], timeout=60)
+        except CommandFailed:
+            return "unknown"
+        found = re.search(r"\d+(\.\d+)+\S*", out)
+        _asked[0] = found.group(0) if found else out.strip()
+    return _asked[0]
 
 
 def build_command(descriptor: Path, build_dir: Path, tags: list[str]) -> list[str]:

@@ -1,9 +1,10 @@
 """The one place cpb starts external programs.
 
 Always an argument list, never a shell string, so no spec value can be
-interpreted by a shell. A `Runner` is passed to whatever needs one, so unit
-tests can substitute it; it also counts the processes it starts, which the
-benchmark uses to show that a no-op starts a constant number of them.
+interpreted by a shell. A `Runner` (the protocol; `ProcessRunner` is the real
+one) is passed to whatever needs one, so unit tests can substitute it; it
+also counts the processes it starts, which the benchmark uses to show that a
+no-op starts a constant number of them.
 """
 
 from __future__ import annotations
@@ -46,21 +47,38 @@ class CommandFailed(Exception):
         return "\n".join(self.output.rstrip().splitlines()[-lines:])
 
 
-class Runner:
-    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+class Runner(Protocol):
+    """What runs external programs: `ProcessRunner`, or a fake in unit tests."""
+
+    started: collections.Counter[str]  # processes started, by program name
+
+    def run(self, args: Sequence[str], *, log_file: Path | None = None,
+            timeout: float | None = None, stdin: bytes | None = None,
+            cwd: Path | None = None, leaves_daemons: bool = False) -> str: ...
+
+    def run_attached(self, args: Sequence[str]) -> int: ...
+
+
+class ProcessRunner:
+    """The real runner: starts each command as its own process group."""
+
+    def __init__(self, env: Mapping[str, str] | None = None,
+                 keep_fds: tuple[int, ...] = (), groups: GroupRecorder | None = None) -> None:
         self.env = dict(env) if env is not None else None
         self.started: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         # File descriptors every command inherits: the project lock, so that a
         # build cpb started keeps the project locked even if cpb is killed.
-        self.keep_fds: tuple[int, ...] = ()
+        self.keep_fds = keep_fds
         # Told of each command's process group as it starts and ends (the
         # project lock's record, for the run after a kill -9).
-        self.groups: GroupRecorder | None = None
+        self.groups = groups
 
-    def hold(self, lock: HeldLock) -> None:
-        """Run every command under the project lock `lock`: inherited, and recorded."""
-        self.keep_fds, self.groups = (lock.fd,), lock
+    @classmethod
+    def holding(cls, lock: HeldLock, env: Mapping[str, str] | None = None) -> ProcessRunner:
+        """A runner whose every command runs under the project lock `lock`:
+        inherited, and recorded."""
+        return cls(env, keep_fds=(lock.fd,), groups=lock)
 
     def run(self, args: Sequence[str], *, log_file: Path | None = None,
             timeout: float | None = None, stdin: bytes | None = None,
@@ -74,13 +92,7 @@ class Runner:
         Raises `CommandFailed` on a non-zero exit and `EnvironmentProblem`
         when the program is not installed.
         """
-        program = args[0]
-        if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
-            raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
-                                     "(run `cpb doctor`)")
-        with self._lock:
-            self.started[Path(program).name] += 1
-        log.debug("running %s", args)
+        self._starting(args)
         pass_fds = () if leaves_daemons else self.keep_fds
         if log_file is not None:
             return self._run_logged(args, log_file, timeout, stdin, cwd, pass_fds)
@@ -93,14 +105,19 @@ class Runner:
 
     def run_attached(self, args: Sequence[str]) -> int:
         """Run `args` with cpb's own stdout and stderr (`cpb logs -f`); its exit code."""
+        self._starting(args)
+        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
+        return code
+
+    def _starting(self, args: Sequence[str]) -> None:
+        """Refuse a program that is not installed; count the one about to start."""
         program = args[0]
         if shutil.which(program, path=(self.env or os.environ).get("PATH")) is None:
             raise EnvironmentProblem(f"'{program}' is not installed or not on PATH "
                                      "(run `cpb doctor`)")
         with self._lock:
             self.started[Path(program).name] += 1
-        code, _, _ = self._spawn(args, None, None, None, None, None, None, self.keep_fds)
-        return code
+        log.debug("running %s", args)
 
     def _run_logged(self, args: Sequence[str], log_file: Path, timeout: float | None,
                     stdin: bytes | None, cwd: Path | None,

@@ -24,7 +24,7 @@ def pull_into_storage(runner: Runner, registry: Registry, source: str, local_ref
     skopeo copies straight into local storage under the local name: one
     process, and no `<url>/...` name left behind in local storage.
     """
-    args = [SKOPEO, "copy", "--quiet", f"--src-tls-verify={_flag(registry)}",
+    args = [SKOPEO, "copy", "--quiet", f"--src-tls-verify={tls_verify_flag(registry)}",
             f"docker://{source}", f"containers-storage:{local_ref}"]
     _transfer(runner, registry, args, log_file, f"pulling {source}")
 
@@ -36,13 +36,14 @@ def push_from_storage(runner: Runner, registry: Registry, local_ref: str, target
 
     state_folder(digest_file.parent)
     remove_entry(digest_file)  # podman writes it: never through a link a project shipped
-    _transfer(runner, registry, [PODMAN, "push", "--quiet", f"--tls-verify={_flag(registry)}",
+    verify = tls_verify_flag(registry)
+    _transfer(runner, registry, [PODMAN, "push", "--quiet", f"--tls-verify={verify}",
                                  "--digestfile", str(digest_file), local_ref,
                                  f"docker://{target}"], log_file, f"pushing {target}")
     return digest_file.read_text().strip()
 
 
-def _flag(registry: Registry) -> str:
+def tls_verify_flag(registry: Registry) -> str:
     """`--tls-verify` for podman and skopeo, always explicit: an explicit `true`
     would override `insecure = true` in registries.conf, and the spec's
     `tls_verify: false` must reach them as well as cpb's own client."""

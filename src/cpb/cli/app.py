@@ -13,28 +13,27 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cpb import __version__
-from cpb.adapters.artifacts import (
-    CACHE_ENV,
-    ArtifactCache,
-    ArtifactsMissing,
-    FetchError,
-    default_cache_dir,
-    missing_message,
-)
-from cpb.adapters.runner import Runner, allow_commands, stop_running
 from cpb.cli import complete
-from cpb.cli import fastpath as noop
 from cpb.cli.display import progress_option
+from cpb.cli.options import (
+    Options,
+    build_options,
+    global_options,
+    jobs_option,
+    keep_going_option,
+    make_runner,
+    plan_options,
+)
 from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
-from cpb.cli.progress import ProgressLines
+from cpb.cli.process import exit_with
 from cpb.cli.session import interruption, project_lock, signals_interrupt
 from cpb.cli.submit import submit
 from cpb.errors import (
@@ -46,70 +45,40 @@ from cpb.errors import (
     SpecError,
 )
 from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
-from cpb.project import Project, open_project
-from cpb.resolve.downloads import collect_downloads
-from cpb.resources import templates_dir
-from cpb.spec.consent import CONSENT_ENV, HostPaths
-from cpb.spec.model import url_file_name
-from cpb.spec.schema import ARTIFACT_URL_PATTERN, schema_json
-from cpb.state import (
-    SPEC_FILE,
-    StateDir,
-    find_spec_file,
-    prepare_dep_file,
-    remove_entry,
-    write_bytes_atomic,
-)
-from cpb.tasks.plan import PlannedTask, default_tasks, make_plan
-from cpb.tasks.records import record_found, repair_records
+from cpb.state import SPEC_FILE, StateDir, find_spec_file, remove_entry, write_bytes_atomic
 from cpb.util import did_you_mean
 
+if TYPE_CHECKING:
+    from cpb.project import Project
+    from cpb.tasks.plan import PlannedTask
+    from cpb.workflow import Opening
+
+# `cpb --version` and `cpb --help` import only the modules above: the
+# pipeline (jinja2, networkx, doit) is imported by the commands that use it.
+
 log = logging.getLogger("cpb")
-_started_ns = 0  # when this command started: see main() and noop.record
+_started_ns = 0  # when this command started: see main() and cpb.noop.write
 _argv: list[str] = []  # this command's arguments, recorded with the tasks it runs
-
-
-class _Options:
-    def __init__(self, spec_file: Path | None, cache_dir: Path | None = None,
-                 offline: bool = False, allow_host_paths: Sequence[str] = ()) -> None:
-        self.spec_file = spec_file
-        self.cache_dir, self.offline = cache_dir, offline
-        self.host_paths = HostPaths.from_user(allow_host_paths)
-
-    def cache(self) -> ArtifactCache:
-        return ArtifactCache(self.cache_dir, offline=self.offline or None)
-
-    def project(self, *, registry_cache: bool = True) -> Project:
-        return open_project(self.spec_file or find_spec_file(Path.cwd()), runner=Runner(),
-                            cache=self.cache(), registry_cache=registry_cache,
-                            host_paths=self.host_paths)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cpb")
-@click.option("-f", "--file", "spec_file", type=click.Path(path_type=Path, dir_okay=False),
-              help=f"The spec to use (default: {SPEC_FILE} here or in a folder above).")
-@click.option("-v", "--verbose", is_flag=True, help="Log what cpb does.")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False),
-              help=f"The artifact cache (default: ${CACHE_ENV}, else {default_cache_dir()}).")
-@click.option("--offline", is_flag=True,
-              help="Fetch nothing: use only artifacts already in the cache.")
-@click.option("--allow-host-path", "allow_host_paths", multiple=True, metavar="PATH",
-              help=f"Let the project use this host path outside it (a pod volume, an artifact, "
-                   f"a module); repeatable; also ${CONSENT_ENV} (':'-separated).")
+@global_options
 @click.pass_context
 def cli(ctx: click.Context, spec_file: Path | None, verbose: bool, cache_dir: Path | None,
         offline: bool, allow_host_paths: tuple[str, ...]) -> None:
     """Build and start ComputePods from one cpb.yaml, rebuilding only what changed."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                         format="cpb: %(levelname)s: %(message)s", stream=sys.stderr)
-    ctx.obj = _Options(spec_file, cache_dir, offline, allow_host_paths)
+    ctx.obj = Options(spec_file, cache_dir, offline, allow_host_paths)
 
 
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 def init(directory: Path) -> None:
     """Create a starter project in DIRECTORY: cpb.yaml, modules/, dodo.py."""
+    from cpb.resources import templates_dir
+
     source = templates_dir() / "init"
     if directory.exists() and any(directory.iterdir()):
         raise SpecError(f"{directory} exists and is not empty; choose a new folder")
@@ -147,22 +116,19 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
 
 
 @cli.command()
-@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-@click.option("--all", "show_all", is_flag=True, help="Also list tasks that are up to date.")
-@click.option("--exit-code", is_flag=True, help="Exit with 1 when anything is pending (for CI).")
-@click.option("--push", is_flag=True, help="Also plan the pushes (what `cpb build --push` does).")
-@click.option("--no-registry-cache", is_flag=True,
-              help="Plan to build even what the registry already has.")
+@plan_options
 @click.pass_obj
-def plan(opts: _Options, images: Sequence[str], as_json: bool, show_all: bool,
+def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
          exit_code: bool, push: bool, no_registry_cache: bool) -> None:
     """Show what `cpb build` would run, and why."""
+    from cpb.noop.write import write as write_noop
+    from cpb.tasks.plan import make_plan
+
     project = opts.project(registry_cache=not no_registry_cache)
     planned = make_plan(project, _plan_targets(project, images, push))
     pending = [p for p in planned if p.pending]
     if not pending and not images and not push and not project.spec.pods:
-        noop.record(project, _started_ns, len(planned))
+        write_noop(project, _started_ns, len(planned))
     if as_json:
         shown = planned if show_all else pending
         click.echo(json.dumps({"project": project.spec.project, "pending": len(pending),
@@ -204,7 +170,7 @@ def _with_needs(project: Project, entry: dict[str, object],
               help="Show as pending what the registry has (what `cpb build "
                    "--no-registry-cache` would build).")
 @click.pass_obj
-def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path | None,
+def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | None,
           no_registry_cache: bool) -> None:
     """Draw the task graph (all of it, or IMAGES and pod:NAME and what they need),
     each task coloured by its state in `cpb plan`."""
@@ -243,24 +209,17 @@ def graph(opts: _Options, images: Sequence[str], fmt: str | None, output: Path |
 
 
 @cli.command()
-@click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once (independent images build in parallel).")
-@click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
-              help="After a failure, go on with images that do not depend on it.")
-@click.option("--push", is_flag=True, help="Then push what the registry does not have.")
-@click.option("--no-registry-cache", is_flag=True,
-              help="Build even what the registry already has, instead of pulling it.")
-@progress_option
+@build_options
 @click.pass_obj
-def build(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
+def build(opts: Options, images: Sequence[str], jobs: int, keep_going: bool, push: bool,
           no_registry_cache: bool, progress: str) -> None:
     """Build what changed (all images, or IMAGES and what they need)."""
-    project = opts.project(registry_cache=not no_registry_cache)
-    _refuse_pods(project, images, "build" + (" --push" if push else ""))
-    targets = _registry_targets(project, images, push)
-    _run(project, targets, jobs, keep_going, everything=not images and not push,
-         progress=progress)
+    def targets(project: Project) -> list[str]:
+        _refuse_pods(project, images, "build" + (" --push" if push else ""))
+        return _registry_targets(project, images, push)
+
+    _run(opts.opening(registry_cache=not no_registry_cache), targets, jobs, keep_going,
+         everything=not images and not push, progress=progress)
 
 
 def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
@@ -277,20 +236,20 @@ def _refuse_pods(project: Project, names: Sequence[str], command: str) -> None:
 
 @cli.command()
 @click.argument("images", nargs=-1, shell_complete=complete.images_and_pods)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once.")
-@click.option("--keep-going/--fail-fast", "-k/-x", default=True, show_default=True,
-              help="After a failure, go on with images that do not depend on it.")
+@jobs_option()
+@keep_going_option
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has, instead of pulling it.")
 @progress_option
 @click.pass_obj
-def push(opts: _Options, images: Sequence[str], jobs: int, keep_going: bool,
+def push(opts: Options, images: Sequence[str], jobs: int, keep_going: bool,
          no_registry_cache: bool, progress: str) -> None:
     """Push to the spec's registry what it does not have (building it first if needed)."""
-    project = opts.project(registry_cache=not no_registry_cache)
-    _refuse_pods(project, images, "push")
-    _run(project, _registry_targets(project, images, True), jobs, keep_going,
+    def targets(project: Project) -> list[str]:
+        _refuse_pods(project, images, "push")
+        return _registry_targets(project, images, True)
+
+    _run(opts.opening(registry_cache=not no_registry_cache), targets, jobs, keep_going,
          progress=progress)
 
 
@@ -315,46 +274,58 @@ def _registry_targets(project: Project, images: Sequence[str], push: bool) -> li
 def _plan_targets(project: Project, images: Sequence[str], push: bool) -> list[str]:
     """What `cpb plan` looks at: what a build would do, plus the pods that are up
     (a running pod whose image changes is re-created by the next `cpb up`)."""
+    from cpb.tasks.plan import default_tasks
+
     if images or push:
         return _registry_targets(project, images, push)
     running = default_tasks(project, sorted(task_name(POD, pod) for pod in project.pods))
     return [task_name(TAG, image) for image in project.images] + running
 
 
-def _run(project: Project, targets: list[str], jobs: int, keep_going: bool,
-         everything: bool = False, progress: str = "auto") -> None:
-    """Run the targets with doit; `everything`: they are every image's tag: task."""
-    if project.cache.offline:
-        _check_offline(project, targets)
-    with project_lock(project):
-        repair_records(project)
-        record_found(project)
-        prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run
-        planned = make_plan(project, targets)
-        if not any(p.pending for p in planned):
-            # The checks doit would make, made once: nothing to run, so doit
-            # (and its import) is skipped. Same last line as a doit run.
-            if everything:
-                noop.record(project, _started_ns, len(planned))
-            click.echo(f"0 done, {len(planned)} up to date")
-            return
-        noop.forget(project.spec.root)
-        from cpb.cli.display import make_display
-        from cpb.tasks.doitapp import run_doit  # only when there is work
+def _run(opening: Opening, targets: Callable[[Project], Sequence[str]], jobs: int,
+         keep_going: bool, everything: bool = False, progress: str = "auto") -> None:
+    """The workflow (cpb.workflow) for `targets`; `everything`: they are every image's tag:."""
 
-        display = make_display(progress, project.state.log_path,
-                               sum(p.pending for p in planned))
-        code = run_doit(project, targets, jobs=jobs, keep_going=keep_going, display=display,
-                        command=shlex.join(["cpb", *_argv]))
-    if code != 0:
+    from cpb.noop.record import forget
+    from cpb.noop.write import write as write_noop
+    from cpb.workflow import run_tasks
+
+    def noop(project: Project, tasks: int) -> None:
+        if everything:
+            write_noop(project, _started_ns, tasks)
+
+    def check(project: Project, wanted: Sequence[str]) -> None:
+        if project.cache.offline:
+            _check_offline(project, wanted)
+
+    def display(project: Project, pending: int) -> object:
+        from cpb.cli.display import make_display  # only when there is work
+
+        forget(project.spec.root)
+        return make_display(progress, project.state.log_path, pending)
+
+    outcome = run_tasks(opening, targets, jobs=jobs, keep_going=keep_going,
+                        on_wait=_say_waiting, on_ended=_say, check=check, on_noop=noop,
+                        display=display,                        command=shlex.join(["cpb", *_argv]))
+    if not outcome.ran:
+        click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
+    if outcome.code != 0:
         sys.exit(EXIT_FAILED)
+
+
+def _say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def _say_waiting(holder: str) -> None:
+    _say(f"waiting for another cpb run in this project ({holder}) to finish...")
 
 
 @cli.command()
 @click.option("--images", is_flag=True,
               help="Also remove this project's images from local storage.")
 @click.pass_obj
-def clean(opts: _Options, images: bool) -> None:
+def clean(opts: Options, images: bool) -> None:
     """Remove .cpb/ (rendered descriptors, logs, records)."""
     spec_file = opts.spec_file or find_spec_file(Path.cwd())
     state = StateDir(spec_file.resolve().parent)
@@ -382,12 +353,12 @@ def clean(opts: _Options, images: bool) -> None:
 @click.option("--registry-write", is_flag=True,
               help="Also test that the spec's registry lets you push (nothing is written).")
 @click.pass_obj
-def doctor(opts: _Options, registry_write: bool) -> None:
+def doctor(opts: Options, registry_write: bool) -> None:
     """Check that this machine can build: podman, cekit, starting a container,
     and the registry of the cpb.yaml here (reachable, TLS, credentials)."""
     from cpb.cli.doctor import run_checks  # only for `cpb doctor`
 
-    checks = run_checks(Runner())
+    checks = run_checks(make_runner())
     spec_file = opts.spec_file
     if spec_file is None:
         try:
@@ -412,11 +383,16 @@ def doctor(opts: _Options, registry_write: bool) -> None:
 @cli.command()
 def schema() -> None:
     """Print the JSON Schema of cpb.yaml (for editors)."""
+    from cpb.spec.schema import schema_json
+
     click.echo(schema_json(), nl=False)
 
 
 def _check_offline(project: Project, targets: Sequence[str]) -> None:
     """All artifacts the pending builds need are cached, or one error naming the others."""
+    from cpb.adapters.artifacts import ArtifactsMissing, missing_message
+    from cpb.tasks.plan import make_plan
+
     keys = [subject for kind, subject in (split_task(p.task) for p in
                                           make_plan(project, targets) if p.pending)
             if kind == FETCH]
@@ -430,8 +406,14 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 @click.option("-j", "--jobs", default=4, show_default=True, type=click.IntRange(1, 32),
               help="Downloads to run at once.")
 @click.pass_obj
-def fetch(opts: _Options, images: Sequence[str], jobs: int) -> None:
+def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
     """Fetch every url artifact (of all images, or IMAGES) into the artifact cache."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from cpb.adapters.artifacts import ArtifactsMissing, FetchError, missing_message
+    from cpb.cli.progress import ProgressLines
+    from cpb.resolve.downloads import collect_downloads
+
     project = opts.project()
     _targets(project, images)
     downloads = list(collect_downloads(project.spec, images or None).values())
@@ -476,10 +458,15 @@ def artifact() -> None:
 @click.option("--image", metavar="NAME", shell_complete=complete.images,
               help="With --write: under images.NAME (default: under defaults).")
 @click.pass_obj
-def artifact_add(opts: _Options, url: str, name: str | None, write: bool,
+def artifact_add(opts: Options, url: str, name: str | None, write: bool,
                  image: str | None) -> None:
     """Download URL into the cache once and print its cpb.yaml entry with the sha256
     (or, with --write, insert it into cpb.yaml)."""
+    from cpb.adapters.artifacts import ArtifactsMissing
+    from cpb.cli.progress import ProgressLines
+    from cpb.spec.model import url_file_name
+    from cpb.spec.schema import ARTIFACT_URL_PATTERN
+
     if image is not None and not write:
         raise SpecError("--image NAME goes with --write")
     if not re.search(ARTIFACT_URL_PATTERN, url):
@@ -514,7 +501,7 @@ def artifact_add(opts: _Options, url: str, name: str | None, write: bool,
 @click.argument("name", shell_complete=complete.images_and_pods)
 @click.option("-f", "--follow", is_flag=True, help="Keep showing what is written.")
 @click.pass_obj
-def logs(opts: _Options, name: str, follow: bool) -> None:
+def logs(opts: Options, name: str, follow: bool) -> None:
     """Show the last build log of an image (NAME, or KIND:NAME for one task:
     rootfs, build, push), or the containers' logs of a pod (pod:NAME)."""
     from cpb.cli.logs import show
@@ -542,11 +529,13 @@ cli.add_command(pki)
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
     """Run the CLI; return the exit code instead of exiting (for tests).
 
-    `started_ns`: when the command started (`time.time_ns()`), for noop.record.
+    `started_ns`: when the command started (`time.time_ns()`), for cpb.noop.write.
     """
     global _started_ns, _argv
     _started_ns = started_ns or time.time_ns()
     _argv = list(argv) if argv is not None else sys.argv[1:]
+    from cpb.adapters.runner import allow_commands
+
     allow_commands()  # a command line before this one, in this process, was interrupted
     with signals_interrupt():
         return _main(argv)
@@ -562,6 +551,8 @@ def _main(argv: Sequence[str] | None) -> int:
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
     except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
+        from cpb.adapters.runner import stop_running
+
         stop_running()  # builds other threads started
         code, message = interruption(exc)
         # doit may still have sys.stderr swapped for another thread's action:
@@ -591,5 +582,5 @@ def _advice(exc: CpbError, argv: Sequence[str]) -> str:
 
 
 def entry() -> None:
-    """The full CLI without the no-op fast path (the console script is noop.entry)."""
-    noop.exit_with(main())
+    """The full CLI without the no-op fast path (the console script is cpb.cli.fastpath's)."""
+    exit_with(main())

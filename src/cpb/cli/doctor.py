@@ -37,7 +37,8 @@ def run_checks(runner: Runner) -> list[Check]:
               _program("cekit", "pip install cekit"),
               _program("debootstrap", "apt-get install debootstrap (only for rootfs: debootstrap)",
                        required=False)]
-    checks.append(Check("cekit version", cekit_version() != "unknown", cekit_version()))
+    version = cekit_version(runner)
+    checks.append(Check("cekit version", version != "unknown", version))
     if checks[0].ok:
         checks.append(_podman_info(runner))
         checks.append(buildah_check(_buildah_version(runner)))

@@ -9,20 +9,20 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cpb.cli import complete
 from cpb.cli.display import make_display, progress_option
-from cpb.cli.session import project_lock
+from cpb.cli.options import Options, jobs_option
 from cpb.errors import EXIT_FAILED, SpecError
 from cpb.naming import POD, digest_tag, task_name
-from cpb.project import Project
 from cpb.spec.pods import check_pod_form
-from cpb.tasks.podops import cluster_yaml, pod_down, pod_status
-from cpb.tasks.records import record_found
 from cpb.util import did_you_mean
+
+if TYPE_CHECKING:
+    from cpb.project import Project
 
 
 def _pod_names(project: Project, names: Sequence[str]) -> list[str]:
@@ -49,34 +49,40 @@ def pod_targets(project: Project, names: Sequence[str]) -> list[str]:
 
 @click.command()
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
-@click.option("-j", "--jobs", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Tasks to run at once.")
+@jobs_option()
 @click.option("--no-registry-cache", is_flag=True,
               help="Build even what the registry already has (e.g. while it is down).")
 @progress_option
 @click.pass_obj
-def up(opts: Any, pods: Sequence[str], jobs: int, no_registry_cache: bool,
+def up(opts: Options, pods: Sequence[str], jobs: int, no_registry_cache: bool,
        progress: str) -> None:
     """Build what the PODS need and start them (all pods if none given).
 
     A running pod whose spec and images did not change is left alone; one
     that changed is replaced.
     """
-    project: Project = opts.project(registry_cache=not no_registry_cache)
-    names = _pod_form_names(project, pods)
-    from cpb.tasks.doitapp import run_doit  # doit is imported only to run tasks
-    from cpb.tasks.plan import make_plan
+    from cpb.workflow import run_tasks
 
-    targets = [task_name(POD, n) for n in names]
-    with project_lock(project):
-        record_found(project)
-        pending = sum(p.pending for p in make_plan(project, targets))
-        display = make_display(progress, project.state.log_path, pending)
-        code = run_doit(project, targets, jobs=jobs, display=display,
+    def targets(project: Project) -> list[str]:
+        return [task_name(POD, n) for n in _pod_form_names(project, pods)]
+
+    def waiting(holder: str) -> None:
+        click.echo(f"waiting for another cpb run in this project ({holder}) to finish...",
+                   err=True)
+
+    def display(project: Project, pending: int) -> object:
+        return make_display(progress, project.state.log_path, pending)
+
+    outcome = run_tasks(opts.opening(registry_cache=not no_registry_cache), targets,
+                        jobs=jobs, on_wait=waiting,
+                        on_ended=lambda text: click.echo(text, err=True), display=display,
                         command=shlex.join(["cpb", "up", *pods]))
-    if code != 0:
+    if not outcome.ran:
+        click.echo(f"0 done, {outcome.tasks} up to date")  # the last line of a doit run
+    if outcome.code != 0:
         sys.exit(EXIT_FAILED)
-    for name in names:
+    project = outcome.project
+    for name in _pod_form_names(project, pods):
         click.echo(f"pod {name}: running as {project.pods[name].k8s_name}")
 
 
@@ -84,9 +90,11 @@ def up(opts: Any, pods: Sequence[str], jobs: int, no_registry_cache: bool,
 @click.argument("pods", nargs=-1, shell_complete=complete.pods)
 @click.option("--volumes", is_flag=True, help="Also remove the pods' named volumes.")
 @click.pass_obj
-def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
+def down(opts: Options, pods: Sequence[str], volumes: bool) -> None:
     """Stop and remove PODS (all pods of the spec if none given)."""
-    project: Project = opts.project()
+    from cpb.tasks.podops import pod_down
+
+    project = opts.project()
     for name in _pod_names(project, pods):
         existed = pod_down(project, name, volumes=volumes)
         shown = project.pods[name].k8s_name
@@ -100,13 +108,15 @@ def down(opts: Any, pods: Sequence[str], volumes: bool) -> None:
 @click.option("--logs", "log_lines", type=click.IntRange(0, 10_000), default=0,
               metavar="N", help="Also show the last N lines of each container's log.")
 @click.pass_obj
-def status(opts: Any, pods: Sequence[str], as_json: bool, log_lines: int) -> None:
+def status(opts: Options, pods: Sequence[str], as_json: bool, log_lines: int) -> None:
     """Show the pods: state, containers (restarts, crash loops), images and digests.
 
     Exits with 1 when a pod is Degraded, or one of its containers crash-loops or
     ended with an error.
     """
-    project: Project = opts.project()
+    from cpb.tasks.podops import pod_status
+
+    project = opts.project()
     result = pod_status(project, _pod_names(project, pods), log_lines=log_lines)
     if as_json:
         click.echo(json.dumps({"project": project.spec.project, "pods": result}, indent=2))
@@ -146,9 +156,11 @@ def _show_pod(pod: dict[str, Any]) -> None:
               help="With --cluster: refuse (exit 2) when the spec has no registry: "
                    "the cluster could not pull the images.")
 @click.pass_obj
-def kube(opts: Any, pod: str, cluster: bool, strict: bool) -> None:
+def kube(opts: Options, pod: str, cluster: bool, strict: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
-    project: Project = opts.project()
+    from cpb.tasks.podops import cluster_yaml
+
+    project = opts.project()
     if not cluster:
         name = _pod_form_names(project, [pod])[0]
         click.echo(project.pods[name].manifest, nl=False)

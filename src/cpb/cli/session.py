@@ -79,7 +79,8 @@ def interruption(exc: BaseException) -> tuple[int, str]:
 def project_lock(project: Project, *, wait: bool = True,
                  say: Callable[[str], None] | None = None,
                  check: bool = True) -> Iterator[HeldLock]:
-    """Hold the project lock, with its messages; the project's commands run under it.
+    """Hold the project lock, with its messages (`cpb clean`; a build takes it in
+    cpb.workflow, with a runner whose commands run under it).
 
     `check`: first refuse a .cpb/ with links where cpb writes (all but `cpb clean`).
     """
@@ -96,5 +97,4 @@ def project_lock(project: Project, *, wait: bool = True,
         if waited:
             # the other run changed local storage: what we saw before waiting is stale
             project.store.invalidate()
-        project.runner.hold(held)
         yield held

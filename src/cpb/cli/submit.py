@@ -333,7 +333,7 @@ def submit(opts: Any, pod: str, job_file: Path, as_json: bool, progress_mode: st
            url: str | None) -> None:
     """Run JOBFILE's tasks on POD's workers, showing progress; exit 1 if any fails."""
     from cpb.adapters.pods import PodStore
-    from cpb.adapters.runner import Runner
+    from cpb.cli.options import make_runner
     from cpb.naming import PROJECT_LABEL
     from cpb.resolve.kube import pod_k8s_name
     from cpb.spec.model import load_spec
@@ -349,7 +349,7 @@ def submit(opts: Any, pod: str, job_file: Path, as_json: bool, progress_mode: st
         if spec is None or pod not in spec.pods:
             return None
         try:
-            store = PodStore(Runner(), PROJECT_LABEL, spec.project)
+            store = PodStore(make_runner(), PROJECT_LABEL, spec.project)
             found = store.pods().get(pod_k8s_name(spec.project, pod))
         except EnvironmentProblem:
             return None

@@ -59,6 +59,7 @@ class FileHasher:
         self.cache_file = cache_file
         self._cache: dict[str, list[Any]] = {}
         self._dirty = False
+        self._read: set[str] = set()
         if cache_file is not None:
             self._cache = _read_cache(cache_file)
 
@@ -66,6 +67,7 @@ class FileHasher:
         """sha256 of the file; `st`, when given, is its stat taken just before."""
         st = st or path.stat()
         key = str(path)
+        self._read.add(key)
         # ctime too: an edit that keeps size and mtime (a tool restoring the
         # mtime, a write within the clock's tick) still moves the ctime
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
@@ -76,6 +78,10 @@ class FileHasher:
         self._cache[key] = [*stamp, value]
         self._dirty = True
         return value
+
+    def files_read(self) -> list[str]:
+        """Every file hashed so far: what the digests of this run depend on."""
+        return sorted(self._read)
 
     def save(self) -> None:
         if self.cache_file is not None and self._dirty:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpb.adapters.cekit import BUILDER_FLAGS, cekit_version
+from cpb.adapters.cekit import BUILDER_FLAGS
 from cpb.adapters.podman import Snapshot, local_ref
 from cpb.adapters.rootfs import recipe
 from cpb.errors import SpecError
@@ -67,16 +67,16 @@ class ImageBuild:
 
 
 def resolve_images(spec: ProjectSpec, order: list[str], snapshot: Callable[[], Snapshot],
-                   hasher: FileHasher, artifact_path: Callable[[str], Path] | None = None
-                   ) -> dict[str, ImageBuild]:
+                   hasher: FileHasher, artifact_path: Callable[[str], Path] | None = None,
+                   *, cekit: str) -> dict[str, ImageBuild]:
     """ImageBuild for every image, parents before children (`order`).
 
-    `artifact_path(key)` is where a url artifact is in the artifact cache; it
-    only fills the descriptor's paths, never the digest (the declared checksum
-    is what identifies a url artifact, so no download is needed to plan).
+    `cekit` is cekit's version (it stamps every image). `artifact_path(key)`
+    is where a url artifact is in the artifact cache; it only fills the
+    descriptor's paths, never the digest (the declared checksum is what
+    identifies a url artifact, so no download is needed to plan).
     """
     template_hash = sha256_text(template_source())[:16]
-    cekit = cekit_version()
     resolved: dict[str, ImageBuild] = {}
     for name in order:
         resolved[name] = _resolve(spec, spec.images[name], resolved, snapshot, hasher,

@@ -1,0 +1,97 @@
+"""Writing the no-op record: after a full run of every image found nothing to do."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cpb import __version__
+from cpb.adapters.cekit import cekit_dist_info
+from cpb.noop.record import FORMAT, RACY_MARGIN_NS, RECORD, environment, stat_of
+from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
+from cpb.resources import builtin_modules_dir, templates_dir
+from cpb.spec.modules import PROJECT_MODULES
+from cpb.state import StateDir, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from cpb.project import Project
+
+
+def write(project: Project, started_ns: int, tasks: int) -> bool:
+    """Write .cpb/noop.json for a project where all `tasks` were up to date.
+
+    `started_ns` is `time.time_ns()` before the spec was read. Returns False
+    (and writes nothing, removing an old record) when an input changed too
+    recently to be certain the run saw its current content.
+    """
+    state: StateDir = project.state
+    path = state.root / RECORD
+    if not state.root.is_dir():
+        return False  # a plan in a fresh checkout writes nothing
+    cekit = cekit_dist_info()
+    if cekit is None:
+        # cekit's version came from `cekit --version`: no file tells of an upgrade
+        path.unlink(missing_ok=True)
+        return False
+    files = {p: stat_of(p) for p in sorted({cekit, *_inputs(project)})}
+    limit = started_ns - RACY_MARGIN_NS
+    if any(st is not None and st[2] >= limit for st in files.values()):
+        path.unlink(missing_ok=True)
+        return False
+    snap = project.store.snapshot()
+    images: dict[str, str | None] = {}
+    for build in project.images.values():
+        for ref in (build.digest_ref, build.version_ref, build.base_ref):
+            if ref is not None:
+                images[ref] = snap.image_id(ref)
+    data = {"format": FORMAT, "cpb": __version__, "spec": str(project.spec.file),
+            "environment": environment(), "lister": project.store.lister,
+            "pods": bool(project.spec.pods), "tasks": tasks, "files": files, "images": images}
+    # compact: thousands of entries, written and read by machines only
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
+    return True
+
+
+def _inputs(project: Project) -> Iterable[str]:
+    """Every file and folder whose stat stands for what the run read (cekit's
+    metadata folder aside: `write` adds it).
+
+    The files resolve hashed (module files, local artifacts, root file system
+    tars) come from the hasher that read them, not from a second list here.
+    """
+    spec = project.spec
+    yield str(spec.file)
+    yield str(spec.root / PROJECT_MODULES)  # a new module folder may shadow a built-in one
+    yield str(builtin_modules_dir())
+    yield str(templates_dir() / TEMPLATE)
+    yield str(templates_dir() / MODULE_TEMPLATE)
+    # cpb's own code decides digests too (an editable install changes without
+    # a new version number)
+    yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
+    # and the runtime's code goes into images as a wheel (cpb.resolve.runtime)
+    if any(a.made_by for image in spec.images.values() for a in image.artifacts):
+        from cpb.resolve.runtime import runtime_folder, runtime_sources
+
+        yield str(runtime_folder())  # a file added or removed
+        yield from (str(p) for p in runtime_sources())
+    yield from project.hashes.files_read()
+    yield from (str(project.cache.path(key)) for key in project.downloads)
+    for name, image in spec.images.items():
+        render = project.state.render_path(name)
+        yield str(render)
+        # the generated modules, and their folder: an entry added there is a change
+        generated = project.images[name].generated
+        yield from (str(render.parent / rel) for rel in generated)
+        yield from (str(render.parent / rel.rsplit("/", 1)[0]) for rel in generated)
+        yield str(render.parent / GENERATED_DIR)
+        for module in image.modules:  # a file added to a module's folder is a change
+            yield str(module.path)
+            yield from module.folders
+    state_dir = project.state.root / "state"
+    yield str(state_dir)
+    if state_dir.is_dir():
+        for kind in sorted(state_dir.iterdir()):
+            yield str(kind)
+            yield from (str(p) for p in sorted(kind.glob("*.json")))

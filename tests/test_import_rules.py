@@ -1,0 +1,125 @@
+"""The layers of cpb, as a test: who may import whom, and no cycles at all.
+
+Every `import` counts, at the top of a module or inside a function, except
+those under `if TYPE_CHECKING:` (they never run: annotations only).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PACKAGE = SRC / "cpb"
+# Helpers every layer may use: they know nothing of cpb's concepts.
+SMALL = {"cpb", "cpb.errors", "cpb.util", "cpb.resources"}
+
+
+def module_name(path: Path, root: Path = SRC) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports_of(path: Path, modules: set[str], root: Path = SRC) -> set[str]:
+    """The cpb modules `path` imports when it runs."""
+    found: set[str] = set()
+    here = module_name(path, root)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and _type_checking_only(node):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                prefix = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*prefix, base] if base else prefix)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names
+                         if f"{base}.{alias.name}" in modules)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), str(path)))
+    return {name for name in found if name in modules and name != here}
+
+
+def import_graph() -> nx.DiGraph:
+    paths = sorted(PACKAGE.rglob("*.py"))
+    modules = {module_name(p) for p in paths}
+    graph = nx.DiGraph()
+    graph.add_nodes_from(modules)
+    for path in paths:
+        graph.add_edges_from((module_name(path), target)
+                             for target in imports_of(path, modules))
+    # `import cpb.x.y` also runs the packages above it: those edges are not
+    # imports of the package's own code, so the package itself is left out.
+    graph.remove_edges_from([(a, b) for a, b in graph.edges if b == "cpb"])
+    return graph
+
+
+def imported(graph: nx.DiGraph, layer: str) -> set[tuple[str, str]]:
+    return {(a, b) for a, b in graph.edges if a == layer or a.startswith(layer + ".")}
+
+
+def test_no_import_cycles() -> None:
+    cycles = list(nx.simple_cycles(import_graph()))
+    assert cycles == [], cycles
+
+
+def test_spec_imports_only_errors_and_small_helpers() -> None:
+    wrong = {(a, b) for a, b in imported(import_graph(), "cpb.spec")
+             if not b.startswith("cpb.spec") and b not in SMALL}
+    assert wrong == set()
+
+
+def test_adapters_know_nothing_of_the_project_tasks_or_cli() -> None:
+    forbidden = ("cpb.project", "cpb.tasks", "cpb.cli", "cpb.graph", "cpb.workflow")
+    wrong = {(a, b) for a, b in imported(import_graph(), "cpb.adapters")
+             if b.startswith(forbidden)}
+    assert wrong == set()
+
+
+def test_tasks_never_import_the_cli() -> None:
+    wrong = {(a, b) for a, b in imported(import_graph(), "cpb.tasks")
+             if b.startswith("cpb.cli")}
+    assert wrong == set()
+
+
+def test_resolve_knows_nothing_of_tasks_or_cli() -> None:
+    wrong = {(a, b) for a, b in imported(import_graph(), "cpb.resolve")
+             if b.startswith(("cpb.tasks", "cpb.cli", "cpb.project"))}
+    assert wrong == set()
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    crossing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cpb"):
+                crossing += [f"{path.name}: {node.module}.{a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]
+    assert crossing == []
+
+
+def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
+    """The checker itself: an import in a function body counts, a TYPE_CHECKING one does not."""
+    module = tmp_path / "cpb" / "a.py"
+    module.parent.mkdir()
+    module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                      "    from cpb import c\n\ndef f():\n    from cpb.b import x\n")
+    assert imports_of(module, {"cpb.b", "cpb.c", "cpb.a"}, tmp_path) == {"cpb.b"}
