@@ -21,7 +21,7 @@ def test_example_farm_builds_runs_and_then_is_a_no_op(
     root = tmp_path / "farm"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".cpb"))
     spec = root / "cpb.yaml"
-    spec.write_text(spec.read_text().replace("project: compile-farm", f"project: {project_name}"))
+    spec.write_text(spec.read_text().replace("project: image-farm", f"project: {project_name}"))
     try:
         assert main(["-f", str(spec), "build", "-j", "2"]) == 0
         capsys.readouterr()
