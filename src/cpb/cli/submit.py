@@ -37,6 +37,7 @@ from cpb.errors import (
     EnvironmentProblem,
     SpecError,
 )
+from cpb.resolve.runtime import NATS_PORT  # the computepods-nats container's port
 from cpb.spec.yamlload import Located, LocatedList, Mark, load_yaml
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from cpb_runtime.client import JobOutcome, Progress
     from cpb_runtime.protocol import JobSpec, TaskResult
 
-NATS_PORT = 4222  # the container port of the pod's NATS (the computepods-nats module)
 PLAIN_EVERY_S = 10.0  # a progress line at least this often when nothing else is said
 TAIL_LINES = 12  # lines of a failed task's stderr in the summary
 _SIGNAL_EXITS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATED,

@@ -25,6 +25,7 @@ import jinja2
 
 from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import sha256_text
+from cpb.resolve.runtime import KIND_ENV, NAME_ENV
 from cpb.resources import templates_dir
 from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
 
@@ -62,11 +63,6 @@ def templates_digest() -> str:
     return sha256_text(json.dumps(texts, sort_keys=True))[:16]
 
 
-# Set by cpb.resolve.runtime on the runtime's workers (docs/runtime.md); kube
-# cannot import it (runtime imports the spec's pods, like kube).
-_WORKER_KIND_ENV, _WORKER_NAME_ENV = "CP_WORKER_KIND", "CP_WORKER_NAME"
-
-
 def pod_k8s_name(project: str, pod: str) -> str:
     """The pod's name in podman (and the prefix of its containers' names)."""
     return k8s_name(f"{project}-{pod}")
@@ -80,10 +76,10 @@ def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
         for index, name in enumerate(replica_names(container.name, container.replicas)):
             ports = published.get(container.name, []) if index == 0 else []
             view = _container_view(container, name, image_refs, ports)
-            if container.replicas > 1 and _WORKER_KIND_ENV in dict(container.env) \
-                    and _WORKER_NAME_ENV not in dict(container.env):
+            if container.replicas > 1 and KIND_ENV in dict(container.env) \
+                    and NAME_ENV not in dict(container.env):
                 # replicas share the pod's host name: each worker is told its own
-                view["env"] = sorted([*view["env"], (_WORKER_NAME_ENV, name)])
+                view["env"] = sorted([*view["env"], (NAME_ENV, name)])
             containers.append(view)
     aliases = _host_aliases(pod)
     local = sorted({c["name"] for c in containers} | {c.name for c in pod.containers})
