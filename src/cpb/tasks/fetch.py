@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cpb.naming import FETCH, split_task, task_name
+from cpb.naming import FETCH, task_name
 from cpb.tasks.kind import Node, TaskKind
-from cpb.tasks.records import image_built
+from cpb.tasks.records import only_inputs_of_built_images
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -19,8 +19,7 @@ def fetch_uptodate(project: Project, key: str) -> bool:
         return True
     # Like a root file system, an artifact is only an input of builds: when
     # every image using it is built already, downloading it would be wasted.
-    users = [split_task(task)[1] for task in project.graph.successors(task_name(FETCH, key))]
-    return bool(users) and all(image_built(project, image) for image in users)
+    return only_inputs_of_built_images(project, task_name(FETCH, key))
 
 
 def do_fetch(project: Project, key: str) -> None:

@@ -19,7 +19,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from cpb.adapters.podman import Snapshot
-from cpb.naming import BUILD, DIGEST_LABEL, task_name
+from cpb.naming import BUILD, DIGEST_LABEL, split_task, task_name
 from cpb.state import read_state_text
 
 if TYPE_CHECKING:
@@ -37,6 +37,13 @@ def image_built(project: Project, image: str) -> bool:
         return False
     _unverified(project, snap)
     return snap.holds(build.digest_ref, DIGEST_LABEL, build.digest)
+
+
+def only_inputs_of_built_images(project: Project, task: str) -> bool:
+    """Every image whose build needs `task` (a download, the runtime's wheel) is
+    built already: making that input now would be wasted work."""
+    users = [split_task(needed_by)[1] for needed_by in project.graph.successors(task)]
+    return bool(users) and all(image_built(project, image) for image in users)
 
 
 def _unrecorded(project: Project, snap: Snapshot) -> dict[str, str]:

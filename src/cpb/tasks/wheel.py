@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cpb.naming import WHEEL, split_task, task_name
+from cpb.naming import WHEEL, task_name
 from cpb.resolve.runtime import WHEEL_SUBJECT, runtime_wheel
 from cpb.tasks.kind import Node, TaskKind
-from cpb.tasks.records import image_built
+from cpb.tasks.records import only_inputs_of_built_images
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -31,8 +31,7 @@ def wheel_uptodate(project: Project, subject: str) -> bool:
     key, _ = _made_by(subject)
     if project.cache.has(key):
         return True
-    users = [split_task(task)[1] for task in project.graph.successors(task_name(WHEEL, subject))]
-    return bool(users) and all(image_built(project, image) for image in users)
+    return only_inputs_of_built_images(project, task_name(WHEEL, subject))
 
 
 def do_wheel(project: Project, subject: str) -> None:
