@@ -7,9 +7,14 @@ those under `if TYPE_CHECKING:` (they never run: annotations only).
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "cpb"
@@ -123,3 +128,46 @@ def test_the_rules_see_imports_inside_functions(tmp_path: Path) -> None:
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                       "    from cpb import c\n\ndef f():\n    from cpb.b import x\n")
     assert imports_of(module, {"cpb.b", "cpb.c", "cpb.a"}, tmp_path) == {"cpb.b"}
+
+
+# -- import only what a command needs ------------------------------------------------
+
+HEAVY = ("cryptography", "networkx", "doit", "jinja2", "asyncio")
+_PROBE = """
+import json, runpy, sys
+sys.argv = ["cpb", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("cpb", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps([code, sorted(sys.modules)]), file=sys.stderr)
+"""
+
+
+def modules_loaded_by(argv: list[str], cwd: Path) -> tuple[object, set[str]]:
+    """(exit code, top-level packages imported) of `cpb ARGV` in a fresh interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    code, modules = json.loads(proc.stderr.splitlines()[-1])
+    return code, {m.partition(".")[0] for m in modules}
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"], ["build", "--help"]])
+def test_version_and_help_import_no_pipeline(argv: list[str], tmp_path: Path) -> None:
+    code, loaded = modules_loaded_by(argv, tmp_path)
+    assert code in (0, None)
+    assert "click" in loaded  # the probe does see what cpb imported
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_the_fast_path_imports_no_pipeline(tmp_path: Path) -> None:
+    """The no-op fast path's own modules (its answer reads a record, lists storage)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import json, sys, cpb.cli.fastpath, cpb.noop.record; "
+         "print(json.dumps(sorted(sys.modules)))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True)
+    loaded = {m.partition(".")[0] for m in json.loads(proc.stdout)}
+    assert "cpb" in loaded
+    assert not loaded & {*HEAVY, "yaml"}, sorted(loaded & {*HEAVY, "yaml"})

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from cryptography import x509
 
-from cpb.security.pki import SUBMITTER_ROLE, Pki, check_key_mode, default_folder
 from cpb.state import find_spec_file
+
+if TYPE_CHECKING:
+    from cpb.security.pki import Pki
+
+# cpb.security.pki and `cryptography` (tens of ms) are imported by the
+# commands below, not here: every `cpb` command line imports this module.
 
 
 def _pki(opts: Any) -> Pki:
+    from cpb.security.pki import Pki, default_folder
+
     spec_file: Path = opts.spec_file or find_spec_file(Path.cwd())
     return Pki(default_folder(spec_file.resolve().parent))
 
@@ -27,6 +33,10 @@ def pki() -> None:
 @click.pass_obj
 def pki_show(opts: Any) -> None:
     """Where the keys are, and each certificate's subject and expiry."""
+    from cryptography import x509
+
+    from cpb.security.pki import check_key_mode
+
     found = _pki(opts)
     click.echo(f"key folder: {found.folder}")
     if not found.ca_cert.exists():
@@ -47,6 +57,8 @@ def pki_show(opts: Any) -> None:
 @click.pass_obj
 def pki_rotate(opts: Any) -> None:
     """A new CA and new certificates: every old certificate is refused from now on."""
+    from cpb.security.pki import SUBMITTER_ROLE
+
     found = _pki(opts)
     found.rotate()
     found.ensure([SUBMITTER_ROLE])

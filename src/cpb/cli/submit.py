@@ -16,7 +16,6 @@ dropped, running ones killed).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
@@ -38,11 +37,12 @@ from cpb.errors import (
     EnvironmentProblem,
     SpecError,
 )
-from cpb.resolve.runtime import NATS_PORT  # the computepods-nats container's port
-from cpb.spec.yamlload import Located, LocatedList, Mark, load_yaml
 
+# asyncio, cpb.resolve.runtime and the YAML loader are imported where used:
+# every `cpb` command line (even --version) imports this module.
 if TYPE_CHECKING:
     from cpb.spec.model import ProjectSpec
+    from cpb.spec.yamlload import Mark
     from cpb_runtime.client import JobOutcome, Progress
     from cpb_runtime.protocol import JobSpec, TaskResult
     from cpb_runtime.settings import NatsSettings
@@ -57,6 +57,7 @@ _SIGNAL_EXITS = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: EXIT_TERMINATE
 
 def load_job(path: Path) -> JobSpec:
     """The job in `path` (YAML or JSON), validated; SpecError with file:line:col if not."""
+    from cpb.spec.yamlload import load_yaml
     from cpb_runtime.errors import JobSpecError
     from cpb_runtime.protocol import parse_job
 
@@ -80,6 +81,8 @@ def _field(path: Sequence[str | int]) -> str:
 
 def _mark_of(data: Any, path: Sequence[str | int]) -> Mark | None:
     """Where the value at `path` starts, or the nearest enclosing thing that exists."""
+    from cpb.spec.yamlload import Located, LocatedList
+
     node, mark = data, getattr(data, "mark", None)
     for part in path:
         if isinstance(node, Located) and isinstance(part, str) and part in node:
@@ -99,6 +102,7 @@ def nats_url(spec: ProjectSpec, pod_name: str) -> str:
     """tls://HOST:PORT (nats:// for a pod without the stock NATS) of the pod's
     published NATS port on this machine."""
     from cpb.resolve.podtls import nats_container
+    from cpb.resolve.runtime import NATS_PORT  # the computepods-nats container's port
     from cpb.util import did_you_mean
 
     pod = spec.pods.get(pod_name)
@@ -148,11 +152,15 @@ def submitter_settings(spec: ProjectSpec | None, pod_name: str, url: str) -> Nat
 def submit_job(job: JobSpec, settings: NatsSettings, *, pod: str, progress: ProgressView,
                pod_running: Callable[[], bool | None]) -> tuple[JobOutcome | None, int]:
     """Run the job; (its outcome, exit code). An interrupt cancels it: (None, 130/143/129)."""
+    import asyncio
+
     return asyncio.run(_submit(job, settings, pod, progress, pod_running))
 
 
 async def _submit(job: JobSpec, settings: NatsSettings, pod: str, progress: ProgressView,
                   pod_running: Callable[[], bool | None]) -> tuple[JobOutcome | None, int]:
+    import asyncio
+
     from cpb_runtime import Client, JobRefused, LostContact
     from cpb_runtime import Unreachable as NatsUnreachable
 
