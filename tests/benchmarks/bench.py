@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -43,6 +42,7 @@ import networkx as nx  # noqa: E402
 from synthetic import (  # noqa: E402
     StubRunner,
     artifact_files,
+    built,
     make_synthetic,
     module_files,
     preload_images,
@@ -56,6 +56,7 @@ from cpb.project import Project, open_project  # noqa: E402
 from cpb.tasks.doitapp import run_doit  # noqa: E402
 from cpb.tasks.images import do_render  # noqa: E402
 from cpb.tasks.plan import make_plan  # noqa: E402
+from fakes import FakeRunner  # noqa: E402
 from helpers import build_file_tree, busybox_rootfs_tar  # noqa: E402
 
 ALL_CASES = ("noop", "scaling", "incremental", "today", "cold", "parallel")
@@ -166,7 +167,7 @@ def quiet_doit(project: Project, jobs: int = 1) -> int:
         return run_doit(project, [], jobs=jobs)
 
 
-def stub_build(root: Path, jobs: int = 2) -> StubRunner:
+def stub_build(root: Path, jobs: int = 2) -> FakeRunner:
     runner = StubRunner()
     project = open_project(root / "cpb.yaml", runner=runner)
     code = quiet_doit(project, jobs)
@@ -246,14 +247,9 @@ def count_fast(root: Path) -> dict[str, int]:
     """Processes started by the fast path of a no-op `cpb plan` (in-process)."""
     import cpb.cli.fastpath
 
-    started: dict[str, int] = {}
-
-    class Counting(ProcessRunner):
-        def run(self, args: Sequence[str], **kwargs: Any) -> str:
-            started[Path(args[0]).name] = started.get(Path(args[0]).name, 0) + 1
-            return super().run(args, **kwargs)
-
-    real, cpb.cli.fastpath.ProcessRunner = cpb.cli.fastpath.ProcessRunner, Counting  # type: ignore[misc]
+    counting = FakeRunner(passthrough=ProcessRunner())  # records, runs everything for real
+    real = cpb.cli.fastpath.ProcessRunner
+    cpb.cli.fastpath.ProcessRunner = lambda *args, **kwargs: counting  # type: ignore[assignment,misc]
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             code = cpb.cli.fastpath.fast_path(["-f", str(root / "cpb.yaml"), "plan"])
@@ -261,7 +257,7 @@ def count_fast(root: Path) -> dict[str, int]:
         cpb.cli.fastpath.ProcessRunner = real  # type: ignore[misc]
     if code != 0:
         raise RuntimeError(f"the fast path did not answer a no-op plan in {root}")
-    return started
+    return dict(counting.started)
 
 
 def external(counts: dict[str, int]) -> int:
@@ -391,8 +387,8 @@ def case_incremental(bench: Bench, root: Path) -> None:
     stub = stub_build(root)
     took = time.perf_counter() - start
     bench.add("incremental", f"leaf {leaf}'s module file changed: cekit builds",
-              f"{stub.started['cekit']} ({sorted(stub.built)[:3]}, {fmt_s(took)})",
-              "exactly 1, that leaf", stub.built == [leaf])
+              f"{stub.started['cekit']} ({sorted(built(stub))[:3]}, {fmt_s(took)})",
+              "exactly 1, that leaf", built(stub) == [leaf])
     base = "base01"
     expected = {base, *nx.descendants(children, base)}
     data = module_files(root, base)[2]
@@ -403,7 +399,7 @@ def case_incremental(bench: Bench, root: Path) -> None:
     bench.add("incremental", f"{base}'s module file changed: cekit builds",
               f"{stub.started['cekit']} ({fmt_s(took)})",
               f"exactly {base} + its {len(expected) - 1} descendants",
-              set(stub.built) == expected and len(stub.built) == len(expected))
+              set(built(stub)) == expected and len(built(stub)) == len(expected))
 
 
 # -- cases on a small real project: cekit + podman on busybox ---------------------
