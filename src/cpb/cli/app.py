@@ -112,6 +112,8 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
+            if image in project.pods:
+                hint = f"; '{image}' is a pod: write pod:{image}"
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
     return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
@@ -522,6 +524,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
+        if isinstance(exc, click.NoSuchOption):
+            exc.message += _global_option_hint(exc.option_name, _argv)
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
     except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
@@ -539,6 +543,21 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     return EXIT_OK
+
+
+def _global_option_hint(option: str, argv: Sequence[str]) -> str:
+    """`cpb plan --offline`: --offline is cpb's own option; say where it goes."""
+    name = option.split("=", 1)[0]
+    param = next((p for p in cli.params if isinstance(p, click.Option) and name in p.opts),
+                 None)
+    command = next((i for i, a in enumerate(argv) if a in cli.commands), None)
+    if param is None or command is None or name not in [a.split("=", 1)[0] for a in argv]:
+        return ""
+    at = next(i for i, a in enumerate(argv) if a.split("=", 1)[0] == name)
+    taken = 1 if param.is_flag or "=" in argv[at] or at + 1 >= len(argv) else 2
+    moved = [*argv[:command], *argv[at:at + taken], *argv[command:at], *argv[at + taken:]]
+    return (f" {name} is an option of cpb itself: it goes before the command, "
+            f"`{shlex.join(['cpb', *moved])}`")
 
 
 def _advice(exc: CpbError, argv: Sequence[str]) -> str:
