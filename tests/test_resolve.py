@@ -171,3 +171,20 @@ def test_hash_cache_is_used_when_nothing_changed(tmp_path: Path) -> None:
     project.hashes.save()  # a build's record step
     assert (root / ".cpb/hashes.json").is_file()
     assert digests(root) == first
+
+
+def test_escape_hatch_labels_and_envs_add_to_the_images_own(tmp_path: Path) -> None:
+    """`cekit: {labels: [...]}` adds labels (one of the same name replaces it); cpb's
+    own labels stay, or the build would fail the check that it carries its digest."""
+    spec = SPEC.replace("    modules: [m1]", "    modules: [m1]\n    labels: {a: '1', b: '1'}\n"
+                        "    env: {E: '1'}\n    cekit:\n      labels: [{name: b, value: '2'}, "
+                        "{name: c, value: '3'}, {name: io.cpb.digest, value: forged}]\n"
+                        "      envs: [{name: F, value: '2'}]")
+    root = build_file_tree(tmp_path, {**FILES, "cpb.yaml": spec})
+    mid = open_project(root / "cpb.yaml", runner=FakeRunner()).images["mid"]
+    descriptor = yaml.safe_load(mid.descriptor)
+    labels = {entry["name"]: entry["value"] for entry in descriptor["labels"]}
+    assert labels == {"a": "1", "b": "2", "c": "3", "io.cpb.digest": mid.digest,
+                      "io.cpb.image": "mid", "io.cpb.project": "p"}
+    assert len(descriptor["labels"]) == len(labels)
+    assert descriptor["envs"] == [{"name": "E", "value": "1"}, {"name": "F", "value": "2"}]

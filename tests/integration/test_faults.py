@@ -562,3 +562,108 @@ def test_two_builds_at_once_then_damaged_state(own_storage: Path, make_project, 
     code, out, err = finish(start(root, "plan"))
     assert code == 0 and "Traceback" not in err
     assert "build:other\n    - the record of the last build in .cpb/ is damaged\n" in out
+
+
+# -- podman's storage is never left broken ------------------------------------------------
+
+def storage_ok() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["buildah", "images", "--json", "--no-trunc"], capture_output=True,
+                          text=True, check=False)
+
+
+def build_with_a_sleeping_step(tmp_path: Path, busybox_tar: Path, tag: str) -> Path:
+    """A Containerfile whose first step is committed as an unnamed image, and whose
+    second step sleeps in a shell named after `tag` (so that pgrep finds it)."""
+    subprocess.run(["podman", "import", "--quiet", str(busybox_tar), f"{tag}-base:1"],
+                   check=True, capture_output=True)
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Containerfile").write_text(
+        f"FROM {tag}-base:1\nRUN echo one > /one\n"
+        f"RUN [\"sh\", \"-c\", \"echo step-started; sleep 60; echo slept\", \"{tag}-step\"]\n"
+        "RUN echo two > /two\n")
+    return context
+
+
+def test_a_build_stopped_mid_step_ends_by_itself_and_storage_stays_listable(  # type: ignore[no-untyped-def]
+        own_storage: Path, tmp_path: Path, busybox_tar: Path, project_name: str) -> None:
+    """podman is not signalled while it may be committing: its step's container is
+    killed, podman fails the step, removes its working container and exits."""
+    from cpb.adapters.processes import stop_tree
+
+    tag = f"localhost/{project_name}/stopped"
+    context = build_with_a_sleeping_step(tmp_path, busybox_tar, tag)
+    log = tmp_path / "build.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(["podman", "build", "-t", f"{tag}:1", str(context)], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        # the step's own line, not podman's STEP line that quotes it
+        while "step-started" not in log.read_text().splitlines() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        assert subprocess.run(["pgrep", "-f", f"{tag}-step"], capture_output=True).returncode == 0
+        started = time.monotonic()
+        stopped = stop_tree(proc.pid, None, grace=20, reap=proc.poll)
+        took = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert "podman" in {p.name for p in stopped}
+    # podman exited by itself with an error (a signal would give a negative code),
+    # long before the grace period that precedes SIGTERM
+    assert proc.returncode > 0 and took < 10, (proc.returncode, took, log.read_text())
+    assert "Error: building at STEP" in log.read_text()
+    assert subprocess.run(["pgrep", "-f", f"{tag}-step"], capture_output=True).returncode == 1
+    assert subprocess.run(["buildah", "containers", "--quiet"], capture_output=True,
+                          text=True, check=True).stdout.strip() == ""
+    listed = storage_ok()
+    assert listed.returncode == 0, listed.stderr
+    assert f"{tag}:1" not in listed.stdout
+
+
+def test_an_image_left_without_its_files_is_removed_by_the_next_listing(  # type: ignore[no-untyped-def]
+        own_storage: Path, tmp_path: Path, busybox_tar: Path, project_name: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """What a podman killed mid-commit leaves: an image recorded in storage whose
+    config was never written. podman and buildah then fail every listing."""
+    from cpb.adapters.podman import ImageStore
+    from cpb.adapters.runner import ProcessRunner
+
+    tag = f"localhost/{project_name}/broken"
+    context = build_with_a_sleeping_step(tmp_path, busybox_tar, tag)
+    containerfile = context / "Containerfile"
+    containerfile.write_text(containerfile.read_text().replace("sleep 60", "true"))  # no wait
+    subprocess.run(["podman", "build", "-t", f"{tag}:1", str(context)], check=True,
+                   capture_output=True)
+    graph = Path(subprocess.run(["podman", "info", "--format", "{{.Store.GraphRoot}}"],
+                                capture_output=True, text=True, check=True).stdout.strip())
+    named = set(json.loads(subprocess.run(
+        ["podman", "images", "--format", "json"], capture_output=True, text=True,
+        check=True).stdout)[0]["Names"] or [])
+    everything = subprocess.run(["podman", "images", "--all", "--quiet", "--no-trunc"],
+                                capture_output=True, text=True, check=True).stdout.split()
+    unnamed = [i.removeprefix("sha256:") for i in everything
+               if not json.loads(subprocess.run(["podman", "image", "inspect", i],
+                                                capture_output=True, text=True,
+                                                check=True).stdout)[0]["RepoTags"]]
+    assert unnamed and named
+    broken = unnamed[0]
+    import base64
+    config = graph / "overlay-images" / broken / (
+        "=" + base64.b64encode(f"sha256:{broken}".encode()).decode())
+    config.unlink()  # the config podman had not written yet when it was killed
+    before = storage_ok()
+    assert before.returncode != 0 and "consider removing the image" in before.stderr
+
+    snapshot = ImageStore(ProcessRunner()).snapshot()
+
+    assert f"{tag}:1" in snapshot.ids and f"{tag}-base:1" in snapshot.ids
+    assert broken not in snapshot.ids.values()
+    assert storage_ok().returncode == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"removed image {broken[:12]} from podman's storage: its files were "
+                        "missing (an interrupted build leaves such an image) and every image "
+                        "listing failed on it"]

@@ -13,12 +13,21 @@ labels, so for a listed image the content-addressed tag
 the digest label (`cpb.naming.DIGEST_LABEL`) is read (one `podman image inspect`) where cpb
 needs certainty: right after a build or a pull. Without buildah, cpb lists
 with `podman images`, labels included.
+
+A podman killed while it commits an image (a crash, kill -9, an OOM kill)
+can leave an image whose files were never written; from then on every
+`podman images` and `buildah images` fails ("consider removing the
+image"). Such an image cannot be used or repaired, so the listing removes it
+(`podman rmi`, never --force: a container using it stays, and the error
+says so) and says which one it removed.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
+import re
 import shutil
 import threading
 import time
@@ -40,6 +49,10 @@ SANDBOX_HINT = ("podman cannot start containers here (a sandbox that forbids rai
 _SANDBOX_SIGNS = ("setrlimit", "error setting rlimit", "cgroups in hybrid mode")
 _QUERY_ATTEMPTS = 8  # ~20 s of retrying: busy shared storage (CI) races often
 _TRANSIENT_SIGNS = ("image not known", "no such image", "layer not known")
+# containers/storage's words for an image whose files are missing
+_BROKEN_IMAGE = re.compile(r'for image with ID "([0-9a-f]{64})" \(consider removing the image')
+_REPAIRS = 10  # broken images removed by one listing at most
+log = logging.getLogger(__name__)
 
 
 def local_ref(ref: str) -> str:
@@ -123,13 +136,26 @@ class ImageStore:
             args = [BUILDAH, "images", "--json", "--no-trunc"]
         else:
             args = [PODMAN, "images", "--format", "json"]
-        for attempt in range(1, _QUERY_ATTEMPTS + 1):
+        attempt, seen_broken, removed = 0, "", 0
+        while True:
             try:
                 out = self.runner.run(args, timeout=300)
                 break
             except CommandFailed as exc:
+                broken = _BROKEN_IMAGE.search(exc.output)
+                if broken and removed < _REPAIRS:
+                    # Another podman may be committing this very image: only an
+                    # image still without its files a moment later is broken.
+                    if broken[1] == seen_broken:
+                        self._remove_broken(broken[1])
+                        removed += 1
+                    else:
+                        time.sleep(1)
+                    seen_broken = broken[1]
+                    continue
                 # Listing races with another process removing images from the
                 # same storage ("image not known"); the next listing is fine.
+                attempt += 1
                 if attempt == _QUERY_ATTEMPTS or not is_transient(exc.output):
                     raise EnvironmentProblem(f"`{args[0]} images` failed: "
                                              + (exc.tail(3) or str(exc))) from None
@@ -149,6 +175,18 @@ class ImageStore:
             for name in names or []:
                 snap.ids[name] = image_id
         return snap
+
+    def _remove_broken(self, image_id: str) -> None:
+        try:
+            self.runner.run([PODMAN, "rmi", image_id], timeout=120)
+        except CommandFailed as exc:
+            raise EnvironmentProblem(
+                f"podman's storage holds image {image_id[:12]} whose files are missing (an "
+                f"interrupted build leaves such an image), and `podman rmi {image_id[:12]}` "
+                f"failed: {exc.tail(1) or exc}") from None
+        log.warning("removed image %s from podman's storage: its files were missing (an "
+                    "interrupted build leaves such an image) and every image listing failed "
+                    "on it", image_id[:12])
 
     def tag(self, source: str, *targets: str) -> None:
         self.runner.run([PODMAN, "tag", source, *targets], timeout=120)

@@ -12,6 +12,14 @@ process groups; the next run ends what is left of them here, but only after
 checking that a number still names the same process: a process is the pair
 (pid, start time), and the start time (field 22 of /proc/PID/stat, in clock
 ticks since boot) changes when the kernel hands the number to a new process.
+
+podman is never the first to be signalled while it writes to its storage. A
+podman killed between recording an image and writing the image's files
+leaves an image that makes every later `podman images` and `buildah images`
+fail ("consider removing the image"). So a build is stopped from the inside:
+its step's container is killed, podman fails the step, removes its working
+container and exits by itself (in well under a second); only a podman that
+has not ended after the grace period is signalled.
 """
 
 from __future__ import annotations
@@ -103,6 +111,68 @@ def group_and_below(pgid: int, start: int | None) -> list[ProcInfo]:
     return sorted(found.values(), key=lambda p: p.pid)
 
 
+# Commands of podman's and buildah's that write images to storage.
+_ENGINES = frozenset({"podman", "buildah"})
+_WRITING = frozenset({"build", "bud", "commit", "import", "load", "pull", "tag"})
+# Below a podman build, what is not the step's container: podman itself
+# re-executed as the OCI runtime wrapper (its kernel name is "exe") and its
+# storage and network helpers. conmon runs a pod's containers, never a step's.
+_NOT_A_STEP = _ENGINES | {"exe", "conmon", "fuse-overlayfs", "slirp4netns", "netavark",
+                          "aardvark-dns", "catatonit"}
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        raw = (PROC / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return []
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def storage_writers(procs: Iterable[ProcInfo]) -> list[ProcInfo]:
+    """The podman and buildah processes that may be writing images (build, commit,
+    import, load, pull, tag: a subcommand among their first arguments)."""
+    return [p for p in procs
+            if p.name in _ENGINES and _WRITING.intersection(_argv(p.pid)[1:4])]
+
+
+def build_steps(procs: Iterable[ProcInfo], writers: Iterable[ProcInfo]) -> list[ProcInfo]:
+    """The processes of the build steps' containers below `writers` (in `procs`)."""
+    procs = list(procs)
+    by_pid = {p.pid: p for p in procs}
+    roots = {p.pid for p in writers}
+    steps = []
+    for p in procs:
+        if p.name in _NOT_A_STEP:
+            continue
+        parent = by_pid.get(p.ppid)
+        while parent is not None and parent.pid not in roots and parent.name != "conmon":
+            parent = by_pid.get(parent.ppid)
+        if parent is not None and parent.pid in roots:
+            steps.append(p)
+    return steps
+
+
+def _let_writers_finish(pgid: int, start: int | None, procs: list[ProcInfo], grace: float,
+                        reap: Callable[[], object] | None) -> None:
+    """Kill the build steps' containers (SIGKILL: a container's first process
+    ignores SIGTERM from outside its pid namespace unless it handles it) and
+    wait up to `grace` seconds for podman to end by itself. A step that
+    starts meanwhile (podman was committing the previous one) is killed too."""
+    writers = storage_writers(procs)
+    deadline = time.monotonic() + grace
+    while writers and time.monotonic() < deadline:
+        for p in build_steps(group_and_below(pgid, start), writers):
+            if is_running(p.pid, p.start):
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(p.pid, signal.SIGKILL)
+        if reap is not None:
+            reap()
+        writers = [p for p in writers if is_running(p.pid, p.start)]
+        if writers:
+            time.sleep(0.05)
+
+
 def _signal(pgid: int, procs: Iterable[ProcInfo], sig: int) -> None:
     with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -116,10 +186,12 @@ def stop_tree(pgid: int, start: int | None = None, grace: float = 10.0,
               reap: Callable[[], object] | None = None) -> list[ProcInfo]:
     """SIGTERM group `pgid` and what runs below it, SIGKILL what is left after `grace`
     seconds; return the processes that were running. `reap`: wait for our own
-    child (the leader), or it stays a zombie."""
+    child (the leader), or it stays a zombie. A podman writing to its storage
+    is first given `grace` seconds to end by itself (see the module's docstring)."""
     procs = group_and_below(pgid, start)
     if not procs:
         return []
+    _let_writers_finish(pgid, start, procs, grace, reap)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         _signal(pgid, procs, sig)
         deadline = time.monotonic() + grace

@@ -21,6 +21,7 @@ import click
 
 from cpb import __version__
 from cpb.cli import complete
+from cpb.cli.clean import clean
 from cpb.cli.display import progress_option
 from cpb.cli.options import (
     Options,
@@ -34,7 +35,7 @@ from cpb.cli.options import (
 from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
 from cpb.cli.process import exit_with
-from cpb.cli.session import interruption, project_lock, signals_interrupt
+from cpb.cli.session import interruption, signals_interrupt
 from cpb.cli.submit import submit
 from cpb.errors import (
     EXIT_FAILED,
@@ -45,7 +46,7 @@ from cpb.errors import (
     SpecError,
 )
 from cpb.naming import FETCH, POD, PUSH, TAG, split_task, task_name
-from cpb.state import SPEC_FILE, StateDir, find_spec_file, remove_entry, write_bytes_atomic
+from cpb.state import SPEC_FILE, find_spec_file, write_bytes_atomic
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
@@ -111,6 +112,8 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
+            if image in project.pods:
+                hint = f"; '{image}' is a pod: write pod:{image}"
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
     return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
@@ -324,34 +327,6 @@ def _say_waiting(holder: str) -> None:
 
 
 @cli.command()
-@click.option("--images", is_flag=True,
-              help="Also remove this project's images from local storage.")
-@click.pass_obj
-def clean(opts: Options, images: bool) -> None:
-    """Remove .cpb/ (rendered descriptors, logs, records)."""
-    spec_file = opts.spec_file or find_spec_file(Path.cwd())
-    state = StateDir(spec_file.resolve().parent)
-    # A project can ship .cpb/ with links in it: remove links, never follow them.
-    if state.root.is_symlink():
-        state.root.unlink()
-        click.echo(f"removed {state.root}, a symbolic link (not what it pointed to)")
-    if (state.root / "lock").is_symlink():
-        (state.root / "lock").unlink()
-    project = opts.project()
-    with project_lock(project, wait=False, check=False):
-        if images:
-            prefix = f"localhost/{project.spec.project}/"
-            refs = sorted(r for r in project.store.snapshot().ids if r.startswith(prefix))
-            project.store.remove(refs)
-            click.echo(f"removed {len(refs)} image tag(s)")
-        for child in sorted(project.state.root.iterdir()):
-            if child.name == "lock":
-                continue  # we hold it: removing it would let a second run in
-            remove_entry(child)
-    click.echo(f"removed the contents of {project.state.root}")
-
-
-@cli.command()
 @click.option("--registry-write", is_flag=True,
               help="Also test that the spec's registry lets you push (nothing is written).")
 @click.pass_obj
@@ -526,6 +501,7 @@ cli.add_command(status)
 cli.add_command(kube)
 cli.add_command(submit)
 cli.add_command(pki)
+cli.add_command(clean)
 
 
 def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) -> int:
@@ -550,6 +526,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
+        if isinstance(exc, click.NoSuchOption):
+            exc.message += _global_option_hint(exc.option_name, _argv)
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
     except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
@@ -567,6 +545,21 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     return EXIT_OK
+
+
+def _global_option_hint(option: str, argv: Sequence[str]) -> str:
+    """`cpb plan --offline`: --offline is cpb's own option; say where it goes."""
+    name = option.split("=", 1)[0]
+    param = next((p for p in cli.params if isinstance(p, click.Option) and name in p.opts),
+                 None)
+    command = next((i for i, a in enumerate(argv) if a in cli.commands), None)
+    if param is None or command is None or name not in [a.split("=", 1)[0] for a in argv]:
+        return ""
+    at = next(i for i, a in enumerate(argv) if a.split("=", 1)[0] == name)
+    taken = 1 if param.is_flag or "=" in argv[at] or at + 1 >= len(argv) else 2
+    moved = [*argv[:command], *argv[at:at + taken], *argv[command:at], *argv[at + taken:]]
+    return (f" {name} is an option of cpb itself: it goes before the command, "
+            f"`{shlex.join(['cpb', *moved])}`")
 
 
 def _advice(exc: CpbError, argv: Sequence[str]) -> str:

@@ -122,9 +122,28 @@ def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],
     if not cekit_overrides:
         return text
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
-    merged = deep_merge(yaml.safe_load(text), cekit_overrides)
+    base = yaml.safe_load(text)
+    merged = deep_merge(base, cekit_overrides)
+    for key in _BY_NAME:
+        if isinstance(cekit_overrides.get(key), list):
+            merged[key] = _merge_by_name(base.get(key) or [], cekit_overrides[key])
     # JSON is YAML: dumping as JSON keeps the quoting rules in one place.
     return header + json.dumps(merged, indent=2, ensure_ascii=False) + "\n"
+
+
+# cekit's lists of {name, value} entries: the escape hatch's entries add to the
+# rendered ones (one of the same name replaces it) instead of replacing the
+# whole list, so that `cekit: {labels: [...]}` keeps cpb's own labels.
+_BY_NAME = ("envs", "labels")
+_OWN_LABELS = frozenset({PROJECT_LABEL, IMAGE_LABEL, DIGEST_LABEL})  # never replaced
+
+
+def _merge_by_name(base: list[dict[str, Any]], over: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = {entry.get("name") for entry in over}
+    kept = [entry for entry in base
+            if entry.get("name") not in names or entry.get("name") in _OWN_LABELS]
+    ours = {entry.get("name") for entry in kept}
+    return kept + [entry for entry in over if entry.get("name") not in ours]
 
 
 def fill_paths(text: str, paths: Mapping[str, Path]) -> str:
