@@ -119,7 +119,9 @@ class FakeRunner:
             if rule is not None and rule.times is not None:
                 rule.times -= 1
         if rule is None and self.passthrough is None:
-            raise AssertionError(f"a command no rule of this test's FakeRunner expects: {argv}")
+            raise AssertionError(f"a command no rule of this test's FakeRunner expects: {argv} "
+                                 "(script it with .on(...); podman_fake() answers the "
+                                 "listings of local storage)")
         return rule
 
 
