@@ -50,6 +50,9 @@ from cpb.state import SPEC_FILE, find_spec_file, write_bytes_atomic
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cpb.adapters.artifacts import ArtifactCache, Download, FetchError, FetchResult, Progress
     from cpb.project import Project
     from cpb.tasks.plan import PlannedTask
     from cpb.workflow import Opening
@@ -385,8 +388,6 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 @click.pass_obj
 def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
     """Fetch every url artifact (of all images, or IMAGES) into the artifact cache."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     from cpb.adapters.artifacts import ArtifactsMissing, FetchError, missing_message
     from cpb.cli.progress import ProgressLines
     from cpb.resolve.downloads import collect_downloads
@@ -400,26 +401,73 @@ def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
             raise ArtifactsMissing(missing_message(missing, project.cache.root))
     progress = ProgressLines(lambda line: click.echo(line, err=True))
     results, errors = [], []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(project.cache.fetch, d, progress): d for d in downloads}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except FetchError as exc:
-                errors.append(str(exc))
-                click.echo(f"  FAIL {exc}", err=True)
-                continue
-            results.append(result)
-            if result.fetched:
-                click.echo(f"  ok  {result.download.name} ({result.size / 1e6:.1f} MB "
-                           f"in {result.seconds:.1f} s)", err=True)
+    for download, outcome in _fetch_all(project.cache, downloads, jobs, progress):
+        if isinstance(outcome, FetchError):
+            errors.append(download.name)
+            click.echo(f"  FAIL {outcome}", err=True)
+            continue
+        results.append(outcome)
+        if outcome.fetched:
+            click.echo(f"  ok  {outcome.download.name} ({outcome.size / 1e6:.1f} MB "
+                       f"in {outcome.seconds:.1f} s)", err=True)
     fetched = [r for r in results if r.fetched]
     click.echo(f"{len(downloads)} artifact(s): {len(fetched)} fetched, "
                f"{len(results) - len(fetched)} already cached, {len(errors)} failed "
                f"({project.cache.root})")
     if errors:
-        raise FetchError(errors[0] if len(errors) == 1 else
-                         f"{len(errors)} artifacts failed to fetch; first: {errors[0]}")
+        # each failure's reason is on its FAIL line above: not said twice
+        raise FetchError(f"{len(errors)} of {len(downloads)} artifact(s) failed to fetch: "
+                         f"{', '.join(errors)} (see FAIL above)")
+
+
+def _fetch_all(cache: ArtifactCache, downloads: Sequence[Download], jobs: int,
+               progress: Progress) -> Iterator[tuple[Download, FetchResult | FetchError]]:
+    """Fetch in `jobs` threads; each (download, result or error) as it ends.
+
+    The threads are daemons and an interrupt cancels their downloads: Ctrl-C
+    or SIGTERM ends `cpb fetch` at once, even while a server stalls mid-body
+    (a pool's threads would be waited for, at the latest when Python exits).
+    """
+    import queue
+    import threading
+
+    from cpb.adapters.artifacts import FetchError, cancel_downloads
+
+    todo: queue.SimpleQueue[Download] = queue.SimpleQueue()
+    for download in downloads:
+        todo.put(download)
+    done: queue.SimpleQueue[tuple[Download, FetchResult | BaseException]] = queue.SimpleQueue()
+
+    def work() -> None:
+        while True:
+            try:
+                download = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((download, cache.fetch(download, progress)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                done.put((download, exc))
+
+    threads = [threading.Thread(target=work, name=f"cpb-fetch-{n}", daemon=True)
+               for n in range(min(jobs, len(downloads)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in downloads:
+            download, outcome = done.get()
+            if isinstance(outcome, FetchError):
+                yield download, outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                yield download, outcome
+    except BaseException:
+        cancel_downloads()
+        deadline = time.monotonic() + 5  # time for each to remove its partial file
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        raise
 
 
 @cli.group()
@@ -515,6 +563,9 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     from cpb.adapters.runner import allow_commands
 
     allow_commands()  # a command line before this one, in this process, was interrupted
+    downloads = sys.modules.get("cpb.adapters.artifacts")
+    if downloads is not None:
+        downloads.allow_downloads()
     with signals_interrupt():
         return _main(argv)
 
