@@ -220,7 +220,11 @@ def test_cli_fetch_reports_each_failure_in_one_line(
     assert code == 1
     assert out == f"3 artifact(s): 2 fetched, 0 already cached, 1 failed ({tmp_path / 'c'})\n"
     url = server.url("/files/gone.whl")
-    assert err.splitlines()[-1] == f"cpb: error: fetch gone.whl: HTTP 404 Not Found from {url}"
+    assert f"  FAIL fetch gone.whl: HTTP 404 Not Found from {url}\n" in err
+    # the reason once, on its FAIL line; the last line only sums up
+    assert err.count("HTTP 404") == 1
+    assert err.splitlines()[-1] == ("cpb: error: 1 of 3 artifact(s) failed to fetch: gone.whl "
+                                    "(see FAIL above)")
     assert "big.bin: " in err and "(100%)" in err  # progress for the large download
     assert "Traceback" not in err
     assert sorted(cache_files(ArtifactCache(tmp_path / "c"))) == sorted(
@@ -269,6 +273,33 @@ def test_killed_download_never_counts_as_cached(server: FileServer, tmp_path: Pa
     (key, item), = collect_downloads(load_spec(spec)).items()
     assert cache.fetch(item).fetched
     assert cache_files(cache) == [f"sha256/{sha256(BIG)}"]  # the leftover was removed
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [
+    (signal.SIGINT, 130, "interrupted; everything finished so far is kept"),
+    (signal.SIGTERM, 143, "terminated; everything finished so far is kept")])
+def test_an_interrupt_stops_a_download_that_stalls_mid_body(
+        server: FileServer, tmp_path: Path, sig: int, code: int, said: str) -> None:
+    """The server sends half the file, then nothing for 30 s; cpb's read timeout is 30 s
+    and it tries 3 times. Ctrl-C and SIGTERM end `cpb fetch` at once all the same."""
+    spec = project(tmp_path, server, ("/stall/big.bin", BIG), ("/stall/other.bin", SMALL))
+    process = cpb_process(spec, tmp_path / "c", "fetch")
+    deadline = time.monotonic() + 20
+    while server.hits["/stall/big.bin"] == 0 or not any(
+            p.stat().st_size > 0 for p in (tmp_path / "c" / ".tmp").glob("*.part")):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.05)
+    time.sleep(0.3)  # well into the stall
+    process.send_signal(sig)
+    started = time.monotonic()
+    out, err = process.communicate(timeout=20)
+    took = time.monotonic() - started
+    assert took < 5, (process.returncode, took, err)
+    assert process.returncode == code
+    assert err.splitlines()[-1] == said and "Traceback" not in err, err
+    assert out == ""
+    assert cache_files(ArtifactCache(tmp_path / "c")) == []  # no partial file, nothing cached
+    assert server.hits["/stall/big.bin"] == 1  # no second attempt after the interrupt
 
 
 def test_artifact_add_prints_the_entry(server: FileServer, tmp_path: Path,

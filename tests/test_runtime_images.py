@@ -17,7 +17,7 @@ from cpb.project import Project, open_project
 from cpb.resolve import runtime
 from cpb.tasks.plan import make_plan
 from cpb.tasks.wheel import do_wheel
-from fakes import FakeRunner
+from fakes import podman_fake
 from helpers import build_file_tree
 
 SPEC = """
@@ -44,7 +44,7 @@ def project_root(tmp_path: Path) -> Path:
 
 
 def opened(root: Path) -> Project:
-    return open_project(root / "cpb.yaml", runner=FakeRunner(),
+    return open_project(root / "cpb.yaml", runner=podman_fake(),
                         cache=ArtifactCache(root.parent / "artifact-cache"))
 
 

@@ -125,7 +125,7 @@ def test_unsafe_image_names(tmp_path: Path, name: str) -> None:
 
 def test_unsafe_module_name(tmp_path: Path) -> None:
     err = error_of(tmp_path, GOOD.replace("modules: [worker]", 'modules: ["../etc"]'))
-    assert "images.worker.modules[0]: '../etc' is not allowed here" in str(err)
+    assert "images.worker.modules[0]: '../etc' is not a valid module name (" in str(err)
 
 
 def test_missing_module_suggests(tmp_path: Path) -> None:

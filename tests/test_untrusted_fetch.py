@@ -165,7 +165,8 @@ def test_a_path_artifact_outside_the_project_mismatch_does_not_tell_its_hash(
         "b.tar": "x", "inside.txt": "mine"})
     assert main(["-f", str(tmp_path / "proj/cpb.yaml"), "plan"]) == 2
     err = capsys.readouterr().err
-    assert err == (f"cpb: error: artifact secret.txt ({outside}): sha256 mismatch: "
+    assert err == ("cpb: error: cpb.yaml:6:16: images.a.artifacts[0].path: "
+                   f"artifact secret.txt ({outside}): sha256 mismatch: "
                    f"expected {wrong}\n")
     assert hashlib.sha256(b"host secret").hexdigest() not in err
     # inside the project the actual sum is the project's own business, and shown

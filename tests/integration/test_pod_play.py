@@ -330,6 +330,37 @@ def test_nats_pod_serves_a_client_on_the_host(
         nats_ping(port, timeout=0)
 
 
+def pods_md_nats_args() -> list[str]:
+    """The `args` of the nats container in docs/pods.md's example."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pods.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    containers = yaml.safe_load(block)["pods"]["farm"]["containers"]
+    args = next(c["args"] for c in containers if c["image"] == "nats")
+    assert isinstance(args, list)
+    return [str(a) for a in args]
+
+
+def test_pods_md_args_example_runs_on_an_image_with_only_a_cmd(
+        make_project, project_name: str, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    """docs/pods.md's `args:` for the README's nats image (a cmd, no entrypoint)."""
+    args = pods_md_nats_args()
+    port = free_port()
+    spec = NATS_SPEC.replace("@PORT@", str(port)).replace(
+        "      - {image: nats}", f"      - {{image: nats, args: {json.dumps(args)}}}")
+    root: Path = make_project(spec)
+    nats_files(root)
+    code, out, err = cli(root, "up", "queue", capsys=capsys)
+    assert code == 0, out + err
+    assert nats_ping(port) == "PONG"
+    pod_name = f"{project_name}-queue"
+    _, containers = pod_state(pod_name)
+    inspected = json.loads(podman("container", "inspect", *containers.values()))
+    assert [[c["Path"], *c["Args"]] for c in inspected] == [args]
+    code, out, err = cli(root, "status", "queue", capsys=capsys)
+    assert code == 0 and "Running" in out, out + err
+    assert cli(root, "down", capsys=capsys)[0] == 0
+
+
 # -- rootless: the same up/down as an unprivileged user -------------------------------
 
 def _copy_distributions(requirements: list[str], dest: Path) -> None:

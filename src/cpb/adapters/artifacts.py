@@ -18,18 +18,21 @@ matched, so whatever is there is right, and "is it cached?" is one stat.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+import socket
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from cpb import __version__
@@ -62,8 +65,47 @@ class ArtifactsMissing(FetchError):
     """--offline, and artifacts a task needs are not in the cache."""
 
 
+class DownloadCancelled(FetchError):
+    """cancel_downloads() stopped the download (Ctrl-C, SIGTERM); nothing was cached."""
+
+
 class _Transient(Exception):
     """A failure that another attempt may not have (timeouts, resets, 5xx)."""
+
+
+# Downloads run in threads, blocked in a socket read while a server stalls;
+# a signal reaches only the main thread. cancel_downloads() (called when cpb is
+# interrupted) shuts their sockets down, so each read returns at once, and
+# keeps new attempts from starting.
+_cancelled = threading.Event()
+_sockets: set[socket.socket] = set()
+_sockets_lock = threading.Lock()
+
+
+def cancel_downloads() -> None:
+    """Stop every download of this process promptly; each ends in DownloadCancelled."""
+    _cancelled.set()
+    with _sockets_lock:
+        for sock in _sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def allow_downloads() -> None:
+    """After cancel_downloads(): let a later command of this process download again."""
+    _cancelled.clear()
+
+
+def _check_cancelled(name: str) -> None:
+    if _cancelled.is_set():
+        raise DownloadCancelled(f"fetch {name}: cancelled; nothing was cached")
+
+
+def _socket_of(response: Any) -> socket.socket | None:
+    """The socket an http(s) response reads from (None for a file: URL)."""
+    raw = getattr(getattr(response, "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 @dataclass(frozen=True)
@@ -236,10 +278,12 @@ class ArtifactCache:
         """Fetch `url` into `handle`, retrying transient failures; (size, checksums)."""
         last: _Transient | None = None
         for attempt in range(1, self.attempts + 1):
+            _check_cancelled(download.name)
             if attempt > 1:
                 delay = self.backoff * 2 ** (attempt - 2)
                 log.warning("fetch %s: %s; trying again in %g s", download.name, last, delay)
-                time.sleep(delay)
+                _cancelled.wait(delay)
+                _check_cancelled(download.name)
             handle.seek(0)
             handle.truncate()
             try:
@@ -281,7 +325,9 @@ class ArtifactCache:
             raise _Transient(f"cannot reach {host} ({_why(reason)})") from None
         except (OSError, http.client.HTTPException) as exc:
             raise _Transient(f"cannot reach {host} ({_why(exc)})") from None
-        with response:
+        sock = _socket_of(response)
+        with response, _registered(sock):
+            _check_cancelled(download.name)  # cancelled while connecting
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             if total is not None and total > limit:
@@ -303,16 +349,34 @@ class ArtifactCache:
                     if progress is not None:
                         progress(download.name, done, total)
             except TimeoutError:
+                _check_cancelled(download.name)
                 raise _Transient(f"{host} sent nothing for {self.timeout:g} s "
                                  f"after {done} bytes of {url}") from None
             except (OSError, http.client.HTTPException) as exc:
+                _check_cancelled(download.name)
                 raise _Transient(f"download of {url} broke off after {done} bytes "
                                  f"({_why(exc)})") from None
+        _check_cancelled(download.name)  # a shut-down socket reads as the end of the body
         if total is not None and done != total:
             raise _Transient(f"download of {url} broke off after {done} of {total} bytes")
         handle.flush()
         os.fsync(handle.fileno())
         return done, {a: h.hexdigest() for a, h in hashers.items()}
+
+
+@contextlib.contextmanager
+def _registered(sock: socket.socket | None) -> Any:
+    """While inside, cancel_downloads() can shut `sock` down."""
+    if sock is None:
+        yield
+        return
+    with _sockets_lock:
+        _sockets.add(sock)
+    try:
+        yield
+    finally:
+        with _sockets_lock:
+            _sockets.discard(sock)
 
 
 def default_max_size() -> int:

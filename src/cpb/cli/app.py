@@ -50,6 +50,9 @@ from cpb.state import SPEC_FILE, find_spec_file, write_bytes_atomic
 from cpb.util import did_you_mean
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from cpb.adapters.artifacts import ArtifactCache, Download, FetchError, FetchResult, Progress
     from cpb.project import Project
     from cpb.tasks.plan import PlannedTask
     from cpb.workflow import Opening
@@ -112,6 +115,8 @@ def _targets(project: Project, images: Sequence[str]) -> list[str]:
     for image in images:
         if image not in project.images:
             hint = did_you_mean(image, sorted(project.images))
+            if image in project.pods:
+                hint = f"; '{image}' is a pod: write pod:{image}"
             raise SpecError(f"no image '{image}' in {project.spec.file.name}{hint}")
     return [task_name(TAG, image) for image in images] + pod_targets(project, pods)
 
@@ -184,7 +189,9 @@ def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | 
     if images:
         targets = _targets(project, images)
         if project.registry is not None:
-            targets = [t.replace("tag:", "push:", 1) for t in targets]
+            # what a registry project's graph ends in: each image's push
+            targets = [task_name(PUSH, split_task(t)[1]) if split_task(t)[0] == TAG else t
+                       for t in targets]
     else:
         targets = [t for t in project.graph if project.graph.out_degree(t) == 0]
     view = graphview.task_graph(project, targets)
@@ -381,8 +388,6 @@ def _check_offline(project: Project, targets: Sequence[str]) -> None:
 @click.pass_obj
 def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
     """Fetch every url artifact (of all images, or IMAGES) into the artifact cache."""
-    from concurrent.futures import ThreadPoolExecutor, as_completed
-
     from cpb.adapters.artifacts import ArtifactsMissing, FetchError, missing_message
     from cpb.cli.progress import ProgressLines
     from cpb.resolve.downloads import collect_downloads
@@ -396,26 +401,73 @@ def fetch(opts: Options, images: Sequence[str], jobs: int) -> None:
             raise ArtifactsMissing(missing_message(missing, project.cache.root))
     progress = ProgressLines(lambda line: click.echo(line, err=True))
     results, errors = [], []
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(project.cache.fetch, d, progress): d for d in downloads}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except FetchError as exc:
-                errors.append(str(exc))
-                click.echo(f"  FAIL {exc}", err=True)
-                continue
-            results.append(result)
-            if result.fetched:
-                click.echo(f"  ok  {result.download.name} ({result.size / 1e6:.1f} MB "
-                           f"in {result.seconds:.1f} s)", err=True)
+    for download, outcome in _fetch_all(project.cache, downloads, jobs, progress):
+        if isinstance(outcome, FetchError):
+            errors.append(download.name)
+            click.echo(f"  FAIL {outcome}", err=True)
+            continue
+        results.append(outcome)
+        if outcome.fetched:
+            click.echo(f"  ok  {outcome.download.name} ({outcome.size / 1e6:.1f} MB "
+                       f"in {outcome.seconds:.1f} s)", err=True)
     fetched = [r for r in results if r.fetched]
     click.echo(f"{len(downloads)} artifact(s): {len(fetched)} fetched, "
                f"{len(results) - len(fetched)} already cached, {len(errors)} failed "
                f"({project.cache.root})")
     if errors:
-        raise FetchError(errors[0] if len(errors) == 1 else
-                         f"{len(errors)} artifacts failed to fetch; first: {errors[0]}")
+        # each failure's reason is on its FAIL line above: not said twice
+        raise FetchError(f"{len(errors)} of {len(downloads)} artifact(s) failed to fetch: "
+                         f"{', '.join(errors)} (see FAIL above)")
+
+
+def _fetch_all(cache: ArtifactCache, downloads: Sequence[Download], jobs: int,
+               progress: Progress) -> Iterator[tuple[Download, FetchResult | FetchError]]:
+    """Fetch in `jobs` threads; each (download, result or error) as it ends.
+
+    The threads are daemons and an interrupt cancels their downloads: Ctrl-C
+    or SIGTERM ends `cpb fetch` at once, even while a server stalls mid-body
+    (a pool's threads would be waited for, at the latest when Python exits).
+    """
+    import queue
+    import threading
+
+    from cpb.adapters.artifacts import FetchError, cancel_downloads
+
+    todo: queue.SimpleQueue[Download] = queue.SimpleQueue()
+    for download in downloads:
+        todo.put(download)
+    done: queue.SimpleQueue[tuple[Download, FetchResult | BaseException]] = queue.SimpleQueue()
+
+    def work() -> None:
+        while True:
+            try:
+                download = todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                done.put((download, cache.fetch(download, progress)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                done.put((download, exc))
+
+    threads = [threading.Thread(target=work, name=f"cpb-fetch-{n}", daemon=True)
+               for n in range(min(jobs, len(downloads)))]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in downloads:
+            download, outcome = done.get()
+            if isinstance(outcome, FetchError):
+                yield download, outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                yield download, outcome
+    except BaseException:
+        cancel_downloads()
+        deadline = time.monotonic() + 5  # time for each to remove its partial file
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        raise
 
 
 @cli.group()
@@ -511,6 +563,9 @@ def main(argv: Sequence[str] | None = None, *, started_ns: int | None = None) ->
     from cpb.adapters.runner import allow_commands
 
     allow_commands()  # a command line before this one, in this process, was interrupted
+    downloads = sys.modules.get("cpb.adapters.artifacts")
+    if downloads is not None:
+        downloads.allow_downloads()
     with signals_interrupt():
         return _main(argv)
 
@@ -522,6 +577,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:
+        if isinstance(exc, click.NoSuchOption):
+            exc.message += _global_option_hint(exc.option_name, _argv)
         exc.show()
         return EXIT_SPEC if exc.exit_code == 2 else exc.exit_code
     except (click.Abort, KeyboardInterrupt) as exc:  # click turns Ctrl-C into Abort
@@ -539,6 +596,21 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else EXIT_FAILED
     return EXIT_OK
+
+
+def _global_option_hint(option: str, argv: Sequence[str]) -> str:
+    """`cpb plan --offline`: --offline is cpb's own option; say where it goes."""
+    name = option.split("=", 1)[0]
+    param = next((p for p in cli.params if isinstance(p, click.Option) and name in p.opts),
+                 None)
+    command = next((i for i, a in enumerate(argv) if a in cli.commands), None)
+    if param is None or command is None or name not in [a.split("=", 1)[0] for a in argv]:
+        return ""
+    at = next(i for i, a in enumerate(argv) if a.split("=", 1)[0] == name)
+    taken = 1 if param.is_flag or "=" in argv[at] or at + 1 >= len(argv) else 2
+    moved = [*argv[:command], *argv[at:at + taken], *argv[command:at], *argv[at + taken:]]
+    return (f" {name} is an option of cpb itself: it goes before the command, "
+            f"`{shlex.join(['cpb', *moved])}`")
 
 
 def _advice(exc: CpbError, argv: Sequence[str]) -> str:

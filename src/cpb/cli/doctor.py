@@ -11,9 +11,12 @@ import contextlib
 import io
 import re
 import shutil
+import sys
+import sysconfig
 import tarfile
 import tempfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from cpb.adapters.cekit import cekit_version
@@ -33,12 +36,15 @@ class Check:
 
 
 def run_checks(runner: Runner) -> list[Check]:
-    checks = [_program("podman", "apt-get install podman"),
-              _program("cekit", "pip install cekit"),
+    cekit = _program("cekit", "pip install cekit")
+    checks = [_program("podman", "apt-get install podman"), cekit,
               _program("debootstrap", "apt-get install debootstrap (only for rootfs: debootstrap)",
                        required=False)]
-    version = cekit_version(runner)
-    checks.append(Check("cekit version", version != "unknown", version))
+    if cekit.ok:
+        version = cekit_version(runner)
+        checks.append(Check("cekit version", version != "unknown", version))
+    else:
+        checks[1] = _cekit_off_path(cekit)
     if checks[0].ok:
         checks.append(_podman_info(runner))
         checks.append(buildah_check(_buildah_version(runner)))
@@ -86,6 +92,17 @@ def buildah_check(version: str | None) -> Check:
 def _program(name: str, fix: str, required: bool = True) -> Check:
     path = shutil.which(name)
     return Check(name, path is not None, path or f"not found; install it: {fix}", required)
+
+
+def _cekit_off_path(check: Check) -> Check:
+    """cekit not on PATH, though perhaps installed for this Python (cpb runs the command)."""
+    try:
+        version = metadata.version("cekit")
+    except metadata.PackageNotFoundError:
+        return check
+    scripts = sysconfig.get_path("scripts")
+    return Check(check.name, False, f"not found on PATH, though cekit {version} is installed "
+                 f"for {sys.executable}: add {scripts} to PATH", check.required)
 
 
 def _podman_info(runner: Runner) -> Check:

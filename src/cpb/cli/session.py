@@ -9,6 +9,7 @@ one line and exits 128 + the signal's number.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,6 +53,9 @@ def signals_interrupt() -> Iterator[None]:
         if fired:
             return
         fired.append(signum)
+        downloads = sys.modules.get("cpb.adapters.artifacts")  # imported if it downloads
+        if downloads is not None:
+            downloads.cancel_downloads()  # threads blocked in a read, which no signal reaches
         exc = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
         if not defer_interrupt(exc):
             raise exc

@@ -41,6 +41,7 @@ from cpb.errors import (
 # asyncio, cpb.resolve.runtime and the YAML loader are imported where used:
 # every `cpb` command line (even --version) imports this module.
 if TYPE_CHECKING:
+    from cpb.cli.options import Options
     from cpb.spec.model import ProjectSpec
     from cpb.spec.yamlload import Mark
     from cpb_runtime.client import JobOutcome, Progress
@@ -369,7 +370,7 @@ def run_submit(spec: ProjectSpec | None, pod: str, job_file: Path, *, url: str |
 @click.option("--nats", "url", metavar="URL",
               help="The pod's NATS (default: the port the pod publishes on this machine).")
 @click.pass_obj
-def submit(opts: Any, pod: str, job_file: Path, as_json: bool, progress_mode: str,
+def submit(opts: Options, pod: str, job_file: Path, as_json: bool, progress_mode: str,
            url: str | None) -> None:
     """Run JOBFILE's tasks on POD's workers, showing progress; exit 1 if any fails."""
     from cpb.adapters.pods import PodStore

@@ -111,6 +111,19 @@ def artifact_sum(artifact: ArtifactSpec, hasher: FileHasher,
     return actual
 
 
+def _located_sum(spec: ProjectSpec, artifact: ArtifactSpec, hasher: FileHasher) -> str:
+    """artifact_sum, its error located at the artifact's `path:` in cpb.yaml."""
+    try:
+        return artifact_sum(artifact, hasher, spec.root)
+    except SpecError as exc:
+        if exc.file or not artifact.at:
+            raise
+        field_path = f"{artifact.at}.path"
+        file, line, column = spec.where(field_path)
+        raise SpecError(exc.reason, file=file, line=line, column=column,
+                        field=field_path) from None
+
+
 def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
              snapshot: Callable[[], Snapshot], hasher: FileHasher, template_hash: str,
              cekit: str, artifact_path: Callable[[str], Path]) -> ImageBuild:
@@ -130,7 +143,7 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         from_ref = image.base_ref
         base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
 
-    artifact_sums = {a.name: artifact_sum(a, hasher, spec.root) for a in image.artifacts}
+    artifact_sums = {a.name: _located_sum(spec, a, hasher) for a in image.artifacts}
     paths: dict[str, Path] = {
         f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
         for a in image.artifacts}

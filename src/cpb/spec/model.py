@@ -55,6 +55,8 @@ class ArtifactSpec:
     # A file cpb makes itself (the runtime's wheel): the subject of the task
     # that puts it in the artifact cache. Neither `path` nor `url` is set.
     made_by: str | None = None
+    # its field path in cpb.yaml (`images.x.artifacts[0]`), for messages; "" if cpb made it
+    at: str = field(default="", compare=False)
 
     @property
     def key(self) -> str:
@@ -338,7 +340,7 @@ class _Builder:
                 raise self.fail(f"cannot use {name!r} as the artifact's file name; add "
                                 "'name: ...'", where)
             return ArtifactSpec(path=path, rel=entry["path"], name=name,
-                                target=target, dest=dest, checksums=checksums)
+                                target=target, dest=dest, checksums=checksums, at=where)
         url: str = entry["url"]
         try:
             port = urlsplit(url).port
@@ -353,7 +355,7 @@ class _Builder:
         if not re.search(FILE_NAME_PATTERN, name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
         return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
-                            checksums=checksums, size=entry.get("size"))
+                            checksums=checksums, size=entry.get("size"), at=where)
 
     def check_cycles(self, images: Mapping[str, ImageSpec]) -> None:
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done

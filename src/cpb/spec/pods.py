@@ -107,21 +107,33 @@ def build_pods(data: Mapping[str, Any], images: Mapping[str, Any], root: Path,
     return pods
 
 
+def _rename_hint(named: bool, other_named: bool, where: str, other: str) -> str:
+    """How to tell two containers apart; a container's default name is its image's."""
+    if named and other_named:
+        return "change one of their names"
+    if named or other_named:
+        unnamed = other if named else where
+        return f"give {unnamed} a 'name' (its default is its image's name)"
+    return "give one of them a 'name' (the default is the image's name)"
+
+
 def _pod(name: str, raw: Mapping[str, Any], defaults: Mapping[str, Any],
          images: Mapping[str, Any], root: Path, fail: Fail) -> PodSpec:
     at = f"pods.{name}"
     env = {**defaults.get("env", {}), **raw.get("env", {})}
     resources = {**defaults.get("resources", {}), **raw.get("resources", {})}
     containers: list[ContainerSpec] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, bool]] = {}  # name -> (where, given as 'name')
     for index, entry in enumerate(raw["containers"]):
         where = f"{at}.containers[{index}]"
         container = _container(entry, env, resources, images, root, where, fail)
+        named = "name" in entry
         for shown in _replica_names(container):
             if shown in seen:
-                raise fail(f"container name '{shown}' is already used by {seen[shown]}; "
-                           "give one of them a 'name'", where)
-            seen[shown] = where
+                other, other_named = seen[shown]
+                raise fail(f"container name '{shown}' is already used by {other}; "
+                           + _rename_hint(named, other_named, where, other), where)
+            seen[shown] = (where, named)
         containers.append(container)
     ports = tuple(_published(text, f"{at}.ports[{i}]", fail)
                   for i, text in enumerate(raw.get("ports", [])))

@@ -23,6 +23,7 @@ from cpb.spec.containerfile import (
     IMAGE_PATH_PATTERN,
     LABEL_NAME_PATTERN,
     MODULE_PATTERN,
+    PACKAGE_PATTERN,
     PACKAGES,
     SAFE_DEST,
     SAFE_FILE_NAME,
@@ -88,7 +89,7 @@ def _image_common() -> dict[str, Any]:
     }
 
 
-def build_schema() -> dict[str, Any]:
+def _build_schema() -> dict[str, Any]:
     image = {
         "type": "object", "additionalProperties": False,
         "properties": {
@@ -146,12 +147,12 @@ def build_schema() -> dict[str, Any]:
             "debootstrap": {
                 "type": "object", "additionalProperties": False, "required": ["suite"],
                 "properties": {
-                    "suite": {"type": "string", "pattern": r"^[a-z][a-z0-9-]*$"},
+                    "suite": {"type": "string", "pattern": _DEBIAN_NAME},
                     "variant": {"enum": ["minbase", "buildd", "fakechroot", "-"]},
                     "include": {"type": "array", "items": {
                         "type": "string", "pattern": r"^[a-z0-9][a-z0-9+.-]*$"}},
                     "components": {"type": "array", "items": {
-                        "type": "string", "pattern": r"^[a-z][a-z0-9-]*$"}},
+                        "type": "string", "pattern": _DEBIAN_NAME}},
                     "mirror": {"type": "string", "pattern": r"^(https?|file)://\S+$"},
                 },
             },
@@ -316,6 +317,58 @@ def pod_defs() -> dict[str, Any]:
             },
         },
     }
+
+
+_NAME_RULE = ("1 to 63 characters: lowercase letters, digits, '.', '_' or '-', starting and "
+              "ending with a letter or digit")
+_DEBIAN_NAME = r"^[a-z][a-z0-9-]*$"
+# What a value that does not match a pattern is told, in words: a regular
+# expression is no message for a user. Every pattern of the schema has one
+# (here or its own x-message); tests/test_spec.py checks none is missing.
+PATTERN_MESSAGES: dict[str, str] = {
+    NAME_PATTERN: f"is not a valid name ({_NAME_RULE})",
+    TAG_PATTERN: ("is not a valid tag (1 to 128 letters, digits, '.', '_' or '-', not "
+                  "starting with '.' or '-')"),
+    REFERENCE_PATTERN: ("is neither an image of this spec nor an image reference (letters, "
+                        "digits, '.', '_', '/', ':', '@', '-')"),
+    MODULE_PATTERN: ("is not a valid module name (1 to 63 letters, digits, '.', '_' or '-', "
+                     "starting with a letter or digit)"),
+    PACKAGE_PATTERN: ("is not a valid package name (letters, digits and '+', '.', '_', ':', "
+                      "'=', '~', '*', '-', starting with a letter or digit)"),
+    ENV_NAME_PATTERN: ("is not a valid variable name (letters, digits and '_', not starting "
+                       "with a digit)"),
+    LABEL_NAME_PATTERN: ("is not a valid label key (letters, digits, '.', '_', '/' or '-', "
+                         "starting with a letter or digit)"),
+    IMAGE_PATH_PATTERN: ("must be an absolute path (starting with '/', without '..', quotes, "
+                         "backslashes or control characters)"),
+    HOST_PATTERN: ("is not a valid host name (DNS labels of lowercase letters, digits and "
+                   "'-', joined by '.')"),
+    IP_PATTERN: "is not an IPv4 or IPv6 address",
+    _DEBIAN_NAME: "is not a valid Debian name (lowercase letters, digits and '-')",
+    r"^[a-z0-9][a-z0-9+.-]*$": ("is not a valid Debian package name (lowercase letters, "
+                                "digits, '+', '.' and '-')"),
+    r"^(https?|file)://\S+$": "is not an http://, https:// or file:// URL",
+}
+
+
+def _explain_patterns(schema: Any) -> None:
+    """Give every `pattern` without its own `x-message` the one from PATTERN_MESSAGES."""
+    if isinstance(schema, dict):
+        if "pattern" in schema and "x-message" not in schema:
+            message = PATTERN_MESSAGES.get(schema["pattern"])
+            if message is not None:
+                schema["x-message"] = message
+        for value in schema.values():
+            _explain_patterns(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _explain_patterns(value)
+
+
+def build_schema() -> dict[str, Any]:
+    schema = _build_schema()
+    _explain_patterns(schema)
+    return schema
 
 
 SCHEMA = build_schema()

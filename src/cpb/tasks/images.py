@@ -137,7 +137,7 @@ def do_build(project: Project, image: str) -> None:
     if pull_instead_of_build(project, image):
         return
     if build.base_ref is not None and build.components["base"]["id"] is None:
-        raise BuildError(f"{task}: base image {build.base_ref} is not in local storage; "
+        raise BuildError(f"base image {build.base_ref} is not in local storage; "
                          "pull or import it first (no registry is reached during a build)")
     with _image_locks.setdefault(image, threading.Lock()):
         log_file = fresh_log(project.state, task)
@@ -153,7 +153,7 @@ def do_build(project: Project, image: str) -> None:
             project.store.refresh(build.digest_ref)
     snap = project.store.snapshot()
     if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
-        raise BuildError(f"{task}: cekit finished but {build.digest_ref} is not in local "
+        raise BuildError(f"cekit finished but {build.digest_ref} is not in local "
                          f"storage; see {shown(log_file)}")
     record_current(project, image)
 

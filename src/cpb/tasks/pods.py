@@ -98,7 +98,7 @@ def do_pod(project: Project, pod: str) -> None:
         stopped = [c.get("Names", "?") for c in (running.containers if running else [])
                    if c.get("Status") != "running"]
         hint = f"; not running: {', '.join(stopped)} (see `cpb logs pod:{pod}`)" if stopped else ""
-        raise BuildError(f"{task}: pod {build.k8s_name} is {state} after `podman kube play`"
+        raise BuildError(f"pod {build.k8s_name} is {state} after `podman kube play`"
                          f"{hint}; log: {log_file}")
     project.state.write_stamp(task, {"digest": build.digest, "components": build.components,
                                      "pod_id": running.id})

@@ -61,7 +61,7 @@ def pull_instead_of_build(project: Project, image: str) -> bool:
         project.store.refresh(build.digest_ref)  # with its labels, checked next
     snap = project.store.snapshot()
     if snap.label(build.digest_ref, DIGEST_LABEL) != build.digest:
-        raise BuildError(f"{task}: {source} does not carry {DIGEST_LABEL}={build.digest}; "
+        raise BuildError(f"{source} does not carry {DIGEST_LABEL}={build.digest}; "
                          "remove that tag from the registry, or build with --no-registry-cache")
     log.info("%s pulled from %s instead of built", task, source)
     record_build(project, image, snap.image_id(build.digest_ref), pulled=source)
