@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from cpb.security.pki import default_folder
 from helpers import podman, remove_project_images
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -141,6 +142,10 @@ def test_a_worker_killed_mid_job_loses_no_task(farm: tuple[Path, str]) -> None:
 def test_down_leaves_nothing(farm: tuple[Path, str]) -> None:
     root, project = farm
     assert project_pods(project) == [f"{project}-farm"]
+    # the pod's copies of its TLS files (docs/security.md) go with it
+    copies = default_folder(root) / "pods" / f"{project}-farm"
+    assert sorted(p.name for p in copies.iterdir()) == ["gcc", "majordomo", "nats"]
     cpb_ok(root, "down", "farm")
     assert project_pods(project) == []
     assert project_containers(f"{project}-farm") == []
+    assert not copies.exists() and default_folder(root).is_dir()

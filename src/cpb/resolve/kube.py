@@ -150,7 +150,8 @@ def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], 
                                      for k, v in sorted(files.items())}}
              for name, files in sorted((secrets or {}).items())]
     return _environment(kube_templates()).get_template(CLUSTER_TEMPLATE).render(
-        pod={"name": pod.name}, deployments=deployments, spec_file=spec_file, secrets=shown)
+        pod={"name": pod.name}, deployments=deployments, spec_file=spec_file, secrets=shown,
+        tls=bool(tls_secrets))
 
 
 def security_context(container: ContainerSpec) -> dict[str, Any] | None:
