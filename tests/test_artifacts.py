@@ -13,7 +13,7 @@ from cpb.project import Project, open_project
 from cpb.spec.model import load_spec
 from cpb.tasks.fetch import fetch_uptodate
 from cpb.tasks.plan import make_plan
-from fakes import FakeRunner
+from fakes import podman_fake
 from helpers import build_file_tree
 
 WHEEL = "https://files.example.org/packages/ab/cd/nats_py-2.16.0-py3-none-any.whl"
@@ -47,7 +47,7 @@ def make(tmp_path: Path, spec: str = SPEC) -> Path:
 
 
 def open_(spec_file: Path, cache: Path) -> Project:
-    return open_project(spec_file, runner=FakeRunner(), cache=ArtifactCache(cache))
+    return open_project(spec_file, runner=podman_fake(), cache=ArtifactCache(cache))
 
 
 def test_url_artifacts_are_read_with_defaults_names_and_lower_case(tmp_path: Path) -> None:
@@ -157,10 +157,10 @@ def test_plan_fetches_what_is_missing_and_nothing_cached(tmp_path: Path) -> None
 
 
 def test_fetch_is_skipped_when_every_image_using_it_is_built(tmp_path: Path) -> None:
-    runner = FakeRunner()
+    runner = podman_fake()
     project = open_project(make(tmp_path), runner=runner, cache=ArtifactCache(tmp_path / "c"))
     one = project.images["one"]
-    runner.add_image("sha256:1", [one.digest_ref], {"io.cpb.digest": one.digest})
+    runner.storage.add_image("sha256:1", [one.digest_ref], {"io.cpb.digest": one.digest})
     project.store.invalidate()
     assert fetch_uptodate(project, SUM_B)  # only `one` uses it, and it is built
     assert not fetch_uptodate(project, SUM_A)  # base and two still need it

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from cpb.state import LOCK_RECORD_SIZE, StateDir, fresh_file
 from cpb.tasks.changes import well_formed
 from cpb.tasks.doitapp import AtomicJsonDB, prepare_dep_file, run_doit
 from cpb.tasks.images import run_build
+from fakes import FakeRunner
 from helpers import build_file_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -60,18 +61,14 @@ def test_a_hung_command_is_a_failed_command_not_a_traceback(tmp_path: Path) -> N
     assert info.value.log_file == log
 
 
-class FlakyRunner(ProcessRunner):
-    """`podman images` failing like it does while another process removes images."""
+LISTING = json.dumps([{"Id": "abc", "Names": ["localhost/p/a:1"], "Labels": {"k": "v"}}])
 
-    def __init__(self, failures: int, message: str) -> None:
-        super().__init__()
-        self.failures, self.message, self.calls = failures, message, 0
 
-    def run(self, args: Sequence[str], **kwargs: Any) -> str:
-        self.calls += 1
-        if self.calls <= self.failures:
-            raise CommandFailed(args, 125, self.message, None)
-        return json.dumps([{"Id": "abc", "Names": ["localhost/p/a:1"], "Labels": {"k": "v"}}])
+def FlakyRunner(failures: int, message: str) -> FakeRunner:  # noqa: N802
+    """Every command failing `failures` times, like `podman images` while another
+    process removes images; then answering with a listing."""
+    return (FakeRunner().on("*", fails=(125, message), times=failures)
+            .on("*", returns=LISTING))
 
 
 RACE = ('Error: reading image "7e62": locating image with ID "7e62": image not known')
@@ -82,7 +79,7 @@ def test_image_listing_retries_a_race_with_a_concurrent_removal(
     monkeypatch.setattr("cpb.adapters.podman.time.sleep", lambda seconds: None)
     runner = FlakyRunner(2, RACE)
     snap = ImageStore(runner, lister="podman").snapshot()
-    assert snap.image_id("p/a:1") == "abc" and runner.calls == 3
+    assert snap.image_id("p/a:1") == "abc" and len(runner.calls) == 3
 
 
 def test_image_listing_gives_up_with_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,7 +89,7 @@ def test_image_listing_gives_up_with_a_clear_error(monkeypatch: pytest.MonkeyPat
     runner = FlakyRunner(10, "Error: permission denied")
     with pytest.raises(EnvironmentProblem, match="permission denied"):
         ImageStore(runner, lister="podman").snapshot()
-    assert runner.calls == 1  # only a known race is retried
+    assert len(runner.calls) == 1  # only a known race is retried
 
 
 # -- damaged .cpb/ files: a warning and a fresh start, never a crash ----------
@@ -254,15 +251,15 @@ LAYER_RACE = ("Error: checking if cached image exists from a previous build: "
 def test_a_build_that_lost_a_storage_race_is_tried_once_more(tmp_path: Path) -> None:
     runner = FlakyRunner(1, LAYER_RACE)
     run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
-    assert runner.calls == 2
+    assert len(runner.calls) == 2
     runner = FlakyRunner(5, LAYER_RACE)
     with pytest.raises(CommandFailed):
         run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
-    assert runner.calls == 2  # only once more
+    assert len(runner.calls) == 2  # only once more
     runner = FlakyRunner(5, "STEP 3/9: RUN install.sh\nexit status 3")
     with pytest.raises(CommandFailed):
         run_build(_Project(runner), ["cekit"], tmp_path / "log", "build:a")  # type: ignore[arg-type]
-    assert runner.calls == 1  # a real failure is not retried
+    assert len(runner.calls) == 1  # a real failure is not retried
 
 
 def test_an_up_to_date_check_that_fails_is_not_a_traceback(tmp_path: Path,
@@ -283,12 +280,12 @@ def test_run_doit_leaves_sys_stdout_as_it_found_it(tmp_path) -> None:  # type: i
 
     from cpb.project import open_project
     from cpb.tasks.doitapp import run_doit, task_dicts
-    from fakes import FakeRunner
+    from fakes import podman_fake
     from helpers import build_file_tree
 
     build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"
                                            "  b: {from: 'x:1'}\n"})
-    project = open_project(tmp_path / "cpb.yaml", runner=FakeRunner())
+    project = open_project(tmp_path / "cpb.yaml", runner=podman_fake())
     assert all(t["verbosity"] == 2 for t in task_dicts(project))
     before = sys.stdout
     run_doit(project, ["render:a", "render:b"], jobs=2)
@@ -344,11 +341,11 @@ def test_a_full_disk_inside_a_build_ends_the_run_with_one_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     """The write fails inside doit's PythonAction, and again in doit's own dump."""
-    from fakes import FakeRunner
+    from fakes import podman_fake
 
     build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"
                                            "  b: {from: 'x:1'}\n"})
-    project = open_project(tmp_path / "cpb.yaml", runner=FakeRunner())
+    project = open_project(tmp_path / "cpb.yaml", runner=podman_fake())
     run_doit(project, ["render:a"])
     before = (tmp_path / ".cpb" / "doit.json").read_text()
     capsys.readouterr()
@@ -365,11 +362,11 @@ def test_a_full_disk_inside_a_build_ends_the_run_with_one_line(
 def test_the_cli_says_it_in_one_line_and_exits_3(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    from fakes import FakeRunner
+    from fakes import podman_fake
 
     build_file_tree(tmp_path, {"cpb.yaml": "project: p\nimages:\n  a: {from: 'x:1'}\n"})
     # no podman: the fault is the disk
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: FakeRunner())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     monkeypatch.setattr("cpb.state.os.fsync", _no_space)
     assert main(["-f", str(tmp_path / "cpb.yaml"), "build"]) == 3
     out, err = capsys.readouterr()

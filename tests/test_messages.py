@@ -13,7 +13,7 @@ import pytest
 
 from cpb.cli.app import main
 from cpb.spec.schema import SCHEMA
-from fakes import FakeRunner
+from fakes import podman_fake
 from helpers import build_file_tree
 
 
@@ -21,7 +21,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         spec: str, *argv: str, files: dict[str, str] | None = None) -> tuple[int, str, str]:
     """`cpb -f SPEC ARGV` in-process, podman answered by a fake with an empty storage."""
     build_file_tree(tmp_path, {"cpb.yaml": spec, **(files or {})})
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: FakeRunner())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     code = main(["-f", str(tmp_path / "cpb.yaml"), *argv])
     out, err = capsys.readouterr()
     return code, out, err
@@ -136,7 +136,7 @@ def test_doctor_does_not_call_a_cekit_off_path_ok(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no cpb.yaml: the machine checks only
     monkeypatch.setenv("PATH", str(tmp_path))  # neither podman nor cekit on it
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: FakeRunner())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     assert main(["doctor"]) == 3
     lines = capsys.readouterr().out.splitlines()
     assert lines[1] == (f"!!  cekit: not found on PATH, though cekit {metadata.version('cekit')} "

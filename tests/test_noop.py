@@ -16,7 +16,7 @@ from cpb.cli.fastpath import fast_path, parse
 from cpb.noop.record import RECORD
 from cpb.noop.write import write
 from cpb.project import open_project
-from fakes import FakeRunner
+from fakes import podman_fake
 from helpers import build_file_tree
 
 
@@ -98,7 +98,7 @@ FILES = {
 
 def test_a_fresh_checkout_gets_no_record(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
-    project = open_project(root / "cpb.yaml", runner=FakeRunner())
+    project = open_project(root / "cpb.yaml", runner=podman_fake())
     assert write(project, time.time_ns(), 4) is False
     assert not (root / ".cpb").exists()
 
@@ -106,7 +106,7 @@ def test_a_fresh_checkout_gets_no_record(tmp_path: Path) -> None:
 def test_the_record_names_every_input(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     (root / ".cpb").mkdir()
-    project = open_project(root / "cpb.yaml", runner=FakeRunner())
+    project = open_project(root / "cpb.yaml", runner=podman_fake())
     assert write(project, time.time_ns() + 10**10, 4) is True  # as if started later
     import json
 
@@ -126,6 +126,6 @@ def test_inputs_changed_after_the_run_started_are_not_certified(tmp_path: Path) 
     root = build_file_tree(tmp_path, FILES)
     (root / ".cpb").mkdir()
     (root / ".cpb" / RECORD).write_text("{}")
-    project = open_project(root / "cpb.yaml", runner=FakeRunner())
+    project = open_project(root / "cpb.yaml", runner=podman_fake())
     assert write(project, time.time_ns(), 4) is False  # files written a moment ago
     assert not (root / ".cpb" / RECORD).exists()  # and an older record is removed

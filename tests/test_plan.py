@@ -8,7 +8,7 @@ from cpb.project import open_project
 from cpb.tasks.images import do_render
 from cpb.tasks.plan import make_plan
 from cpb.tasks.records import record_found, repair_records
-from fakes import FakeRunner
+from fakes import FakeRunner, podman_fake
 from helpers import build_file_tree
 
 FILES = {
@@ -27,10 +27,10 @@ FILES = {
 
 def pretend_built(root: Path) -> FakeRunner:
     """Render and record every image as built, and a storage that holds them."""
-    runner = FakeRunner()
+    runner = podman_fake()
     project = open_project(root / "cpb.yaml", runner=runner)
     for name, build in project.images.items():
-        runner.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
+        runner.storage.add_image(f"id-{name}", [build.digest_ref, build.version_ref],
                          {"io.cpb.digest": build.digest})
         do_render(project, name)
         project.state.write_stamp(f"build:{name}", {"digest": build.digest,
@@ -54,7 +54,7 @@ def pending(root: Path, runner: FakeRunner) -> dict[str, list[str]]:
 
 def test_fresh_project_plans_everything(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
-    plan = pending(root, FakeRunner())
+    plan = pending(root, podman_fake())
     assert len(plan) == 10
     assert plan["build:mid"] == ["never built in this project (no record in .cpb/)"]
     assert plan["tag:mid"] == ["image mid will be built"]
@@ -131,7 +131,7 @@ def test_package_change_rerenders_the_generated_module(tmp_path: Path) -> None:
 def test_missing_image_is_the_reason(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
-    runner.images = [i for i in runner.images if i["Id"] != "id-leaf"]
+    runner.storage.images = [i for i in runner.storage.images if i["Id"] != "id-leaf"]
     plan = pending(root, runner)
     assert list(plan) == ["build:leaf", "tag:leaf"]
     assert plan["build:leaf"][0].startswith("image missing from local storage")
@@ -140,7 +140,7 @@ def test_missing_image_is_the_reason(tmp_path: Path) -> None:
 def test_foreign_image_with_our_tag_but_another_digest_is_not_trusted(tmp_path: Path) -> None:
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
-    for image in runner.images:
+    for image in runner.storage.images:
         if image["Id"] == "id-leaf":
             image["Labels"] = {"io.cpb.digest": "0" * 64}
     assert "build:leaf" in pending(root, runner)
@@ -152,7 +152,7 @@ def test_an_image_that_replaced_the_recorded_one_is_checked(tmp_path: Path) -> N
     root = build_file_tree(tmp_path, FILES)
     runner = pretend_built(root)
     record(root, runner)  # records now name each image id
-    for image in runner.images:
+    for image in runner.storage.images:
         if image["Id"] == "id-leaf":  # retagged by hand: another image, another label
             image["Id"], image["Labels"] = "id-other", {"io.cpb.digest": "0" * 64}
     runner.calls.clear()

@@ -9,34 +9,28 @@ an inspect has read the labels.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cpb.adapters.podman import ImageStore
-from cpb.adapters.runner import CommandFailed, ProcessRunner
+from fakes import FakeRunner
+
+BUILDAH = json.dumps([{"id": "sha256:aaa", "names": ["localhost/p/a:cpb-1"]},
+                      {"id": "sha256:ccc", "names": ["localhost/p/c:cpb-3"]}])
+PODMAN = json.dumps([{"Id": "aaa", "Names": ["localhost/p/a:cpb-1"],
+                      "Labels": {"io.cpb.digest": "d1"}}])
+INSPECTED = json.dumps([{"Id": "bbb", "RepoTags": ["localhost/p/b:cpb-2"],
+                         "Labels": {"io.cpb.digest": "d2"}}])
 
 
-class FakePodman(ProcessRunner):
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[list[str]] = []
-
-    def run(self, args: Sequence[str], **kw: Any) -> str:
-        self.calls.append(list(args))
-        self.started[args[0]] += 1
-        if args[:2] == ["buildah", "images"]:
-            return json.dumps([{"id": "sha256:aaa", "names": ["localhost/p/a:cpb-1"]},
-                               {"id": "sha256:ccc", "names": ["localhost/p/c:cpb-3"]}])
-        if args[1] == "images":
-            return json.dumps([{"Id": "aaa", "Names": ["localhost/p/a:cpb-1"],
-                                "Labels": {"io.cpb.digest": "d1"}}])
-        if args[1:3] == ["image", "inspect"]:
-            if args[3].endswith("missing:1"):
-                raise CommandFailed(args, 125, "image not known", None)
-            return json.dumps([{"Id": "bbb", "RepoTags": ["localhost/p/b:cpb-2"],
-                                "Labels": {"io.cpb.digest": "d2"}}])
-        return ""
+def FakePodman() -> FakeRunner:  # noqa: N802 (reads as the fake it is)
+    """Storage holding a (labelled) and c (by buildah only); b is found by inspecting."""
+    return (FakeRunner()
+            .on("buildah", "images", returns=BUILDAH)
+            .on("podman", "images", returns=PODMAN)
+            .on("podman", "image", "inspect", "*missing:1", fails=(125, "image not known"))
+            .on("podman", "image", "inspect", returns=INSPECTED)
+            .on("podman", "tag")
+            .on("podman", "import"))
 
 
 def test_tag_and_refresh_patch_the_snapshot_without_listing_again(tmp_path: Path) -> None:
@@ -102,9 +96,7 @@ def test_an_image_whose_labels_cannot_be_read_is_not_trusted_by_its_tag() -> Non
     snap = store.snapshot()
     assert snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")  # listed, labels not read yet
 
-    def failing(args: Sequence[str], **kw: Any) -> str:
-        raise CommandFailed(args, 125, "image not known", None)
-
-    runner.run = failing  # type: ignore[method-assign]
+    runner.rules.clear()  # from now on every inspect fails
+    runner.on("podman", "image", "inspect", fails=(125, "image not known"))
     assert store.labels_of(["ccc"]) == {"ccc": {}}
     assert not snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")

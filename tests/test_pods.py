@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shutil
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from cpb.tasks.plan import make_plan
 from cpb.tasks.podops import cluster_image_ref, cluster_yaml
 from cpb.tasks.pods import expected_containers
 from cpb.tasks.table import TASK_KINDS
-from fakes import FakeRunner
+from fakes import podman_fake
 from helpers import build_file_tree
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,20 +72,6 @@ pods:
 def make(tmp_path: Path, spec: str = SPEC) -> Path:
     build_file_tree(tmp_path, {"cpb.yaml": spec, "base.tar": "not a tar"})
     return tmp_path / "cpb.yaml"
-
-
-class PodmanFake(FakeRunner):
-    """FakeRunner that also answers `podman pod ps` from a list."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pods: list[dict[str, Any]] = []
-
-    def run(self, args: Sequence[str], **kw: Any) -> str:  # type: ignore[override]
-        if list(args[:3]) == ["podman", "pod", "ps"]:
-            self.started[Path(args[0]).name] += 1
-            return json.dumps(self.pods)
-        return super().run(args, **kw)
 
 
 def validate_all(text: str) -> list[str]:
@@ -153,7 +137,7 @@ def test_pod_spec_errors_name_the_place(tmp_path: Path, change: str, message: st
 
 
 def test_pod_manifest_is_a_valid_pod_for_podman(tmp_path: Path) -> None:
-    project = open_project(make(tmp_path), runner=PodmanFake())
+    project = open_project(make(tmp_path), runner=podman_fake())
     text = project.pods["farm"].manifest
     assert validate_all(text) == ["Pod"]
     pod = yaml.safe_load(text)
@@ -185,7 +169,7 @@ def test_pod_manifest_is_a_valid_pod_for_podman(tmp_path: Path) -> None:
 
 
 def test_cluster_manifest_has_deployments_and_services(tmp_path: Path) -> None:
-    project = open_project(make(tmp_path), runner=PodmanFake())
+    project = open_project(make(tmp_path), runner=podman_fake())
     text = cluster_yaml(project, "farm")
     assert validate_all(text) == ["Deployment", "Service", "Deployment", "Service",
                                   "Deployment"]
@@ -208,7 +192,7 @@ def test_cluster_manifest_has_deployments_and_services(tmp_path: Path) -> None:
 def test_kube_command_prints_both_forms(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     assert main(["-f", str(spec_file), "kube", "solo"]) == 0
     assert validate_all(capsys.readouterr().out) == ["Pod"]
     assert main(["-f", str(spec_file), "kube", "farm", "--cluster"]) == 0
@@ -231,7 +215,7 @@ def test_every_example_pod_validates(tmp_path: Path) -> None:
     (starter / "cpb.yaml").write_text(text.replace("@PROJECT@", "starter"))
     spec_files = [starter / "cpb.yaml" if "templates" in p.parts else p for p in spec_files]
     for spec_file in spec_files:
-        project = open_project(spec_file, runner=PodmanFake())
+        project = open_project(spec_file, runner=podman_fake())
         assert project.pods, spec_file
         for name in project.pods:
             assert validate_all(project.pods[name].manifest) == ["Pod"]
@@ -266,20 +250,20 @@ def running(project: Any, name: str, *, digest: str | None = None,
 
 def test_pod_digest_follows_spec_and_images_only(tmp_path: Path) -> None:
     spec_file = make(tmp_path)
-    first = open_project(spec_file, runner=PodmanFake()).pods
+    first = open_project(spec_file, runner=podman_fake()).pods
     spec_file.write_text(SPEC.replace("ports: [8000]", "ports: [8000]\n    env: {X: 1}"))
-    second = open_project(spec_file, runner=PodmanFake()).pods
+    second = open_project(spec_file, runner=podman_fake()).pods
     assert first["solo"].digest == second["solo"].digest  # majordomo is not in it
     assert first["farm"].digest != second["farm"].digest
     assert first["farm"].components["spec"] == second["farm"].components["spec"]
     spec_file.write_text(SPEC.replace("stop_timeout: 3", "stop_timeout: 4"))
-    third = open_project(spec_file, runner=PodmanFake()).pods
+    third = open_project(spec_file, runner=podman_fake()).pods
     assert third["farm"].components["spec"] != first["farm"].components["spec"]
 
 
 def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     spec_file = make(tmp_path)
-    fake = PodmanFake()
+    fake = podman_fake()
     project = open_project(spec_file, runner=fake)
     # `cpb plan` leaves out pods that are down, unless asked for
     assert not any(p.task.startswith("pod:") for p in make_plan(project))
@@ -289,7 +273,7 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     # running, with a record of what it was made from
     old = project.pods["farm"]
     project.state.write_stamp("pod:farm", {"digest": old.digest, "components": old.components})
-    fake.pods = [running(project, "farm")]
+    fake.storage.pods = [running(project, "farm")]
     project = open_project(spec_file, runner=fake)
     assert "pod:farm" not in {p.task for p in make_plan(project) if p.pending}
 
@@ -309,7 +293,7 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
     # the same inputs, but the pod stopped
     spec_file.write_text(SPEC)
     project = open_project(spec_file, runner=fake)
-    fake.pods = [running(project, "farm", status="Exited")]
+    fake.storage.pods = [running(project, "farm", status="Exited")]
     project.pod_store.invalidate()  # asked again
     planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
     assert planned["pod:farm"].reasons == ["pod farm-farm is Exited"]
@@ -317,14 +301,14 @@ def test_plan_says_why_a_pod_is_recreated(tmp_path: Path) -> None:
 
 def test_cluster_images_are_pinned_by_registry_manifest_once_pushed(tmp_path: Path) -> None:
     spec_file = make(tmp_path)
-    project = open_project(spec_file, runner=PodmanFake())
+    project = open_project(spec_file, runner=podman_fake())
     image = sorted(project.images)[0]
     build = project.images[image]
     assert cluster_image_ref(project, image) == f"{build.repository}:cpb-{build.digest[:12]}"
 
     spec_file.write_text("registry: {url: 127.0.0.1:5999/farm, tls_verify: false}\n"
                          + spec_file.read_text())
-    project = open_project(spec_file, runner=PodmanFake())
+    project = open_project(spec_file, runner=podman_fake())
     assert cluster_image_ref(project, image) == (
         f"127.0.0.1:5999/farm/{image}:cpb-{build.digest[:12]}")
     manifest = "sha256:" + "ab" * 32
@@ -336,16 +320,16 @@ def test_a_pod_left_half_made_by_a_killed_up_is_made_again(tmp_path: Path) -> No
     """`cpb up` killed during `podman kube play`: the pod has the new label but not
     all its containers; the next `cpb up` must replace it, not trust the label."""
     spec_file = make(tmp_path)
-    fake = PodmanFake()
+    fake = podman_fake()
     project = open_project(spec_file, runner=fake)
     whole = running(project, "farm")
-    fake.pods = [{**whole, "Containers": whole["Containers"][:-1]}]
+    fake.storage.pods = [{**whole, "Containers": whole["Containers"][:-1]}]
     project = open_project(spec_file, runner=fake)
     planned = {p.task: p for p in make_plan(project, ["pod:farm"]) if p.pending}
     last = sorted(expected_containers(project, "farm"))[-1]
     assert planned["pod:farm"].reasons == [
         f"pod farm-farm lacks running containers {last} (an interrupted `cpb up`?)"]
-    fake.pods = [whole]
+    fake.storage.pods = [whole]
     project = open_project(spec_file, runner=fake)
     assert "pod:farm" not in {p.task for p in make_plan(project, ["pod:farm"]) if p.pending}
 
@@ -376,7 +360,7 @@ pods:
 
 
 def test_kubernetes_edge_values_are_accepted_and_validate(tmp_path: Path) -> None:
-    project = open_project(make(tmp_path, EDGES), runner=PodmanFake())
+    project = open_project(make(tmp_path, EDGES), runner=podman_fake())
     pod = yaml.safe_load(project.pods["farm"].manifest)
     assert validate_all(project.pods["farm"].manifest) == ["Pod"]
     assert validate_all(project.pods["other"].manifest) == ["Pod"]
@@ -408,7 +392,7 @@ def test_a_host_port_is_published_once_per_machine(tmp_path: Path, ports: str, o
 def test_a_long_image_name_makes_a_container_name_kubernetes_takes(tmp_path: Path) -> None:
     image = "a" * 41 + "_b"
     spec = SPEC.replace("worker_gcc", image)
-    project = open_project(make(tmp_path, spec), runner=PodmanFake())
+    project = open_project(make(tmp_path, spec), runner=podman_fake())
     names = [c.name for c in project.spec.pods["farm"].containers]
     assert names[2] == "a" * 41  # cut at 42 characters, then the trailing '-' removed
     assert validate_all(project.pods["farm"].manifest) == ["Pod"]
@@ -440,7 +424,7 @@ def test_replicas_of_a_listening_container_are_refused_in_the_pod_form_only(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path, LISTENING)
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     why = ("cpb: error: cpb.yaml:16:19: pods.web.containers[1].replicas: 2 replicas of 'web' "
            "cannot run in one Podman pod: it listens on 8080 and the pod's containers share "
            "one network, so only one replica could bind it; use replicas: 1 for `cpb up`, "
@@ -486,7 +470,7 @@ def test_every_example_cluster_manifest_meets_the_restricted_standard(tmp_path: 
                   for p in examples_with_pods()]
     checked = 0
     for spec_file in spec_files:
-        project = open_project(spec_file, runner=PodmanFake())
+        project = open_project(spec_file, runner=podman_fake())
         for name in project.pods:
             text = cluster_yaml(project, name)
             assert "Deployment" in validate_all(text)  # still valid Kubernetes
@@ -503,7 +487,7 @@ def test_every_example_cluster_manifest_meets_the_restricted_standard(tmp_path: 
 
 
 def test_restricted_checks_see_what_the_standard_forbids(tmp_path: Path) -> None:
-    project = open_project(make(tmp_path), runner=PodmanFake())
+    project = open_project(make(tmp_path), runner=podman_fake())
     # the pod form (for podman) sets no securityContext and publishes host ports
     pod = yaml.safe_load(project.pods["farm"].manifest)
     controls = {v.split(": ")[1] for v in pod_security.violations(pod)}
@@ -521,7 +505,7 @@ def test_security_context_follows_the_images_user_and_the_spec(tmp_path: Path) -
     text = SPEC.replace("    ports: [4222]\n", "    ports: [4222]\n    user: \"4222\"\n") \
         .replace("    ports: [8000]\n", "    ports: [8000]\n    user: daemon\n") \
         .replace("{image: majordomo,", "{image: majordomo, security: {restricted: false},")
-    project = open_project(make(tmp_path, text), runner=PodmanFake())
+    project = open_project(make(tmp_path, text), runner=podman_fake())
     contexts = {d["metadata"]["name"]:
                 d["spec"]["template"]["spec"]["containers"][0].get("securityContext")
                 for d in cluster_docs(project, "farm") if d["kind"] == "Deployment"}
@@ -546,7 +530,7 @@ def test_cluster_form_without_a_registry_warns_or_refuses(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: PodmanFake())
+    monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: podman_fake())
     assert main(["-f", str(spec_file), "kube", "solo", "--cluster"]) == 0
     out, err = capsys.readouterr()
     assert "kind: Deployment" in out
@@ -568,7 +552,7 @@ def test_cpb_build_refuses_a_pod_and_says_what_to_run(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     spec_file = make(tmp_path)
-    fake = PodmanFake()
+    fake = podman_fake()
     monkeypatch.setattr("cpb.cli.options.make_runner", lambda *lock: fake)
     for argv in (["build", "pod:solo"], ["push", "pod:solo"], ["build", "--push", "pod:solo"]):
         assert main(["-f", str(spec_file), *argv]) == 2

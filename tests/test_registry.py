@@ -24,6 +24,7 @@ from cpb.errors import SpecError
 from cpb.graph import expand_graph
 from cpb.spec.model import RegistrySpec, load_spec
 from cpb.tasks.table import TASK_KINDS
+from fakes import FakeRunner
 from helpers import build_file_tree
 
 DIGEST = "sha256:" + "ab" * 32
@@ -210,18 +211,6 @@ def test_refused_connection_is_unreachable_at_once() -> None:
 
 # -- no registry: not one question --------------------------------------------------------
 
-class NoPodman:
-    """A runner listing empty storage; nothing else may run."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[str]] = []
-
-    def run(self, args: list[str], **kwargs: Any) -> str:
-        self.calls.append(list(args))
-        assert args[1] == "images" and args[0] in ("podman", "buildah"), args
-        return "[]"
-
-
 def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from cpb import project as project_module
@@ -232,8 +221,9 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
     monkeypatch.setattr(project_module, "Registry", no_network)
-    runner = NoPodman()
-    proj = project_module.open_project(spec_file(tmp_path), runner=runner)  # type: ignore[arg-type]
+    # empty local storage; nothing else may run
+    runner = FakeRunner().on("podman", "images", returns="[]").on("buildah", "images", returns="[]")
+    proj = project_module.open_project(spec_file(tmp_path), runner=runner)
     planned = make_plan(proj)
     assert [p.task for p in planned if p.pending] == ["rootfs:base", "render:base", "build:base",
                                                       "tag:base"]

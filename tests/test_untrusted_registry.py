@@ -80,7 +80,9 @@ def _serve(address: str, route: Callable[[BaseHTTPRequestHandler], Reply],
     if context is not None:
         server.socket = context.wrap_socket(server.socket, server_side=True)
     host = Host(server, "https" if context else "http")
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll: shutdown() returns at once instead of after serve_forever's 0.5 s
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                     daemon=True).start()
     return host
 
 

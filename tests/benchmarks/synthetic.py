@@ -5,7 +5,7 @@ a few bases imported from a busybox root file system, the rest in several
 levels, each image built from one of the level above, each with two modules
 of three files and two local artifacts.
 
-`StubRunner` is a `Runner` that replaces `cekit build` with a `podman build`
+`StubRunner()` is a Runner (tests/fakes.py) that replaces `cekit build` with a `podman build`
 of a two-line Containerfile (`FROM <parent>` + the descriptor's labels), so
 thousands of images are cheap while every image really is in local storage,
 labelled and tagged the way a cekit build would leave it. Everything else —
@@ -23,15 +23,14 @@ import io
 import json
 import subprocess
 import tarfile
-import threading
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from cpb.adapters.runner import ProcessRunner
 from cpb.project import Project
+from fakes import FakeRunner
 from helpers import busybox_rootfs_tar, remove_project_images  # noqa: F401 - for bench.py
 
 BASES = 4
@@ -102,31 +101,23 @@ def artifact_files(root: Path, image: str) -> list[Path]:
     return [root / "artifacts" / f"{image}-{n}.bin" for n in (1, 2)]
 
 
-class StubRunner(ProcessRunner):
-    """A Runner whose `cekit build` is a one-line `podman build`.
+def StubRunner() -> FakeRunner:  # noqa: N802 (reads as the runner it is)
+    """A Runner whose `cekit build` is a one-line `podman build`; the rest runs for real.
 
-    `started["cekit"]` still counts the cekit builds asked for; `built`
+    `started["cekit"]` still counts the cekit builds asked for; `built(runner)`
     names the images they were for (in order).
     """
+    return FakeRunner(passthrough=ProcessRunner()).on("cekit", does=_stub_cekit)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.built: list[str] = []
-        self._stub_lock = threading.Lock()
 
-    def run(self, args: Sequence[str], *, log_file: Path | None = None,
-            timeout: float | None = None, stdin: bytes | None = None,
-            cwd: Path | None = None, leaves_daemons: bool = False) -> str:
-        if Path(args[0]).name != "cekit":
-            return super().run(args, log_file=log_file, timeout=timeout, stdin=stdin, cwd=cwd,
-                               leaves_daemons=leaves_daemons)
-        descriptor = Path(args[args.index("--descriptor") + 1])
-        tags = [args[i + 1] for i, a in enumerate(args) if a == "--tag"]
-        with self._stub_lock:
-            self.started["cekit"] += 1
-            self.built.append(descriptor.parent.name)
-        stub_build(descriptor, tags)
-        return ""
+def built(runner: FakeRunner) -> list[str]:
+    """The images a StubRunner's `cekit build`s were for, in order."""
+    return [Path(c[c.index("--descriptor") + 1]).parent.name for c in runner.ran("cekit")]
+
+
+def _stub_cekit(args: list[str]) -> None:
+    descriptor = Path(args[args.index("--descriptor") + 1])
+    stub_build(descriptor, [args[i + 1] for i, a in enumerate(args) if a == "--tag"])
 
 
 def stub_build(descriptor: Path, tags: list[str]) -> None:

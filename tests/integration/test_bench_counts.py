@@ -16,6 +16,7 @@ import networkx as nx
 import pytest
 
 from benchmarks.synthetic import StubRunner, make_synthetic, module_files
+from benchmarks.synthetic import built as stub_built
 from cpb.adapters.runner import ProcessRunner, Runner
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
@@ -77,7 +78,7 @@ def test_changes_rebuild_exactly_what_depends_on_them(synthetic, project_name: s
     data.write_text(data.read_text() + "changed\n")
     stub = StubRunner()
     assert build(root, stub) == 0
-    assert stub.built == [leaf] and stub.started["cekit"] == 1
+    assert stub_built(stub) == [leaf] and stub.started["cekit"] == 1
 
     data = module_files(root, "base01")[2]
     data.write_text(data.read_text() + "changed\n")
@@ -85,7 +86,7 @@ def test_changes_rebuild_exactly_what_depends_on_them(synthetic, project_name: s
     assert build(root, stub) == 0
     expected = {"base01", *nx.descendants(children, "base01")}
     assert len(expected) > 2
-    assert sorted(stub.built) == sorted(expected)
+    assert sorted(stub_built(stub)) == sorted(expected)
 
     after = image_ids(f"{project_name}-9")
     moved = {tag.split(":")[0] for tag in before

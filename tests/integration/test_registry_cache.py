@@ -15,9 +15,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,6 +24,7 @@ from cpb.adapters.runner import ProcessRunner
 from cpb.cli.app import main
 from cpb.project import open_project
 from cpb.tasks.doitapp import run_doit
+from fakes import FakeRunner
 from helpers import image_ids, podman, remove_project_images
 from integration.test_build import FILES, SPEC
 from registry_server import RegistryServer
@@ -33,24 +33,18 @@ pytestmark = pytest.mark.integration
 IMAGES = ("base", "leaf1", "leaf2", "mid", "other")
 
 
-class RecordingRunner(ProcessRunner):
-    """A real Runner that also remembers every command line it ran."""
+def RecordingRunner() -> FakeRunner:  # noqa: N802 (reads as the runner it is)
+    """A real Runner (every command runs) that also remembers every command line."""
+    return FakeRunner(passthrough=ProcessRunner())
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.commands: list[list[str]] = []
 
-    def run(self, args: Sequence[str], **kwargs: Any) -> str:
-        with self._lock:
-            self.commands.append(list(args))
-        return super().run(args, **kwargs)
+def pushed(runner: FakeRunner) -> list[str]:
+    """Registry references `podman push` sent images to."""
+    return sorted(c[-1] for c in runner.ran("podman", "push"))
 
-    def pushed(self) -> list[str]:
-        """Registry references `podman push` sent images to."""
-        return sorted(c[-1] for c in self.commands if c[:2] == ["podman", "push"])
 
-    def pulled(self) -> list[str]:
-        return sorted(c[-2] for c in self.commands if c[:2] == ["skopeo", "copy"])
+def pulled(runner: FakeRunner) -> list[str]:
+    return sorted(c[-2] for c in runner.ran("skopeo", "copy"))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -88,7 +82,7 @@ def project(make_project, registry: RegistryServer) -> Path:  # type: ignore[no-
     return root
 
 
-def run(root: Path, *targets: str, cache: bool = True) -> tuple[int, RecordingRunner]:
+def run(root: Path, *targets: str, cache: bool = True) -> tuple[int, FakeRunner]:
     runner = RecordingRunner()
     proj = open_project(root / "cpb.yaml", runner=runner, registry_cache=cache)
     return run_doit(proj, list(targets)), runner
@@ -128,9 +122,9 @@ def assert_in_registry(registry: RegistryServer, root: Path, project_name: str,
     assert by_digest["Labels"]["io.cpb.digest"] == digest
     assert by_version["Digest"] == by_digest["Digest"]
     # .cpb/ records that manifest: pushed from here, or pulled from there
-    pushed = root / f".cpb/state/push/{image}.json"
-    if pushed.exists():
-        stamp = json.loads(pushed.read_text())
+    push_stamp = root / f".cpb/state/push/{image}.json"
+    if push_stamp.exists():
+        stamp = json.loads(push_stamp.read_text())
         assert stamp["manifest"] == by_digest["Digest"] and stamp["digest"] == digest
     else:
         stamp = json.loads((root / f".cpb/state/build/{image}.json").read_text())
@@ -143,7 +137,7 @@ def test_push_then_a_second_push_pushes_nothing(
     code, runner = run(project, *pushes(*IMAGES))
     assert code == 0
     assert runner.started["cekit"] == 5
-    assert runner.pushed() == [f"docker://{registry.url}/farm/{i}:cpb-{d[:12]}" for i, d in
+    assert pushed(runner) == [f"docker://{registry.url}/farm/{i}:cpb-{d[:12]}" for i, d in
                                sorted((i, local_label(project_name, i, "1" if i in ("base", "mid")
                                                       else "latest")) for i in IMAGES)]
     for image in IMAGES:
@@ -151,7 +145,7 @@ def test_push_then_a_second_push_pushes_nothing(
 
     code, runner = run(project, *pushes(*IMAGES))
     assert code == 0
-    assert runner.pushed() == [] and runner.started["cekit"] == 0
+    assert pushed(runner) == [] and runner.started["cekit"] == 0
     assert dict(runner.started) == {"buildah": 1}  # the one listing of local storage
     code, out, _ = cli(project, "plan", "--push", "--exit-code", capsys=capsys)
     assert code == 0 and "nothing to do: all 21 tasks up to date" in out
@@ -169,7 +163,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     started = time.monotonic()
     code, runner = run(project, *pushes(*IMAGES))
     first_push = time.monotonic() - started
-    assert code == 0 and len(runner.pushed()) == 5
+    assert code == 0 and len(pushed(runner)) == 5
     built = {i: local_label(project_name, i, "1" if i in ("base", "mid") else "latest")
              for i in IMAGES}
 
@@ -199,7 +193,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     fresh_runner = time.monotonic() - started
     assert code == 0
     assert runner.started["cekit"] == 0  # nothing built: everything pulled
-    assert len(runner.pulled()) == 5
+    assert len(pulled(runner)) == 5
     for image in IMAGES:
         version = "1" if image in ("base", "mid") else "latest"
         assert local_label(project_name, image, version) == built[image]
@@ -211,7 +205,7 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
 
     # Pushing from the fresh runner sends nothing: the registry has it all.
     code, runner = run(project, *pushes(*IMAGES))
-    assert code == 0 and runner.pushed() == [] and runner.started["cekit"] == 0
+    assert code == 0 and pushed(runner) == [] and runner.started["cekit"] == 0
 
     # A changed module builds exactly that image and its dependents, and
     # pushes only those.
@@ -222,8 +216,8 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     assert "build:other" not in out and "build:base" not in out
     code, runner = run(project, *pushes(*IMAGES))
     assert code == 0
-    assert runner.started["cekit"] == 3 and runner.pulled() == []
-    assert [p.split("/")[-1].split(":")[0] for p in runner.pushed()] == ["leaf1", "leaf2", "mid"]
+    assert runner.started["cekit"] == 3 and pulled(runner) == []
+    assert [p.split("/")[-1].split(":")[0] for p in pushed(runner)] == ["leaf1", "leaf2", "mid"]
     for image in IMAGES:
         assert_in_registry(registry, project, project_name, image)
     assert local_label(project_name, "mid", "1") != built["mid"]
@@ -244,7 +238,7 @@ def test_registry_cache_can_be_turned_off(
     code, out, _ = cli(project, "plan", "--no-registry-cache", "other", capsys=capsys)
     assert "in registry" not in out and "build:other\n    - image missing" in out
     code, runner = run(project, "tag:other", cache=False)
-    assert code == 0 and runner.started["cekit"] == 2 and runner.pulled() == []
+    assert code == 0 and runner.started["cekit"] == 2 and pulled(runner) == []
 
 
 def test_registry_stopped_mid_run_fails_clearly_and_a_later_run_completes(
@@ -283,7 +277,7 @@ def test_registry_stopped_mid_run_fails_clearly_and_a_later_run_completes(
     code, runner = run(project, *pushes(*IMAGES))
     assert code == 0
     assert runner.started["cekit"] == 0
-    assert sorted(p.split("/")[-1].split(":")[0] for p in runner.pushed()) == sorted(
+    assert sorted(p.split("/")[-1].split(":")[0] for p in pushed(runner)) == sorted(
         set(IMAGES) - set(first))
     for image in IMAGES:
         assert_in_registry(registry, project, project_name, image)
@@ -329,7 +323,7 @@ def test_credentials_come_from_podmans_auth_file_and_are_never_shown(
         assert code == 0, out + err
         shown = out + err + caplog.text
         code, runner = run(root, *pushes("base", "other"))
-        assert code == 0 and runner.pushed() == []
+        assert code == 0 and pushed(runner) == []
 
         remove_project_images(project_name)
         shutil.rmtree(root / ".cpb")

@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from cpb.adapters.trust import SYSTEM_CERTS_D
+from fakes import FakeRunner
 from helpers import image_ids, module, remove_project_images
 from integration.test_registry_cache import (  # noqa: F401 (a fixture, used by pytest)
-    RecordingRunner,
     cli,
     local_label,
     private_storage,
+    pulled,
+    pushed,
     run,
 )
 from registry_server import RegistryServer
@@ -101,8 +103,8 @@ def project_for(make_project, registry: RegistryServer,  # type: ignore[no-untyp
     return root
 
 
-def flags(runner: RecordingRunner, program: str) -> set[str]:
-    return {arg for c in runner.commands if c[0] == program for arg in c
+def flags(runner: FakeRunner, program: str) -> set[str]:
+    return {arg for c in runner.ran(program) for arg in c
             if "tls-verify" in arg}
 
 
@@ -128,7 +130,7 @@ def test_tls_registry_with_its_ca_in_certs_d_push_digest_tags_and_a_fresh_runner
 
     code, runner = run(root, *(f"push:{i}" for i in IMAGES))
     assert code == 0
-    assert runner.started["cekit"] == 2 and len(runner.pushed()) == 2
+    assert runner.started["cekit"] == 2 and len(pushed(runner)) == 2
     assert flags(runner, "podman") == {"--tls-verify=true"}
     built = assert_pushed(tls_registry, project_name)
 
@@ -141,7 +143,7 @@ def test_tls_registry_with_its_ca_in_certs_d_push_digest_tags_and_a_fresh_runner
     assert "in registry: will pull, not build" in out
     code, runner = run(root, *(f"tag:{i}" for i in IMAGES))
     assert code == 0
-    assert runner.started["cekit"] == 0 and len(runner.pulled()) == 2
+    assert runner.started["cekit"] == 0 and len(pulled(runner)) == 2
     assert flags(runner, "skopeo") == {"--src-tls-verify=true"}
     for image, digest in built.items():
         assert local_label(project_name, image, "1" if image == "base" else "latest") == digest
@@ -194,7 +196,7 @@ def test_mutual_tls_with_the_client_certificate_in_certs_d(
     shutil.rmtree(root / ".cpb")
     remove_project_images(project_name)
     code, runner = run(root, *(f"tag:{i}" for i in IMAGES))
-    assert code == 0 and runner.started["cekit"] == 0 and len(runner.pulled()) == 2
+    assert code == 0 and runner.started["cekit"] == 0 and len(pulled(runner)) == 2
 
 
 def test_a_registry_marked_insecure_in_registries_conf(
@@ -215,13 +217,13 @@ def test_a_registry_marked_insecure_in_registries_conf(
 
         conf.write_text(f'[[registry]]\nlocation = "{server.url}"\ninsecure = true\n')
         code, runner = run(root, *(f"push:{i}" for i in IMAGES))
-        assert code == 0 and len(runner.pushed()) == 2
+        assert code == 0 and len(pushed(runner)) == 2
         assert flags(runner, "podman") == {"--tls-verify=false"}
         assert_pushed(server, project_name)
         shutil.rmtree(root / ".cpb")
         remove_project_images(project_name)
         code, runner = run(root, *(f"tag:{i}" for i in IMAGES))
-        assert code == 0 and runner.started["cekit"] == 0 and len(runner.pulled()) == 2
+        assert code == 0 and runner.started["cekit"] == 0 and len(pulled(runner)) == 2
         assert flags(runner, "skopeo") == {"--src-tls-verify=false"}
     finally:
         server.stop()

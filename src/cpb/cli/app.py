@@ -189,7 +189,9 @@ def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | 
     if images:
         targets = _targets(project, images)
         if project.registry is not None:
-            targets = [t.replace("tag:", "push:", 1) for t in targets]
+            # what a registry project's graph ends in: each image's push
+            targets = [task_name(PUSH, split_task(t)[1]) if split_task(t)[0] == TAG else t
+                       for t in targets]
     else:
         targets = [t for t in project.graph if project.graph.out_degree(t) == 0]
     view = graphview.task_graph(project, targets)

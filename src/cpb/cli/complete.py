@@ -14,6 +14,7 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem, get_completion_class
 
+from cpb.naming import POD, task_name
 from cpb.state import find_spec_file
 
 PROG = "cpb"
@@ -54,7 +55,7 @@ def images_and_pods(ctx: click.Context, param: click.Parameter,
                     incomplete: str) -> list[CompletionItem]:
     image_names, pod_names = _spec_names(ctx)
     return (_items(image_names, incomplete, "image")
-            + _items([f"pod:{p}" for p in pod_names], incomplete, "pod"))
+            + _items([task_name(POD, p) for p in pod_names], incomplete, "pod"))
 
 
 def script(cli: Any, shell: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import click
 
-from cpb.adapters.runner import ProcessRunner
+from cpb.adapters.runner import Runner
 from cpb.cli.complete import COMPLETE_VAR
 from cpb.cli.options import build_options, global_options, plan_options
 from cpb.cli.process import exit_with
@@ -74,6 +74,13 @@ def parse(argv: Sequence[str]) -> tuple[Path | None, str] | None:
     return globals_["spec_file"], command
 
 
+def _runner() -> Runner:
+    """The CLI's runner (cli.options.make_runner, looked up now: a test's fake, if any)."""
+    from cpb.cli import options
+
+    return options.make_runner()
+
+
 def fast_path(argv: Sequence[str]) -> int | None:
     """Exit code of a no-op plan/build answered from the record; None: run in full."""
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
@@ -89,7 +96,7 @@ def fast_path(argv: Sequence[str]) -> int | None:
         if not record_file.is_file():
             return None
         if command == "plan":
-            tasks = unchanged(record_file, spec, command, ProcessRunner())
+            tasks = unchanged(record_file, spec, command, _runner())
             if tasks is None:
                 return None
             print(f"nothing to do: all {tasks} tasks up to date")
@@ -98,7 +105,7 @@ def fast_path(argv: Sequence[str]) -> int | None:
         # if another run has it, the full path waits for it and says so.
         # A dead run's leftovers are ended here too, and said so.
         with state.lock(wait=False, on_ended=lambda text: print(text, file=sys.stderr)):
-            tasks = unchanged(record_file, spec, command, ProcessRunner())
+            tasks = unchanged(record_file, spec, command, _runner())
             if tasks is None:
                 return None
             print(f"0 done, {tasks} up to date")

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cpb.state import find_spec_file
 
 if TYPE_CHECKING:
+    from cpb.cli.options import Options
     from cpb.security.pki import Pki
 
 # cpb.security.pki and `cryptography` (tens of ms) are imported by the
 # commands below, not here: every `cpb` command line imports this module.
 
 
-def _pki(opts: Any) -> Pki:
+def _pki(opts: Options) -> Pki:
     from cpb.security.pki import Pki, default_folder
 
     spec_file: Path = opts.spec_file or find_spec_file(Path.cwd())
@@ -31,7 +32,7 @@ def pki() -> None:
 
 @pki.command("show")
 @click.pass_obj
-def pki_show(opts: Any) -> None:
+def pki_show(opts: Options) -> None:
     """Where the keys are, and each certificate's subject and expiry."""
     from cryptography import x509
 
@@ -55,12 +56,12 @@ def pki_show(opts: Any) -> None:
 
 @pki.command("rotate")
 @click.pass_obj
-def pki_rotate(opts: Any) -> None:
+def pki_rotate(opts: Options) -> None:
     """A new CA and new certificates: every old certificate is refused from now on."""
     from cpb.security.pki import SUBMITTER_ROLE
 
     found = _pki(opts)
     found.rotate()
     found.ensure([SUBMITTER_ROLE])
-    click.echo(f"new CA and certificates in {found.folder}; re-create running pods "
-               "(`cpb down POD && cpb up POD`) so that they use them")
+    click.echo(f"new CA and certificates in {found.folder}; the next `cpb up` re-creates "
+               "the running pods with them (`cpb plan`: certificates renewed)")
