@@ -287,7 +287,7 @@ def _key_mode(tmp_path: Path) -> str:
 def _disk_full(tmp_path: Path) -> str:
     import errno
 
-    from fakes import FakeRunner
+    from fakes import podman_fake
 
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -295,7 +295,7 @@ def _disk_full(tmp_path: Path) -> str:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("cpb.state.os.fsync", no_space)
         return cli_error(tmp_path, "project: p\nimages:\n  a: {from: 'x:1'}\n", "build",
-                         runner=FakeRunner())
+                         runner=podman_fake())
 
 
 def _image_in_use(tmp_path: Path) -> str:
@@ -305,24 +305,20 @@ def _image_in_use(tmp_path: Path) -> str:
 
     from fakes import FakeRunner
 
-    class InUse(FakeRunner):
-        def run(self, args: object, **kw: object) -> str:  # type: ignore[override]
-            argv = list(args)  # type: ignore[call-overload]
-            if argv[:3] == ["podman", "images", "--all"]:
-                return json.dumps([{"Id": "i1", "ParentId": ""}])
-            if argv[:2] == ["podman", "ps"]:
-                return json.dumps([{"Id": "c1", "Names": ["my-farm-farm-web"], "ImageID": "i1",
-                                    "Image": "localhost/my-farm/web:cpb-0123456789ab",
-                                    "State": "running", "Pod": "p1", "PodName": "my-farm-farm"}])
-            if argv[:3] == ["podman", "pod", "ps"]:
-                return json.dumps([{"Name": "my-farm-farm", "Id": "p1", "Status": "Running",
-                                    "Labels": {"io.cpb.pod": "farm",
-                                               "io.cpb.project": "my-farm"}}])
-            return super().run(argv, **kw)
-
-    runner = InUse()
+    runner = FakeRunner()
+    store = runner.storage
     for tag in ("web:latest", "web:cpb-0123456789ab"):
-        runner.add_image("i1", [f"localhost/my-farm/{tag}"], {})
+        store.add_image("i1", [f"localhost/my-farm/{tag}"], {})
+    container = {"Id": "c1", "Names": ["my-farm-farm-web"], "ImageID": "i1",
+                 "Image": "localhost/my-farm/web:cpb-0123456789ab", "State": "running",
+                 "Pod": "p1", "PodName": "my-farm-farm"}
+    pod = {"Name": "my-farm-farm", "Id": "p1", "Status": "Running",
+           "Labels": {"io.cpb.pod": "farm", "io.cpb.project": "my-farm"}}
+    (runner.on("podman", "images", "--all", returns=json.dumps([{"Id": "i1", "ParentId": ""}]))
+     .on("podman", "images", does=store.podman_images)
+     .on("buildah", "images", does=store.buildah_images)
+     .on("podman", "ps", returns=json.dumps([container]))
+     .on("podman", "pod", "ps", returns=json.dumps([pod])))
     return cli_error(tmp_path, "project: my-farm\nimages:\n  web: {from: 'x:1'}\n", "clean",
                      "--images", runner=runner)
 
