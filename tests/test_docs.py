@@ -272,6 +272,20 @@ def _unreachable(tmp_path: Path) -> str:
                          "https://files.example.org/x.whl")
 
 
+def _fetch_summary(tmp_path: Path) -> str:
+    import hashlib
+
+    files = {"a.whl": b"a", "b.whl": b"b", "x.whl": b"x"}
+    entries = ""
+    for name, data in files.items():
+        if name != "x.whl":  # x.whl is missing
+            (tmp_path / name).write_bytes(data)
+        entries += (f"      - url: {(tmp_path / name).as_uri()}\n"
+                    f"        sha256: {hashlib.sha256(data).hexdigest()}\n")
+    spec = f"project: p\nimages:\n  a:\n    from: 'x:1'\n    artifacts:\n{entries}"
+    return cli_error(tmp_path / "p", spec, "--cache-dir", str(tmp_path / "c"), "fetch")
+
+
 def _key_mode(tmp_path: Path) -> str:
     from cpb.security.pki import check_key_mode
 
@@ -337,6 +351,7 @@ QUOTED = {
     "up after 3 attempts)": _unreachable,
     "cpb: error: …/pki/3f1c…/submitter.key: private key is mode 0644, readable by others; it "
     "may have leaked: run `cpb pki rotate` to make new keys": _key_mode,
+    "cpb: error: 1 of 3 artifact(s) failed to fetch: x.whl (see FAIL above)": _fetch_summary,
     "cpb: error: no space left on device writing .cpb/…; images built so far are kept":
         _disk_full,
     "cpb: error: nothing was removed: my-farm/web:latest is used by pod farm (my-farm-farm); "
