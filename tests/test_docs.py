@@ -369,3 +369,27 @@ def test_every_quoted_error_is_what_cpb_says(quote: str, tmp_path: Path) -> None
     produced = QUOTED[quote](tmp_path)
     pattern = ".+".join(re.escape(part) for part in quote.split("…"))
     assert re.fullmatch(pattern, produced), f"the docs say:\n{quote}\ncpb says:\n{produced}"
+
+
+def test_reliability_quotes_what_the_bad_input_corpus_says() -> None:
+    """docs/reliability.md's bad-input rows quote messages; the cases they cite
+    (tests/data/bad-specs, each checked word for word by test_bad_specs.py) say them."""
+    import json
+
+    expected = json.loads((REPO / "tests/data/bad-specs/expected.json").read_text())
+    text = (REPO / "docs/reliability.md").read_text()
+    section = text.split("## Bad input", 1)[1].split("\n## ", 1)[0]
+    checked = 0
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) < 3 or "test_" in cells[-1] or not re.search(r"\d", cells[-1]):
+            continue
+        numbers: set[int] = set()
+        for first, last in re.findall(r"(\d+)(?:–(\d+))?", cells[-1]):
+            numbers |= set(range(int(first), int(last or first) + 1))
+        said = [v["stderr"] for k, v in expected.items() if int(k.split("-")[0]) in numbers]
+        for quote in re.findall(r"`([^`]+)`", cells[1]):
+            pieces = [p for p in re.split(r"\(\.\.\.\)|\.\.\.|…", quote) if p.strip()]
+            assert any(all(p in s for p in pieces) for s in said), (cells[-1], quote)
+            checked += 1
+    assert checked >= 20
