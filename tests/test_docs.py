@@ -393,3 +393,9 @@ def test_reliability_quotes_what_the_bad_input_corpus_says() -> None:
             assert any(all(p in s for p in pieces) for s in said), (cells[-1], quote)
             checked += 1
     assert checked >= 20
+
+
+def test_the_benchmarks_duration_is_said_the_same_everywhere() -> None:
+    said = {path: re.findall(r"~(\d+) min", (REPO / path).read_text()[:800])
+            for path in ("tests/benchmarks/bench.py", "dodo.py", "docs/benchmarks.md")}
+    assert len({tuple(v) for v in said.values()}) == 1 and all(said.values()), said
