@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -10,3 +11,6 @@ REPO = Path(__file__).resolve().parents[1]
 # tests never skip when a tool is missing: they fail, so a broken machine
 # cannot pass as green.
 os.environ.setdefault("CONTAINERS_CONF", str(REPO / ".ci" / "containers.conf"))
+# The keys cpb makes for a pod's NATS (issue 14) go to $XDG_STATE_HOME/cpb/pki/: for
+# the tests' throw-away projects, a throw-away folder, never the user's own.
+os.environ["XDG_STATE_HOME"] = tempfile.mkdtemp(prefix="cpb-test-state-")

@@ -11,7 +11,14 @@ import pytest
 from cryptography import x509
 
 from cpb.security import natsconf
-from cpb.security.pki import Pki, PkiError, default_folder, worker_role
+from cpb.security.pki import (
+    MAJORDOMO_ROLE,
+    SUBMITTER_ROLE,
+    Pki,
+    PkiError,
+    default_folder,
+    worker_role,
+)
 
 ROLES = ["majordomo", "submitter", worker_role("gcc")]
 
@@ -97,6 +104,12 @@ def test_the_rendered_permissions_follow_the_runtimes_subjects() -> None:
     assert ">" not in gcc.subscribe
     conf = natsconf.render(["gcc"], natsconf.TlsPaths("/c", "/k", "/a"))
     assert "verify_and_map: true" in conf and '"CN=cp-worker-gcc"' in conf
+    # each role hears the replies under its own inbox prefix, and nobody else's
+    for role, prefix in ((worker_role("gcc"), p.worker_inbox("gcc")),
+                         (MAJORDOMO_ROLE, p.MAJORDOMO_INBOX), (SUBMITTER_ROLE, p.SUBMITTER_INBOX)):
+        subscribe = natsconf.role_permissions(["gcc"])[role].subscribe
+        assert f"{prefix}.>" in subscribe
+        assert not any(s.startswith("_INBOX") and s != f"{prefix}.>" for s in subscribe)
 
 
 def test_cpb_pki_rotate_and_show_through_the_cli(tmp_path: Path) -> None:

@@ -128,8 +128,11 @@ def test_workers_learn_their_kind_and_where_nats_is(project_root: Path,
                                                     runtime_copy: Path) -> None:
     project = opened(project_root)
     env = {c.name: dict(c.env) for c in project.spec.pods["farm"].containers}
-    assert env["gcc"] == {"CP_NATS_URL": "nats://nats:4222", "CP_WORKER_KIND": "gcc"}
-    assert env["majordomo"] == {"CP_NATS_URL": "nats://nats:4222"}
+    tls = {"CP_NATS_URL": "tls://nats:4222", "CP_NATS_CA": "/etc/computepods/tls/ca.crt",
+           "CP_NATS_CERT": "/etc/computepods/tls/tls.crt",
+           "CP_NATS_KEY": "/etc/computepods/tls/tls.key"}
+    assert env["gcc"] == {**tls, "CP_WORKER_KIND": "gcc"}
+    assert env["majordomo"] == tls
     assert env["nats"] == {} and env["plain"] == {"CP_WORKER_KIND": "mine"}  # own env kept
     manifest = project.pods["farm"].manifest
     # replicas share the pod's host name: each is told its own worker name

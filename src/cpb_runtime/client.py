@@ -98,7 +98,8 @@ class Client:
     @classmethod
     async def connect(cls, settings: NatsSettings | None = None, **options: Any) -> Client:
         """Connect to NATS (CP_NATS_* environment by default); Unreachable if it cannot."""
-        nc = await connect(settings, name="cpb submit", long_lived=False)
+        nc = await connect(settings, name="cpb submit", long_lived=False,
+                           inbox=p.SUBMITTER_INBOX)
         return cls(nc, **options)
 
     async def close(self) -> None:

@@ -44,8 +44,12 @@ def _callbacks(name: str, nc: NATS, state: dict[str, Any], quiet_start: bool) ->
 
 
 async def connect(settings: NatsSettings | None = None, *, name: str,
-                  long_lived: bool = True, reconnect_attempts: int = 60) -> NATS:
+                  long_lived: bool = True, reconnect_attempts: int = 60,
+                  inbox: str | None = None) -> NATS:
     """Connect to NATS.
+
+    ``inbox``: the prefix of this connection's reply subjects (protocol.inbox_prefix:
+    a role's own, which its NATS permissions allow it to hear; default ``_INBOX``).
 
     ``long_lived``: wait for the server forever (a pod's containers start in any
     order) and reconnect forever. Otherwise raise Unreachable after a few quick
@@ -61,6 +65,7 @@ async def connect(settings: NatsSettings | None = None, *, name: str,
         "reconnect_time_wait": 1 if long_lived else 0.5,
         "max_reconnect_attempts": -1 if long_lived else 2,
         "tls": settings.tls_context(),
+        **({"inbox_prefix": inbox} if inbox else {}),
         **_callbacks(name, nc, state, quiet_start=not long_lived),
     }
     try:

@@ -645,7 +645,8 @@ def _job_id_of(data: bytes) -> str:
 
 
 async def serve(settings: MajorDomoSettings, nats_settings: NatsSettings | None = None) -> None:
-    nc = await connect(nats_settings, name="majordomo", long_lived=True)
+    nc = await connect(nats_settings, name="majordomo", long_lived=True,
+                       inbox=p.MAJORDOMO_INBOX)
     md = MajorDomo(nc, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -97,6 +97,21 @@ def heartbeat_subject(kind: str, worker: str) -> str:
     return f"{PREFIX}.hb.{kind}.{worker}"
 
 
+def inbox_prefix(role: str) -> str:
+    """The prefix of a connection's reply subjects (nats-py's `inbox_prefix`): one per
+    role (``majordomo``, ``worker-<kind>``, ``submitter``), so that NATS permissions
+    let each role hear its own replies only, not everyone's under ``_INBOX.>``."""
+    return f"_INBOX.{role}"
+
+
+MAJORDOMO_INBOX = inbox_prefix("majordomo")
+SUBMITTER_INBOX = inbox_prefix("submitter")
+
+
+def worker_inbox(kind: str) -> str:
+    return inbox_prefix(f"worker-{check_name('kind', kind)}")
+
+
 def cancel_subject(kind: str) -> str:
     """MajorDomo -> workers of a kind, core NATS: CancelNotice."""
     return f"{PREFIX}.cancel.{kind}"

@@ -298,7 +298,8 @@ class Worker:
 
 
 async def serve(settings: WorkerSettings, nats_settings: NatsSettings | None = None) -> None:
-    nc = await connect(nats_settings, name=f"worker {settings.name}", long_lived=True)
+    nc = await connect(nats_settings, name=f"worker {settings.name}", long_lived=True,
+                       inbox=p.worker_inbox(settings.kind))
     worker = Worker(nc, settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

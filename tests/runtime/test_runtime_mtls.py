@@ -208,6 +208,8 @@ def test_a_workers_certificate_is_limited_to_its_kind(tls_pod: Pod, pki: Pki) ->
             ("read clang's tasks", lambda nc: nc.request(
                 "$JS.API.CONSUMER.MSG.NEXT.CP_TASKS.tasks-clang", b'{"batch":1}', timeout=1)),
             ("subscribe to >", lambda nc: nc.subscribe(">")),
+            ("hear everyone's replies", lambda nc: nc.subscribe("_INBOX.>")),
+            ("hear MajorDomo's replies", lambda nc: nc.subscribe("_INBOX.majordomo.>")),
             ("hear clang's cancel notices", lambda nc: nc.subscribe("cp.v1.cancel.clang")),
             ("create a consumer", lambda nc: nc.request(
                 "$JS.API.CONSUMER.DURABLE.CREATE.CP_TASKS.mine", b"{}", timeout=1)),
@@ -219,6 +221,8 @@ def test_a_workers_certificate_is_limited_to_its_kind(tls_pod: Pod, pki: Pki) ->
     assert _violations(seen, "publish", "cp.v1.task.gcc.forged"), seen
     assert _violations(seen, "publish", "$JS.API.CONSUMER.MSG.NEXT.CP_TASKS.tasks-clang"), seen
     assert _violations(seen, "subscription", ">"), seen
+    assert _violations(seen, "subscription", '"_inbox.>"'), seen
+    assert _violations(seen, "subscription", "_inbox.majordomo.>"), seen
     assert _violations(seen, "subscription", "cp.v1.cancel.clang"), seen
     assert _violations(seen, "publish", "$JS.API.CONSUMER.DURABLE.CREATE"), seen
 

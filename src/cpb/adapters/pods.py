@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -131,6 +132,20 @@ class PodStore:
             self.runner.run(args, timeout=stop_timeout + 300)
         else:
             self.runner.run(args, log_file=log_file, timeout=stop_timeout + 300)
+
+    def give_files(self, paths: list[Path], uid: int) -> None:
+        """Make files the property of a container's user `uid`: that uid itself when
+        podman runs as root, its mapped uid (`podman unshare`) when rootless."""
+        if os.geteuid() == 0:
+            for path in paths:
+                os.chown(path, uid, -1)
+            return
+        try:
+            self.runner.run([PODMAN, "unshare", "chown", str(uid), "--", *map(str, paths)],
+                            timeout=60)
+        except CommandFailed as exc:
+            raise EnvironmentProblem(f"cannot give the TLS files to the container's uid "
+                                     f"{uid}: {exc.tail(3)}") from None
 
     def remove_volumes(self, names: list[str]) -> None:
         if names:

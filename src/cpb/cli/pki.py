@@ -63,5 +63,5 @@ def pki_rotate(opts: Options) -> None:
     found = _pki(opts)
     found.rotate()
     found.ensure([SUBMITTER_ROLE])
-    click.echo(f"new CA and certificates in {found.folder}; re-create running pods "
-               "(`cpb down POD && cpb up POD`) so that they use them")
+    click.echo(f"new CA and certificates in {found.folder}; the next `cpb up` re-creates "
+               "the running pods with them (`cpb plan`: certificates renewed)")

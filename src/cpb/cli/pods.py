@@ -155,11 +155,17 @@ def _show_pod(pod: dict[str, Any]) -> None:
 @click.option("--strict", is_flag=True,
               help="With --cluster: refuse (exit 2) when the spec has no registry: "
                    "the cluster could not pull the images.")
+@click.option("--with-secrets", is_flag=True,
+              help="With --cluster: emit the Secrets holding the NATS back-plane's "
+                   "certificates and private keys too (default: referenced by name only).")
 @click.pass_obj
-def kube(opts: Options, pod: str, cluster: bool, strict: bool) -> None:
+def kube(opts: Options, pod: str, cluster: bool, strict: bool, with_secrets: bool) -> None:
     """Print POD's Kubernetes manifest (the one `cpb up` plays)."""
     from cpb.tasks.podops import cluster_yaml
 
+    if with_secrets and not cluster:
+        raise SpecError("--with-secrets goes with --cluster (a podman pod mounts its "
+                        "TLS files from the key folder)")
     project = opts.project()
     if not cluster:
         name = _pod_form_names(project, [pod])[0]
@@ -174,4 +180,7 @@ def kube(opts: Options, pod: str, cluster: bool, strict: bool) -> None:
         if strict:
             raise SpecError(problem)
         click.echo(f"cpb: warning: {problem}", err=True)
-    click.echo(cluster_yaml(project, name), nl=False)
+    if with_secrets and project.pods[name].tls is not None:
+        click.echo("cpb: warning: this output holds private keys (Secrets); do not commit, "
+                   "log or share it", err=True)
+    click.echo(cluster_yaml(project, name, with_secrets=with_secrets), nl=False)

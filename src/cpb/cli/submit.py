@@ -3,7 +3,8 @@
 The job file is read with cpb's YAML loader, so a bad field is reported as
 `job.yaml:12:7: tasks[3].argv: ...` (exit 2), then checked by the runtime's
 own validator (cpb_runtime.protocol.parse_job, the same one MajorDomo uses).
-The pod is reached through the NATS port it publishes on this machine.
+The pod is reached through the NATS port it publishes on this machine, over
+mutual TLS with the project's submitter certificate (docs/security.md).
 Progress goes to stderr (a bar on a terminal, plain lines otherwise), the
 summary to stdout, or one JSON document with --json.
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from cpb.spec.yamlload import Mark
     from cpb_runtime.client import JobOutcome, Progress
     from cpb_runtime.protocol import JobSpec, TaskResult
+    from cpb_runtime.settings import NatsSettings
 
 PLAIN_EVERY_S = 10.0  # a progress line at least this often when nothing else is said
 TAIL_LINES = 12  # lines of a failed task's stderr in the summary
@@ -98,7 +100,9 @@ def _mark_of(data: Any, path: Sequence[str | int]) -> Mark | None:
 # -- where the pod's NATS is ------------------------------------------------------
 
 def nats_url(spec: ProjectSpec, pod_name: str) -> str:
-    """nats://HOST:PORT of the pod's published NATS port on this machine."""
+    """tls://HOST:PORT (nats:// for a pod without the stock NATS) of the pod's
+    published NATS port on this machine."""
+    from cpb.resolve.podtls import nats_container
     from cpb.resolve.runtime import NATS_PORT  # the computepods-nats container's port
     from cpb.util import did_you_mean
 
@@ -111,7 +115,8 @@ def nats_url(spec: ProjectSpec, pod_name: str) -> str:
             # a port published on every address is reached here on loopback
             anywhere = port.host_ip in (None, "", "0.0.0.0")  # noqa: S104 (not a bind)
             host = "127.0.0.1" if anywhere else port.host_ip
-            return f"nats://{host}:{port.host_port}"
+            scheme = "tls" if nats_container(pod, spec.images) else "nats"
+            return f"{scheme}://{host}:{port.host_port}"
     raise SpecError(f"pod {pod_name!r} publishes no NATS port, so cpb cannot reach it: add "
                     f'ports: ["127.0.0.1:{NATS_PORT}:{NATS_PORT}"] to the pod, or give --nats URL',
                     file=spec.file.name, line=spec.where(f"pods.{pod_name}")[1],
@@ -124,21 +129,43 @@ class Unreachable(EnvironmentProblem):
     """The pod's NATS or its MajorDomo does not answer."""
 
 
-def submit_job(job: JobSpec, url: str, *, pod: str, progress: ProgressView,
+def submitter_settings(spec: ProjectSpec | None, pod_name: str, url: str) -> NatsSettings:
+    """How `cpb submit` connects: CP_NATS_CA/CERT/KEY when set, else, for a pod of the
+    spec that runs the stock NATS, the project's submitter certificate (made on
+    first need; a key others may read is refused)."""
+    from cpb.resolve.podtls import plan_tls, project_pki
+    from cpb.security.pki import SUBMITTER_ROLE
+    from cpb_runtime.settings import NatsSettings
+
+    settings = dataclasses.replace(NatsSettings.from_env(), url=url)
+    if settings.cert_file or spec is None or pod_name not in spec.pods:
+        return settings
+    tls = plan_tls(spec.pods[pod_name], spec.images)
+    if tls is None:
+        return settings
+    pki = project_pki(spec)
+    pki.ensure([SUBMITTER_ROLE], server=False)  # the pod's own are `cpb up`'s
+    files = pki.files(SUBMITTER_ROLE)
+    return dataclasses.replace(settings, ca_file=str(files.ca), cert_file=str(files.cert),
+                               key_file=str(files.key))
+
+
+def submit_job(job: JobSpec, settings: NatsSettings, *, pod: str, progress: ProgressView,
                pod_running: Callable[[], bool | None]) -> tuple[JobOutcome | None, int]:
     """Run the job; (its outcome, exit code). An interrupt cancels it: (None, 130/143/129)."""
     import asyncio
 
-    return asyncio.run(_submit(job, url, pod, progress, pod_running))
+    return asyncio.run(_submit(job, settings, pod, progress, pod_running))
 
 
-async def _submit(job: JobSpec, url: str, pod: str, progress: ProgressView,
+async def _submit(job: JobSpec, settings: NatsSettings, pod: str, progress: ProgressView,
                   pod_running: Callable[[], bool | None]) -> tuple[JobOutcome | None, int]:
     import asyncio
 
     from cpb_runtime import Client, JobRefused, LostContact
     from cpb_runtime import Unreachable as NatsUnreachable
-    from cpb_runtime.settings import NatsSettings
+
+    url = settings.url
 
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
@@ -154,14 +181,18 @@ async def _submit(job: JobSpec, url: str, pod: str, progress: ProgressView,
         loop.add_signal_handler(signum, interrupted, signum)
     try:
         try:
-            client = await Client.connect(dataclasses.replace(NatsSettings.from_env(),
-                                                                  url=url))
+            client = await Client.connect(settings)
         except NatsUnreachable as exc:
             running = pod_running()
             if running is False:
                 raise Unreachable(f"pod {pod} is not running: start it with `cpb up {pod}`") \
                     from None
-            raise Unreachable(f"cannot reach pod {pod}'s NATS at {url}: {exc}") from None
+            hint = ""
+            if settings.cert_file and ("SSL" in str(exc) or "certificate" in str(exc)
+                                       or "authoriz" in str(exc).lower()):
+                hint = (f" (the pod may run with other certificates, e.g. from before "
+                        f"`cpb pki rotate`: `cpb up {pod}` re-creates it)")
+            raise Unreachable(f"cannot reach pod {pod}'s NATS at {url}: {exc}{hint}") from None
         async with client:
             try:
                 outcome = await client.run(job, on_progress=progress.update)
@@ -310,10 +341,11 @@ def run_submit(spec: ProjectSpec | None, pod: str, job_file: Path, *, url: str |
     if url is None:
         assert spec is not None
         url = nats_url(spec, pod)
+    settings = submitter_settings(spec, pod, url)
     tty = progress_mode == "tty" or (progress_mode == "auto" and sys.stderr.isatty())
     view = ProgressView(len(job.tasks), sys.stderr, tty=tty)
     started = time.monotonic()
-    outcome, code = submit_job(job, url, pod=pod, progress=view, pod_running=pod_running)
+    outcome, code = submit_job(job, settings, pod=pod, progress=view, pod_running=pod_running)
     if outcome is None:
         click.echo(f"cpb: interrupted: the job on pod {pod} was cancelled (tasks not started "
                    "are dropped, running ones killed)", err=True)
@@ -348,10 +380,13 @@ def submit(opts: Options, pod: str, job_file: Path, as_json: bool, progress_mode
     from cpb.spec.model import load_spec
     from cpb.state import find_spec_file
 
-    # Only the spec is needed (the pod's published port): no image is looked at.
+    # Only the spec is needed (the pod's published port, whether it runs the stock
+    # NATS and so wants the submitter's certificate): no image is looked at.
     spec = None
     if url is None:
         spec = load_spec(opts.spec_file or find_spec_file(Path.cwd()), host_paths=opts.host_paths)
+    elif opts.spec_file is not None:
+        spec = load_spec(opts.spec_file, host_paths=opts.host_paths)
 
     def pod_running() -> bool | None:
         """Whether podman runs the pod (asked only when NATS does not answer)."""

@@ -15,6 +15,7 @@ quoting every value as JSON (which YAML reads as it is).
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from functools import cache
@@ -25,7 +26,7 @@ import jinja2
 
 from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import sha256_text
-from cpb.resolve.runtime import KIND_ENV, NAME_ENV
+from cpb.resolve.runtime import KIND_ENV, NAME_ENV, TLS_DIR
 from cpb.resources import templates_dir
 from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
 
@@ -35,6 +36,7 @@ LABEL_PROJECT = PROJECT_LABEL
 LABEL_POD = "io.cpb.pod"
 LABEL_DIGEST = "io.cpb.pod-digest"
 LABEL_CONTAINER = "io.cpb.container"
+TLS_VOLUME = "cpb-tls"
 DIGEST_LABEL_LENGTH = 40  # label values are at most 63 characters
 
 
@@ -69,13 +71,19 @@ def pod_k8s_name(project: str, pod: str) -> str:
 
 
 def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
-                 digest: str, spec_file: str = "cpb.yaml") -> str:
+                 digest: str, spec_file: str = "cpb.yaml",
+                 tls_dirs: Mapping[str, str] | None = None) -> str:
+    """`tls_dirs`: {container: host folder of its TLS files}, mounted read-only at
+    TLS_DIR (a hostPath: podman 4.3.1's `kube play` crashes on secret volumes)."""
+    tls_dirs = tls_dirs or {}
     containers: list[dict[str, Any]] = []
     published = _published_by_container(pod)
     for container in pod.containers:
         for index, name in enumerate(replica_names(container.name, container.replicas)):
             ports = published.get(container.name, []) if index == 0 else []
             view = _container_view(container, name, image_refs, ports)
+            if container.name in tls_dirs:
+                view["mounts"].append(_tls_mount(_tls_volume(container.name)))
             if container.replicas > 1 and KIND_ENV in dict(container.env) \
                     and NAME_ENV not in dict(container.env):
                 # replicas share the pod's host name: each worker is told its own
@@ -89,15 +97,23 @@ def pod_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
     view = {
         "name": pod.name, "k8s_name": pod_k8s_name(project, pod.name),
         "labels": dict(sorted(labels.items())), "restart": pod.restart,
-        "stop_timeout": pod.stop_timeout, "host_aliases": aliases,
-        "volumes": _volumes(project, pod.containers), "containers": containers,
+        "stop_timeout": pod.stop_timeout, "host_aliases": aliases, "fs_group": None,
+        "volumes": _volumes(project, pod.containers) + [
+            _volume_view(_tls_volume(c), tls_dir=d) for c, d in sorted(tls_dirs.items())],
+        "containers": containers,
     }
     return _environment(kube_templates()).get_template(POD_TEMPLATE).render(
         pod=view, spec_file=spec_file)
 
 
 def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], *,
-                     spec_file: str = "cpb.yaml") -> str:
+                     spec_file: str = "cpb.yaml",
+                     tls_secrets: Mapping[str, str] | None = None,
+                     secrets: Mapping[str, Mapping[str, bytes]] | None = None) -> str:
+    """`tls_secrets`: {container: the name of the Secret holding its TLS files},
+    mounted read-only at TLS_DIR; `secrets`: {Secret name: its files}, emitted as
+    Secret objects (only when asked: `--with-secrets`)."""
+    tls_secrets = tls_secrets or {}
     deployments = []
     for container in pod.containers:
         selector = {LABEL_PROJECT: project, LABEL_POD: pod.name,
@@ -108,6 +124,14 @@ def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], 
         ports = [{"containerPort": p, "protocol": "TCP"} for p in container.ports]
         service_ports = ([{"name": f"p{p}", "port": p, "targetPort": p, "protocol": "TCP"}
                           for p in container.ports] if container.role == "service" else [])
+        view = _container_view(container, container.name, image_refs, ports,
+                               security=security_context(container))
+        volumes = _volumes(project, (container,))
+        secret = tls_secrets.get(container.name)
+        if secret:
+            view["mounts"].append(_tls_mount(TLS_VOLUME))
+            volumes.append(_volume_view(TLS_VOLUME, secret=secret))
+        uid = _uid(container.user)
         deployments.append({
             "name": k8s_name(f"{pod.name}-{container.name}"),
             "service": container.name,
@@ -117,13 +141,16 @@ def cluster_manifest(project: str, pod: PodSpec, image_refs: Mapping[str, str], 
                 # a Deployment's pods must restart; stop_timeout still applies
                 "restart": "Always", "stop_timeout": pod.stop_timeout,
                 "host_aliases": _host_aliases(pod),
-                "volumes": _volumes(project, (container,)),
-                "containers": [_container_view(container, container.name, image_refs, ports,
-                                               security=security_context(container))],
+                # a Secret's files belong to root: the group lets a non-root user read them
+                "fs_group": uid if secret and uid else None,
+                "volumes": volumes, "containers": [view],
             },
         })
+    shown = [{"name": name, "data": {k: base64.b64encode(v).decode()
+                                     for k, v in sorted(files.items())}}
+             for name, files in sorted((secrets or {}).items())]
     return _environment(kube_templates()).get_template(CLUSTER_TEMPLATE).render(
-        pod={"name": pod.name}, deployments=deployments, spec_file=spec_file)
+        pod={"name": pod.name}, deployments=deployments, spec_file=spec_file, secrets=shown)
 
 
 def security_context(container: ContainerSpec) -> dict[str, Any] | None:
@@ -224,11 +251,24 @@ def _volumes(project: str, containers: tuple[ContainerSpec, ...]) -> list[dict[s
         for v in container.volumes:
             name = _volume_name(v.volume, v.host)
             if v.volume is not None:
-                found[name] = {"name": name, "claim": volume_claim(project, v.volume),
-                               "host_path": None}
+                found[name] = _volume_view(name, claim=volume_claim(project, v.volume))
             else:
-                found[name] = {"name": name, "host_path": str(v.host_path)}
+                found[name] = _volume_view(name, host_path=str(v.host_path))
     return [found[k] for k in sorted(found)]
+
+
+def _volume_view(name: str, *, claim: str | None = None, host_path: str | None = None,
+                 tls_dir: str | None = None, secret: str | None = None) -> dict[str, Any]:
+    return {"name": name, "claim": claim, "host_path": host_path, "tls_dir": tls_dir,
+            "secret": secret}
+
+
+def _tls_volume(container: str) -> str:
+    return f"{TLS_VOLUME}-{container}"
+
+
+def _tls_mount(volume: str) -> dict[str, Any]:
+    return {"name": volume, "path": TLS_DIR, "read_only": True}
 
 
 def named_volumes(project: str, pod: PodSpec) -> list[str]:

@@ -35,10 +35,16 @@ from cpb.spec.pods import PodSpec
 RUNTIME_MODULE_LABEL = "builtin:computepods-runtime"
 WORKER_MODULE_LABEL = "builtin:computepods-worker"
 NATS_MODULE_LABEL = "builtin:computepods-nats"
+MAJORDOMO_MODULE_LABEL = "builtin:computepods-majordomo"
 NATS_PORT = 4222
 # Environment cpb gives the runtime's containers in a pod (docs/runtime.md);
 # a container's own `env` wins.
 KIND_ENV, NAME_ENV, URL_ENV = "CP_WORKER_KIND", "CP_WORKER_NAME", "CP_NATS_URL"
+CA_ENV, CERT_ENV, KEY_ENV = "CP_NATS_CA", "CP_NATS_CERT", "CP_NATS_KEY"
+# where a container finds its role's TLS files (mounted by cpb: resolve/podtls.py)
+TLS_DIR = "/etc/computepods/tls"
+TLS_FILES = {CA_ENV: f"{TLS_DIR}/ca.crt", CERT_ENV: f"{TLS_DIR}/tls.crt",
+             KEY_ENV: f"{TLS_DIR}/tls.key"}
 RUNTIME_PACKAGE = "cpb_runtime"
 WHEEL_SUBJECT = RUNTIME_PACKAGE  # the task `wheel:cpb_runtime`
 
@@ -116,12 +122,12 @@ def _b64sha(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def _installs(image: ImageSpec, label: str) -> bool:
+def installs(image: ImageSpec, label: str) -> bool:
     return any(module.label == label for module in image.modules)
 
 
 def uses_runtime(image: ImageSpec) -> bool:
-    return _installs(image, RUNTIME_MODULE_LABEL)
+    return installs(image, RUNTIME_MODULE_LABEL)
 
 
 def runtime_artifact() -> ArtifactSpec:
@@ -149,17 +155,21 @@ def with_runtime(spec: ProjectSpec) -> ProjectSpec:
 def _pod_with_runtime(pod: PodSpec, images: Mapping[str, ImageSpec]) -> PodSpec:
     """Workers learn their kind (their container's name in the spec) and every
     runtime container where NATS is (the container running computepods-nats;
-    container names resolve inside a pod and on a cluster alike)."""
-    nats = [c.name for c in pod.containers if _installs(images[c.image], NATS_MODULE_LABEL)]
+    container names resolve inside a pod and on a cluster alike): a tls:// URL,
+    and for MajorDomo and workers their certificate's files (issue 14)."""
+    nats = [c.name for c in pod.containers if installs(images[c.image], NATS_MODULE_LABEL)]
     containers = []
     for container in pod.containers:
         image = images[container.image]
         if uses_runtime(image):
             added: dict[str, str] = {}
-            if _installs(image, WORKER_MODULE_LABEL):
+            if installs(image, WORKER_MODULE_LABEL):
                 added[KIND_ENV] = container.name
             if nats:
-                added[URL_ENV] = f"nats://{nats[0]}:{NATS_PORT}"
+                added[URL_ENV] = f"tls://{nats[0]}:{NATS_PORT}"
+                if installs(image, WORKER_MODULE_LABEL) \
+                        or installs(image, MAJORDOMO_MODULE_LABEL):
+                    added.update(TLS_FILES)
             own = dict(container.env)
             env = {**{k: v for k, v in added.items() if k not in own}, **own}
             container = dataclasses.replace(container, env=tuple(sorted(env.items())))

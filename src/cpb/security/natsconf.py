@@ -10,10 +10,13 @@ The permissions are docs/runtime.md's "Permissions by role" table
 - the submitting user may only submit, query, list workers and cancel, and
   hear job events.
 
-Everyone may subscribe to ``_INBOX.>`` (nats-py's replies, JetStream's
-acknowledgements). Plain-text connections are refused (``tls`` with
-``verify_and_map``: a client needs a certificate of this project's CA whose
-subject is one of the users below).
+Each role hears its own replies only (nats-py's replies, JetStream's
+acknowledgements and fetched messages): its connections use the inbox prefix
+``_INBOX.<role>`` (cpb_runtime.protocol.inbox_prefix) and it may subscribe to
+``_INBOX.<role>.>`` alone, so a worker cannot read the tasks fetched by
+another kind or the answers MajorDomo gives the submitter. Plain-text
+connections are refused (``tls`` with ``verify_and_map``: a client needs a
+certificate of this project's CA whose subject is one of the users below).
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ from dataclasses import dataclass
 from cpb.security.pki import MAJORDOMO_ROLE, SUBMITTER_ROLE, user_of, worker_role
 
 TASK_STREAM = "CP_TASKS"  # cpb_runtime.protocol's names, kept in step by a test
-INBOX = "_INBOX.>"
+
+
+
+def inbox(role: str) -> str:
+    """What a role may subscribe to for its replies (cpb_runtime.protocol.inbox_prefix)."""
+    return f"_INBOX.{role}.>"
+
 MD_REQUESTS = ("submit", "status", "results", "cancel", "workers")
 
 
@@ -43,20 +52,20 @@ def worker_permissions(kind: str) -> Permissions:
                  f"$JS.API.CONSUMER.MSG.NEXT.{TASK_STREAM}.{consumer}",
                  f"$JS.ACK.{TASK_STREAM}.{consumer}.>",
                  f"cp.v1.result.{kind}.>", f"cp.v1.started.{kind}.>", f"cp.v1.hb.{kind}.>"),
-        subscribe=(INBOX, f"cp.v1.cancel.{kind}"))
+        subscribe=(inbox(worker_role(kind)), f"cp.v1.cancel.{kind}"))
 
 
 def majordomo_permissions() -> Permissions:
     return Permissions(
         publish=("$JS.API.>", "$JS.ACK.CP_RESULTS.>", "$JS.ACK.CP_ADVISORIES.>",
                  "$KV.CP_JOBS.>", "cp.v1.task.>", "cp.v1.job.>", "cp.v1.cancel.>"),
-        subscribe=("cp.v1.md.>", "cp.v1.hb.>", "cp.v1.started.>", INBOX),
+        subscribe=("cp.v1.md.>", "cp.v1.hb.>", "cp.v1.started.>", inbox(MAJORDOMO_ROLE)),
         allow_responses=True)
 
 
 def submitter_permissions() -> Permissions:
     return Permissions(publish=tuple(f"cp.v1.md.{r}" for r in MD_REQUESTS),
-                       subscribe=("cp.v1.job.>", INBOX))
+                       subscribe=("cp.v1.job.>", inbox(SUBMITTER_ROLE)))
 
 
 def role_permissions(kinds: Iterable[str]) -> dict[str, Permissions]:

@@ -97,16 +97,17 @@ class Pki:
     # -- making -----------------------------------------------------------
 
     def ensure(self, roles: Iterable[str], server_names: Iterable[str] = (),
-               now: dt.datetime | None = None) -> dict[str, str]:
+               now: dt.datetime | None = None, *, server: bool = True) -> dict[str, str]:
         """Make the CA and every role's certificate that is missing, expiring within
         RENEW_DAYS, not signed by the current CA, or (the server's) lacking a name.
-        Returns each role's certificate sha256 (an input of the pod digest)."""
+        Returns each role's certificate sha256 (an input of the pod digest).
+        ``server=False`` leaves the server's certificate alone (`cpb submit`)."""
         now = now or dt.datetime.now(dt.timezone.utc)
         self._prepare_folder()
         ca_key, ca_cert = self._ca(now)
         names = tuple(sorted(set(server_names) | {"localhost", "127.0.0.1"}))
         out = {}
-        for role in sorted(set(roles) | {SERVER_ROLE}):
+        for role in sorted(set(roles) | ({SERVER_ROLE} if server else set())):
             want = names if role == SERVER_ROLE else ()
             files = self.files(role)
             cert = _load_cert(files.cert) if files.cert.exists() and files.key.exists() else None
@@ -115,6 +116,25 @@ class Pki:
             else:
                 check_key_mode(files.key)
             out[role] = hashlib.sha256(files.cert.read_bytes()).hexdigest()
+        out["ca"] = hashlib.sha256(self.ca_cert.read_bytes()).hexdigest()
+        return out
+
+    def fingerprints(self, roles: Iterable[str], server_names: Iterable[str] = (),
+                     now: dt.datetime | None = None) -> dict[str, str]:
+        """What ensure() would return, without writing anything (`cpb plan`): a role
+        whose certificate ensure() would (re)issue is "" (to be issued)."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        ca_cert = _load_cert(self.ca_cert) if self.ca_key.exists() else None
+        if ca_cert is None or ca_cert.not_valid_after_utc <= now + dt.timedelta(days=LEAF_DAYS):
+            return {role: "" for role in sorted(set(roles) | {SERVER_ROLE, "ca"})}
+        names = tuple(sorted(set(server_names) | {"localhost", "127.0.0.1"}))
+        out = {}
+        for role in sorted(set(roles) | {SERVER_ROLE}):
+            files = self.files(role)
+            cert = _load_cert(files.cert) if files.cert.exists() and files.key.exists() else None
+            good = cert is not None and _good(cert, ca_cert, now,
+                                              names if role == SERVER_ROLE else ())
+            out[role] = hashlib.sha256(files.cert.read_bytes()).hexdigest() if good else ""
         out["ca"] = hashlib.sha256(self.ca_cert.read_bytes()).hexdigest()
         return out
 

@@ -11,6 +11,7 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import DIGEST_LABEL, digest_tag
 from cpb.resolve.kube import LABEL_DIGEST, cluster_manifest, named_volumes
+from cpb.resolve.podtls import container_files, project_pki, remove_pod_files, secret_names
 from cpb.resolve.runtime import KIND_ENV as WORKER_KIND_ENV
 from cpb.spec.pods import PodSpec, replica_names
 from cpb.tasks.pods import pod_uptodate
@@ -39,6 +40,8 @@ def pod_down(project: Project, pod: str, *, volumes: bool = False) -> bool:
         raise BuildError(f"removing pod {build.k8s_name} failed: {exc.tail(3)}") from None
     finally:
         store.invalidate()
+    # the pod's copies of its TLS files go with it (the key folder keeps the originals)
+    remove_pod_files(project_pki(project.spec), build.k8s_name)
     return existed
 
 
@@ -127,7 +130,18 @@ def cluster_image_ref(project: Project, image: str) -> str:
     return f"{url}/{image}:{tag}"
 
 
-def cluster_yaml(project: Project, pod: str) -> str:
+def cluster_yaml(project: Project, pod: str, *, with_secrets: bool = False) -> str:
+    """The cluster's manifests. The NATS back-plane's TLS files are Secrets referenced
+    by name; with `with_secrets` the Secrets themselves (private keys) are emitted
+    too, the certificates made or renewed first."""
     spec = project.spec.pods[pod]
     refs = {c.image: cluster_image_ref(project, c.image) for c in spec.containers}
-    return cluster_manifest(project.spec.project, spec, refs, spec_file=project.spec.file.name)
+    tls = project.pods[pod].tls
+    names = secret_names(pod, tls) if tls else {}
+    secrets = None
+    if tls and with_secrets:
+        pki = project_pki(project.spec)
+        pki.ensure(tls.client_roles, tls.server_names)
+        secrets = {names[c]: container_files(pki, tls, c) for c, _ in tls.roles}
+    return cluster_manifest(project.spec.project, spec, refs, spec_file=project.spec.file.name,
+                            tls_secrets=names, secrets=secrets)

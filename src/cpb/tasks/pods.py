@@ -16,6 +16,8 @@ from cpb.adapters.runner import CommandFailed
 from cpb.errors import BuildError
 from cpb.naming import BUILD, POD, TAG, task_name
 from cpb.resolve.kube import LABEL_DIGEST
+from cpb.resolve.pods import PodBuild, resolve_pod
+from cpb.resolve.podtls import project_pki, write_pod_files
 from cpb.spec.pods import check_pod_form, replica_names
 from cpb.state import write_bytes_atomic
 from cpb.tasks.common import fresh_log, task_failed
@@ -68,6 +70,8 @@ def do_pod(project: Project, pod: str) -> None:
     spec = project.spec.pods[pod]
     check_pod_form(spec)  # `doit pod:NAME` comes here without the CLI's check
     task = task_name(POD, pod)
+    if build.tls is not None:
+        build = _with_certificates(project, pod)
     manifest = project.state.root / "pods" / f"{pod}.yaml"
     write_bytes_atomic(manifest, build.manifest.encode())
     log_file = fresh_log(project.state, task)
@@ -79,6 +83,10 @@ def do_pod(project: Project, pod: str) -> None:
     try:
         if build.k8s_name in store.pods():
             store.remove(build.k8s_name, spec.stop_timeout, log_file)
+        if build.tls is not None:
+            # each container's own TLS files, afresh (after a rotation, the new ones)
+            write_pod_files(project_pki(project.spec), build.tls, spec, build.k8s_name,
+                            store.give_files)
         store.play(manifest, log_file)
     except CommandFailed as exc:
         raise task_failed(exc) from None
@@ -94,6 +102,18 @@ def do_pod(project: Project, pod: str) -> None:
                          f"{hint}; log: {log_file}")
     project.state.write_stamp(task, {"digest": build.digest, "components": build.components,
                                      "pod_id": running.id})
+
+
+def _with_certificates(project: Project, pod: str) -> PodBuild:
+    """Make or renew the pod's certificates, then its digest and manifest again: the
+    pod is labelled with the certificates it really runs with."""
+    build = project.pods[pod]
+    assert build.tls is not None
+    project_pki(project.spec).ensure(build.tls.client_roles, build.tls.server_names)
+    build = resolve_pod(project.spec, pod, project.images)
+    if isinstance(project.pods, dict):  # what the rest of this run checks against
+        project.pods[pod] = build
+    return build
 
 
 def pod_reasons(project: Project, pod: str, pending: set[str]) -> list[str]:
@@ -136,6 +156,10 @@ def _changes(old: dict[str, Any], new: dict[str, Any], pending: set[str]) -> Ite
         yield "host folders of its volumes moved"
     if old.get("templates") != new["templates"]:
         yield "cpb's pod templates changed"
+    if old.get("certificates") != new.get("certificates"):
+        yield "certificates renewed"
+    if old.get("permissions") != new.get("permissions"):
+        yield "permissions changed"
 
 
 def _pod_nodes(spec: ProjectSpec) -> Iterator[Node]:
