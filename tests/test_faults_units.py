@@ -395,7 +395,11 @@ def test_the_lock_records_its_owner_and_running_groups(tmp_path: Path) -> None:
     lock_file = tmp_path / ".cpb" / "lock"
     with state.lock() as held:
         runner = ProcessRunner.holding(held)
-        out = runner.run(["sh", "-c", 'echo $$; cat "$1"', "sh", str(lock_file)])
+        # The group is recorded just after the command started, so the command
+        # waits (up to 10 s) for its entry "[PID," before it prints the record.
+        script = ('echo $$; i=0; while [ $i -lt 200 ] && ! grep -q "\\[$$," "$1"; do '
+                  'sleep 0.05; i=$((i+1)); done; cat "$1"')
+        out = runner.run(["sh", "-c", script, "sh", str(lock_file)])
         after = json.loads(lock_file.read_text())
     pid_line, record = out.split("\n", 1)
     record = json.loads(record)

@@ -119,7 +119,8 @@ def test_cpb_pki_rotate_and_show_through_the_cli(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     project.mkdir()
     (project / "cpb.yaml").write_text("project: p\nimages: {}\n")
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}  # this tree's cpb
     env.pop("CPB_PKI_DIR", None)
 
     def cpb(*args: str) -> subprocess.CompletedProcess[str]:

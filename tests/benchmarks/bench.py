@@ -1,6 +1,6 @@
 """cpb's benchmark: no-op, scaling, incremental, cold, parallel (issue 6).
 
-    python tests/benchmarks/bench.py                 # everything (~15 min)
+    python tests/benchmarks/bench.py                 # everything (~9 min on a quiet machine)
     python tests/benchmarks/bench.py --cases noop,incremental --images 200 --repeats 3
     doit bench                                        # the same, from the repo's dodo.py
 

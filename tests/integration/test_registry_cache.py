@@ -187,6 +187,9 @@ def test_fresh_runner_pulls_everything_then_builds_only_a_changed_subtree(
     code, out, _ = cli(project, "graph", "--no-registry-cache", "--format", "mermaid",
                        capsys=capsys)
     assert ":::pull" not in out and '["build:mid"]:::pending' in out
+    # one image of a registry project: its graph ends in its push
+    code, out, _ = cli(project, "graph", "mid", "--format", "mermaid", capsys=capsys)
+    assert code == 0 and '["push:mid"]' in out and "leaf1" not in out, out
 
     started = time.monotonic()
     code, runner = run(project, *tags(*IMAGES))
