@@ -423,6 +423,13 @@ with StateDir(root).lock() as held:
 """
 
 
+def _recorded_groups(root: Path) -> list[list[int]]:
+    try:
+        return list(json.loads((root / ".cpb" / "lock").read_text())["groups"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 @pytest.mark.parametrize("inherits", [True, False], ids=["holding-the-lock", "not-holding-it"])
 def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path,
                                                           inherits: bool) -> None:
@@ -434,6 +441,12 @@ def test_a_run_after_a_kill_9_ends_what_the_dead_run_left(tmp_path: Path,
                            env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
         grandchild = _wait_for_pid(flag)
+        # The runner records the command's group just after starting it; a kill -9
+        # before that is a run that left nothing the next one can know of.
+        deadline = time.monotonic() + 10
+        while not _recorded_groups(tmp_path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _recorded_groups(tmp_path)
         os.kill(cpb.pid, signal.SIGKILL)
         cpb.wait(10)
         assert not _gone(grandchild)  # orphaned, holding the lock it inherited
