@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from cpb.resolve.podtls import pod_folder
+from cpb.security.pki import Pki, default_folder
 from helpers import build_file_tree, busybox_rootfs_tar, module
 
 pytestmark = pytest.mark.integration
@@ -153,8 +155,13 @@ def test_down_stops_the_projects_pods_first(running: Path, storage: dict[str, st
                                             name: str) -> None:
     tags = images(storage)
     assert f"localhost/{name}/web:latest" in tags
+    # what `cpb up` writes for a pod with the stock NATS: its copies of the TLS files
+    copies = pod_folder(Pki(default_folder(running)), f"{name}-farm")
+    copies.mkdir(parents=True)
+    (copies / "key.pem").write_text("a copy\n")
     code, out, err = cpb(running, storage, "clean", "--images", "--down")
     assert code == 0, err
+    assert not copies.exists()
     assert out.splitlines() == [f"pod farm: removed {name}-farm",
                                 f"removed {len(tags)} image tag(s)",
                                 f"removed the contents of {running / '.cpb'}"]

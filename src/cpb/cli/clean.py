@@ -81,6 +81,8 @@ def _remove_images(opts: Options, spec_file: Path, runner: Runner, *, down: bool
     from cpb.adapters.podman import ImageStore
     from cpb.adapters.pods import PodStore
     from cpb.adapters.runner import CommandFailed
+    from cpb.resolve.podtls import remove_pod_files
+    from cpb.security.pki import Pki, default_folder
 
     project, stop_timeouts = _project_name(opts, spec_file)
     store = ImageStore(runner)
@@ -112,6 +114,8 @@ def _remove_images(opts: Options, spec_file: Path, runner: Runner, *, down: bool
         except CommandFailed as exc:
             raise EnvironmentProblem(f"removing pod {pod.name} failed: {exc.tail(3)}; "
                                      "nothing else was removed") from None
+        # the pod's copies of its TLS files go with it, as with `cpb down`
+        remove_pod_files(Pki(default_folder(spec_file.parent)), pod.name)
         click.echo(f"pod {short}: removed {pod.name}")
     try:
         store.remove(refs)
