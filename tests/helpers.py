@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
 import subprocess
+import sys
 import tarfile
 import textwrap
 import time
@@ -113,3 +116,25 @@ def module(name: str, script: str) -> dict[str, str]:
             """,
         f"modules/{name}/install.sh": f"#!/bin/sh\nset -e\n{script}\n",
     }
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cpb(root: Path, *argv: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    """`cpb -f ROOT/cpb.yaml ARGV...` as a process of this tree's cpb."""
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    return subprocess.run([sys.executable, "-m", "cpb", "-f", str(root / "cpb.yaml"), *argv],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def cpb_ok(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    proc = run_cpb(root, *argv)
+    assert proc.returncode == 0, f"cpb {' '.join(argv)}: {proc.returncode}\n{proc.stderr[-3000:]}"
+    return proc

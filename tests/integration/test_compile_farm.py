@@ -9,10 +9,8 @@ system and installs gcc and nats-server with apt (several minutes).
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -24,30 +22,12 @@ from pathlib import Path
 import pytest
 
 from cpb.security.pki import default_folder
-from helpers import podman, remove_project_images
+from helpers import cpb_ok, free_port, podman, remove_project_images, run_cpb
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "compile-farm"
 UNITS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpb(root: Path, *argv: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, "-m", "cpb", "-f", str(root / "cpb.yaml"), *argv],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def cpb_ok(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    proc = cpb(root, *argv)
-    assert proc.returncode == 0, f"cpb {' '.join(argv)}: {proc.returncode}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 def project_pods(project: str) -> list[str]:
@@ -79,13 +59,13 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
         cpb_ok(root, "up", "farm")
         yield root, project
     finally:
-        cpb(root, "down", "farm", "--volumes")
+        run_cpb(root, "down", "farm", "--volumes")
         remove_project_images(project)
 
 
 def test_the_compile_job_compiles_every_file_on_both_workers(farm: tuple[Path, str]) -> None:
     root, _ = farm
-    proc = cpb(root, "submit", "farm", str(root / "job.yaml"), "--json")
+    proc = run_cpb(root, "submit", "farm", str(root / "job.yaml"), "--json")
     assert proc.returncode == 1, proc.stderr  # the broken file fails the job
     outcome = json.loads(proc.stdout)
     by_name = {task["name"]: task for task in outcome["tasks"]}
@@ -102,7 +82,7 @@ def test_the_compile_job_compiles_every_file_on_both_workers(farm: tuple[Path, s
         symbols = subprocess.run(["nm", str(obj)], capture_output=True, text=True, check=True)
         assert re.search(rf"\bT function_{index}\b", symbols.stdout), symbols.stdout
     # Without --json: a summary naming the failed task with gcc's message.
-    proc = cpb(root, "submit", "farm", str(root / "job.yaml"))
+    proc = run_cpb(root, "submit", "farm", str(root / "job.yaml"))
     assert proc.returncode == 1
     assert "FAILED broken.o (exit code 1" in proc.stdout and "broken.c" in proc.stdout
     assert f"{UNITS} succeeded, 1 failed" in proc.stdout
@@ -129,7 +109,7 @@ def test_a_worker_killed_mid_job_loses_no_task(farm: tuple[Path, str]) -> None:
 
     killer = threading.Thread(target=kill_soon)
     killer.start()
-    proc = cpb(root, "submit", "farm", str(root / "naps.yaml"), "--json", timeout=300)
+    proc = run_cpb(root, "submit", "farm", str(root / "naps.yaml"), "--json", timeout=300)
     killer.join()
     assert killed and proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)["tasks"]

@@ -30,11 +30,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import stat
 import subprocess
-import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -46,31 +44,13 @@ import nats
 import pytest
 
 from cpb.security.pki import SUBMITTER_ROLE, Pki, default_folder, worker_role
-from helpers import podman, remove_project_images
+from helpers import cpb_ok, free_port, podman, remove_project_images, run_cpb
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "compile-farm"
 NEEDLE = b"PRIVATE KEY"
 PEM_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{40,}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpb(root: Path, *argv: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    return subprocess.run([sys.executable, "-m", "cpb", "-f", str(root / "cpb.yaml"), *argv],
-                          capture_output=True, text=True, timeout=timeout, env=env)
-
-
-def cpb_ok(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
-    proc = cpb(root, *argv)
-    assert proc.returncode == 0, f"cpb {' '.join(argv)}: {proc.returncode}\n{proc.stderr[-3000:]}"
-    return proc
 
 
 @dataclass
@@ -106,7 +86,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
         cpb_ok(root, "up", "farm")
         yield Farm(root, project, port, Pki(default_folder(root)))
     finally:
-        cpb(root, "down", "farm", "--volumes")
+        run_cpb(root, "down", "farm", "--volumes")
         remove_project_images(project)
 
 
@@ -333,7 +313,7 @@ def test_no_private_key_in_images_state_logs_or_output(farm: Farm, tmp_path: Pat
     cluster = cpb_ok(farm.root, "kube", "farm", "--cluster")
     assert NEEDLE.decode() not in cluster.stdout + cluster.stderr
     assert "kind: Secret" not in cluster.stdout and '"farm-nats-tls"' in cluster.stdout
-    plan = cpb(farm.root, "plan", "--json", "--all")
+    plan = run_cpb(farm.root, "plan", "--json", "--all")
     assert plan.returncode == 0 and plan.stdout, plan.stderr
     assert NEEDLE.decode() not in plan.stdout + plan.stderr
 
@@ -342,7 +322,7 @@ def test_a_world_readable_key_is_refused(farm: Farm) -> None:
     key = farm.pki.files(SUBMITTER_ROLE).key
     os.chmod(key, 0o644)
     try:
-        proc = cpb(farm.root, "submit", "farm", str(farm.root / "true.yaml"))
+        proc = run_cpb(farm.root, "submit", "farm", str(farm.root / "true.yaml"))
     finally:
         os.chmod(key, 0o600)
     assert proc.returncode == 3, proc.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from cpb.adapters.podman import PODMAN
 from cpb.adapters.runner import CommandFailed, Runner
@@ -37,18 +38,25 @@ class ImageUser:
         return self.state == EXTERNAL_STATE and not self.pod_id
 
 
+def _podman_rows(runner: Runner, args: list[str], timeout: float) -> list[dict[str, Any]]:
+    """podman's JSON listing `podman ARGS --format json`; a failure is one line."""
+    try:
+        rows = json.loads(runner.run([PODMAN, *args, "--format", "json"], timeout=timeout)
+                          or "[]") or []
+    except CommandFailed as exc:
+        raise EnvironmentProblem(f"`podman {args[0]}` failed: {exc.tail(3) or exc}") from None
+    except ValueError:
+        raise EnvironmentProblem(f"`podman {args[0]}` printed something that is not JSON") \
+            from None
+    return list(rows)
+
+
 def image_users(runner: Runner, image_ids: set[str]) -> list[ImageUser]:
     """Every container, running or not, in a pod or buildah's, made from one of `image_ids`
     (podman's infra containers aside)."""
     if not image_ids:
         return []
-    args = [PODMAN, "ps", "--all", "--external", "--pod", "--no-trunc", "--format", "json"]
-    try:
-        rows = json.loads(runner.run(args, timeout=120) or "[]") or []
-    except CommandFailed as exc:
-        raise EnvironmentProblem(f"`podman ps` failed: {exc.tail(3) or exc}") from None
-    except ValueError:
-        raise EnvironmentProblem("`podman ps` printed something that is not JSON") from None
+    rows = _podman_rows(runner, ["ps", "--all", "--external", "--pod", "--no-trunc"], 120)
     users = []
     for row in rows:
         image_id = row.get("ImageID", "")
@@ -64,13 +72,7 @@ def image_users(runner: Runner, image_ids: set[str]) -> list[ImageUser]:
 def descendants_of(runner: Runner, image_ids: set[str]) -> set[str]:
     """`image_ids` and every image built on one of them (the intermediate images of
     a build, whose working containers an interrupted build leaves too)."""
-    args = [PODMAN, "images", "--all", "--format", "json"]
-    try:
-        rows = json.loads(runner.run(args, timeout=300) or "[]") or []
-    except CommandFailed as exc:
-        raise EnvironmentProblem(f"`podman images` failed: {exc.tail(3) or exc}") from None
-    except ValueError:
-        raise EnvironmentProblem("`podman images` printed something that is not JSON") from None
+    rows = _podman_rows(runner, ["images", "--all"], 300)
     parents = {row.get("Id", ""): row.get("ParentId", "") for row in rows}
     found = set(image_ids)
     for image_id in parents:
