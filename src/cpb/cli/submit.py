@@ -154,7 +154,12 @@ def submit_job(job: JobSpec, settings: NatsSettings, *, pod: str, progress: Prog
                pod_running: Callable[[], bool | None]) -> tuple[JobOutcome | None, int]:
     """Run the job; (its outcome, exit code). An interrupt cancels it: (None, 130/143/129)."""
     import asyncio
+    import logging
 
+    # asyncio's TLS layer warns "returning true from eof_received() has no effect when
+    # using ssl" when the server closes a TLS connection to nats-py's protocol: noise to
+    # a user, whose job's outcome is said on its own line.
+    logging.getLogger("asyncio").setLevel(logging.ERROR)
     return asyncio.run(_submit(job, settings, pod, progress, pod_running))
 
 
