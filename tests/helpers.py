@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tarfile
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 BUSYBOX = Path("/bin/busybox")
@@ -138,3 +140,19 @@ def cpb_ok(root: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     proc = run_cpb(root, *argv)
     assert proc.returncode == 0, f"cpb {' '.join(argv)}: {proc.returncode}\n{proc.stderr[-3000:]}"
     return proc
+
+
+def copy_compile_farm(where: Path, prefix: str) -> tuple[Path, str, int]:
+    """examples/compile-farm copied into `where` (without its work/ and job), under a
+    project name of its own and with NATS published on a free port: (folder, name, port)."""
+    root = where / "compile-farm"
+    shutil.copytree(SRC.parent / "examples" / "compile-farm", root,
+                    ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
+    project = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    port = free_port()
+    text = (root / "cpb.yaml").read_text()
+    text = text.replace("project: compile-farm", f"project: {project}")
+    text = text.replace('"127.0.0.1:4222:4222"', f'"127.0.0.1:{port}:4222"')
+    assert project in text and str(port) in text
+    (root / "cpb.yaml").write_text(text)
+    return root, project, port

@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cpb.security.pki import default_folder
-from helpers import cpb_ok, free_port, podman, remove_project_images, run_cpb
+from helpers import copy_compile_farm, cpb_ok, podman, remove_project_images, run_cpb
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "compile-farm"
 UNITS = 40
 
 
@@ -44,15 +40,7 @@ def project_containers(pod: str) -> list[str]:
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """The example, built and running: (project folder, project name)."""
-    root = tmp_path_factory.mktemp("farm") / "compile-farm"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
-    project = f"t-farm-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    text = (root / "cpb.yaml").read_text()
-    text = text.replace("project: compile-farm", f"project: {project}")
-    text = text.replace('"127.0.0.1:4222:4222"', f'"127.0.0.1:{port}:4222"')
-    assert project in text and str(port) in text
-    (root / "cpb.yaml").write_text(text)
+    root, project, _ = copy_compile_farm(tmp_path_factory.mktemp("farm"), "t-farm")
     subprocess.run([sys.executable, str(root / "make-job.py"), str(UNITS), "--broken"],
                    check=True, capture_output=True)
     try:

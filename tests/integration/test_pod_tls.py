@@ -34,7 +34,6 @@ import ssl
 import stat
 import subprocess
 import tarfile
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +43,9 @@ import nats
 import pytest
 
 from cpb.security.pki import SUBMITTER_ROLE, Pki, default_folder, worker_role
-from helpers import cpb_ok, free_port, podman, remove_project_images, run_cpb
+from helpers import copy_compile_farm, cpb_ok, podman, remove_project_images, run_cpb
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "compile-farm"
 NEEDLE = b"PRIVATE KEY"
 PEM_KEY = re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{40,}")
 
@@ -71,15 +68,7 @@ class Farm:
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
-    root = tmp_path_factory.mktemp("tlsfarm") / "compile-farm"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
-    project = f"t-tls-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    text = (root / "cpb.yaml").read_text()
-    text = text.replace("project: compile-farm", f"project: {project}")
-    text = text.replace('"127.0.0.1:4222:4222"', f'"127.0.0.1:{port}:4222"')
-    assert project in text and str(port) in text
-    (root / "cpb.yaml").write_text(text)
+    root, project, port = copy_compile_farm(tmp_path_factory.mktemp("tlsfarm"), "t-tls")
     (root / "work").mkdir()
     (root / "true.yaml").write_text("kind: gcc\ntasks:\n" + "  - {argv: ['true']}\n" * 4)
     try:
