@@ -35,7 +35,8 @@ from cpb.project import open_project
 from cpb.resolve.digest import FileHasher
 from cpb.state import LOCK_RECORD_SIZE, StateDir, fresh_file
 from cpb.tasks.changes import well_formed
-from cpb.tasks.doitapp import AtomicJsonDB, prepare_dep_file, run_doit
+from cpb.tasks.doitapp import prepare_dep_file, run_doit
+from cpb.tasks.doitdb import AtomicJsonDB
 from cpb.tasks.images import run_build
 from fakes import FakeRunner
 from helpers import build_file_tree

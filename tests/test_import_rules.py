@@ -15,6 +15,7 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+import tomllib
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "cpb"
@@ -171,3 +172,21 @@ def test_the_fast_path_imports_no_pipeline(tmp_path: Path) -> None:
     loaded = {m.partition(".")[0] for m in json.loads(proc.stdout)}
     assert "cpb" in loaded
     assert not loaded & {*HEAVY, "yaml"}, sorted(loaded & {*HEAVY, "yaml"})
+
+
+def test_cpbs_doit_plugin_costs_a_plain_doit_nothing_of_the_pipeline(tmp_path: Path) -> None:
+    """doit imports every `doit.BACKEND` plugin of the environment on every start, for any
+    project: cpb's entry point must not drag in its pipeline (networkx, jinja2, the spec)."""
+    declared = tomllib.loads((SRC.parent / "pyproject.toml").read_text())
+    target = declared["project"]["entry-points"]["doit.BACKEND"]["cpb-json"]
+    module, _, name = target.partition(":")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    proc = subprocess.run(
+        [sys.executable, "-c", f"import json, sys, {module}; getattr({module}, {name!r}); "
+         "print(json.dumps(sorted(sys.modules)))"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=True)
+    modules = set(json.loads(proc.stdout))
+    assert module in modules and "doit.dependency" in modules
+    heavy = {m for m in modules if m.partition(".")[0] in {"networkx", "jinja2", "yaml", "click"}
+             or m.startswith(("cpb.graph", "cpb.spec", "cpb.resolve", "cpb.project"))}
+    assert not heavy, sorted(heavy)

@@ -13,14 +13,12 @@ import errno
 import importlib.metadata
 import logging
 import sys
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doit.cmd_base import TaskLoader2
-from doit.dependency import JsonDB
 from doit.doit_cmd import DoitMain
 from doit.exceptions import TaskFailed
 from doit.reporter import ConsoleReporter
@@ -30,7 +28,9 @@ from cpb.adapters.runner import CommandsStopped
 from cpb.errors import EXIT_ENVIRONMENT, CpbError, DiskFull, StateWriteError
 from cpb.graph import ordered
 from cpb.naming import split_task, task_name
-from cpb.state import no_space_left, prepare_dep_file, write_bytes_atomic, write_error
+from cpb.state import no_space_left, prepare_dep_file, write_error
+from cpb.tasks import doitdb
+from cpb.tasks.doitdb import BACKEND, STOP
 from cpb.tasks.kind import TaskKind
 from cpb.tasks.runlog import RunRecorder
 from cpb.tasks.table import kind_of
@@ -41,40 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class _Stop:
-    """A fault that ends the whole run (no space left under .cpb/): the first one
-    is kept, every action after it is not started, and `run_doit` raises it
-    once doit has finished (doit would print an exception from an action or
-    from its database as a traceback)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.error: StateWriteError | None = None
-        self.tasks: set[str] = set()
-        self.active = False  # inside run_doit, which reports the error itself
-        # A task that failed for the environment's sake (registry down or
-        # refusing the login, a tool missing): the run then exits 3, not 1.
-        self.environment: CpbError | None = None
-
-    def reset(self, active: bool) -> None:
-        with self._lock:
-            self.error, self.tasks, self.active = None, set(), active
-            self.environment = None
-
-    def record_environment(self, error: CpbError) -> None:
-        with self._lock:
-            if self.environment is None:
-                self.environment = error
-
-    def record(self, error: StateWriteError, task: str | None = None) -> None:
-        with self._lock:
-            if self.error is None:
-                self.error = error
-            if task is not None:
-                self.tasks.add(task)
-
-
-STOP = _Stop()
 
 
 def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | None:
@@ -111,28 +77,7 @@ def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | 
     return None  # never a Path or other non-JSON value: it would truncate doit's db
 
 
-class AtomicJsonDB(JsonDB):  # type: ignore[misc]
-    """doit's JSON database, written to a temporary file and renamed into place.
-
-    doit's own JsonDB opens the file for writing (truncating it) and then
-    writes: a full disk or a kill in between leaves it empty. A write that
-    fails here leaves the old file whole; the run then ends with the one-line
-    error (`cpb build`), or a logged one (a plain `doit`).
-    """
-
-    desc = "JSON, written atomically (cpb)"
-
-    def dump(self) -> None:
-        try:
-            write_bytes_atomic(Path(self.name), self.codec.encode(self._db).encode())
-        except StateWriteError as exc:
-            STOP.record(exc)
-            if not STOP.active:  # a plain `doit`: nobody else will say it
-                log.error("%s", exc)
-
-
-BACKEND = "cpb-json"
-_BACKEND_PLUGIN = {"BACKEND": {BACKEND: f"{__name__}:AtomicJsonDB"}}
+_BACKEND_PLUGIN = {"BACKEND": {BACKEND: f"{doitdb.__name__}:AtomicJsonDB"}}
 
 
 def _backend_installed() -> bool:
