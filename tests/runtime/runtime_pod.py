@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,7 @@ class NatsServer:
     port: int
     store_dir: Path
     log: Path
+    monitor_port: int | None = None  # nats-server's HTTP monitoring (/varz), if wanted
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -66,7 +69,9 @@ class NatsServer:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js",
-                 "-sd", str(self.store_dir)], stdout=log, stderr=subprocess.STDOUT)
+                 "-sd", str(self.store_dir),
+                 *(["-m", str(self.monitor_port)] if self.monitor_port else [])],
+                stdout=log, stderr=subprocess.STDOUT)
         wait_until(self._listening, 10, f"nats-server on port {self.port}")
 
     def _listening(self) -> bool:
@@ -75,6 +80,14 @@ class NatsServer:
             raise AssertionError(f"nats-server exited: {self.log.read_text()[-2000:]}")
         with socket.socket() as sock:
             return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def monitor(self, endpoint: str) -> dict[str, Any]:
+        """One of the server's monitoring endpoints (``varz``: message and byte
+        counters; ``connz``: the same per connection); needs ``monitor_port``."""
+        assert self.monitor_port, "started without a monitoring port"
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.monitor_port}/{endpoint}",
+                                    timeout=5) as answer:
+            return dict(json.load(answer))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

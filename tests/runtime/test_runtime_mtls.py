@@ -9,50 +9,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-from runtime_pod import NATS_SERVER, NatsServer, Pod, free_port, run, wait_until
+from runtime_pod import Pod, run
+from tls_pod import TlsNatsServer, role_env, role_settings, tls_server
 
-from cpb.security import natsconf
 from cpb.security.pki import MAJORDOMO_ROLE, SUBMITTER_ROLE, Pki, worker_role
 from cpb_runtime import Client, NatsSettings
 
 KINDS = ("gcc", "clang")
 
 
-class TlsNatsServer(NatsServer):
-    conf: Path
-
-    @property
-    def url(self) -> str:
-        return f"tls://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([NATS_SERVER, "-c", str(self.conf)],
-                                         stdout=log, stderr=subprocess.STDOUT)
-        wait_until(self._listening, 10, f"nats-server on port {self.port}")
-
-    def reload(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(1)  # SIGHUP: nats-server re-reads its files
-
-
 def _server(tmp_path: Path, pki: Pki) -> TlsNatsServer:
-    pki.ensure([MAJORDOMO_ROLE, SUBMITTER_ROLE, *map(worker_role, KINDS)])
-    files = pki.files("nats")
-    port = free_port()
-    server = TlsNatsServer(port, tmp_path / "js", tmp_path / "nats-server.log")
-    server.conf = tmp_path / "nats.conf"
-    server.conf.write_text(natsconf.render(
-        KINDS, natsconf.TlsPaths(str(files.cert), str(files.key), str(files.ca)),
-        port=port, host="127.0.0.1", store_dir=str(tmp_path / "js")))
-    return server
+    return tls_server(tmp_path, pki, KINDS)
 
 
 @pytest.fixture
@@ -72,15 +45,8 @@ def tls_pod(tmp_path: Path, pki: Pki) -> Iterator[Pod]:
     print(the_pod.logs(), server.log.read_text()[-3000:])
 
 
-def role_env(pki: Pki, role: str) -> dict[str, str]:
-    f = pki.files(role)
-    return {"CP_NATS_CA": str(f.ca), "CP_NATS_CERT": str(f.cert), "CP_NATS_KEY": str(f.key)}
-
-
 def settings(pod: Pod, pki: Pki, role: str) -> NatsSettings:
-    f = pki.files(role)
-    return NatsSettings(url=pod.nats.url, ca_file=str(f.ca), cert_file=str(f.cert),
-                        key_file=str(f.key))
+    return role_settings(pod.nats.url, pki, role)
 
 
 def start(pod: Pod, pki: Pki) -> None:
