@@ -26,6 +26,7 @@ from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import FileHasher
 from cpb.resolve.downloads import collect_downloads
 from cpb.resolve.images import ImageBuild, resolve_images
+from cpb.resolve.memo import open_memo
 from cpb.resolve.pods import PodBuild, resolve_pods
 from cpb.resolve.runtime import with_runtime
 from cpb.spec.consent import HostPaths
@@ -62,9 +63,14 @@ def open_project(spec_file: Path, *, runner: Runner,
 
 def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
                       host_paths: HostPaths | None = None) -> ProjectSpec:
-    """The spec, with what cpb itself adds to it (the runtime's wheel, cpb.resolve.runtime)."""
+    """The spec, with what cpb itself adds to it (the runtime's wheel, cpb.resolve.runtime).
+
+    module.yaml files validated by an earlier run are not parsed again
+    (cpb.resolve.memo); the spec carries the memo for the run to save.
+    """
+    memo = open_memo(spec_file.resolve().parent)
     return with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,
-                                  host_paths=host_paths))
+                                  host_paths=host_paths, memo=memo))
 
 
 def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache | None = None,

@@ -15,5 +15,6 @@ def templates_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "templates"
 
 
+@cache
 def builtin_modules_dir() -> Path:
     return templates_dir() / "modules"

@@ -35,6 +35,9 @@ from cpb.errors import (
 
 log = logging.getLogger(__name__)
 STATE_DIR = ".cpb"
+# A file whose ctime is this close to a run's start may have changed after the run
+# read it, within one tick of a coarse file-system clock: no cache vouches for it.
+RACY_MARGIN_NS = 2_000_000_000
 SPEC_FILE = "cpb.yaml"
 
 

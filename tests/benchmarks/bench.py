@@ -52,8 +52,9 @@ from synthetic import (  # noqa: E402
 
 from cpb.adapters.runner import ProcessRunner  # noqa: E402
 from cpb.graph import ordered, split_task  # noqa: E402
-from cpb.noop.record import RACY_MARGIN_NS, RECORD  # noqa: E402
+from cpb.noop.record import RECORD  # noqa: E402
 from cpb.project import Project, open_project  # noqa: E402
+from cpb.state import RACY_MARGIN_NS  # noqa: E402
 from cpb.tasks.doitapp import run_doit  # noqa: E402
 from cpb.tasks.images import do_render  # noqa: E402
 from cpb.tasks.plan import make_plan  # noqa: E402
@@ -334,7 +335,7 @@ def settle(root: Path) -> None:
     """Let a no-op run write .cpb/noop.json, as a user's second run would.
 
     A record is written only when every input is older than the run by
-    noop.RACY_MARGIN_NS: wait that long after what the last build wrote.
+    state.RACY_MARGIN_NS: wait that long after what the last build wrote.
     """
     spec = str(root / "cpb.yaml")
     time.sleep(RACY_MARGIN_NS / 1e9 + 0.5)

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.synthetic import StubRunner, artifact_files, make_synthetic, module_files
-from cpb.noop.record import RACY_MARGIN_NS, RECORD
+from cpb.noop.record import RECORD
 from cpb.project import open_project
+from cpb.state import RACY_MARGIN_NS
 from cpb.tasks.doitapp import run_doit
 from helpers import podman
 

@@ -37,7 +37,6 @@ from cpb.state import STATE_DIR, read_state_text, write_error
 RECORD = "noop.json"
 FORMAT = 1
 DISABLE_ENV = "CPB_NO_FAST_PATH"
-RACY_MARGIN_NS = 2_000_000_000  # coarse file-system clocks: stay well clear
 
 
 def environment() -> dict[str, str]:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 from cpb import __version__
 from cpb.adapters.cekit import cekit_dist_info
-from cpb.noop.record import FORMAT, RACY_MARGIN_NS, RECORD, environment, stat_of
+from cpb.noop.record import FORMAT, RECORD, environment, stat_of
+from cpb.resolve.memo import save_memo
 from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
 from cpb.resources import builtin_modules_dir, templates_dir
 from cpb.spec.modules import PROJECT_MODULES
-from cpb.state import StateDir, write_bytes_atomic
+from cpb.state import RACY_MARGIN_NS, StateDir, write_bytes_atomic
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -51,6 +52,7 @@ def write(project: Project, started_ns: int, tasks: int) -> bool:
             "pods": bool(project.spec.pods), "tasks": tasks, "files": files, "images": images}
     # compact: thousands of entries, written and read by machines only
     write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
+    save_memo(project.spec.root, project.spec.memo)  # for the next full run
     return True
 
 

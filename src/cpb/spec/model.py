@@ -19,7 +19,14 @@ from urllib.parse import unquote, urlsplit
 from cpb.errors import GraphError, SpecError
 from cpb.spec.consent import HostPaths, inside, refusal
 from cpb.spec.containerfile import CHECKSUM_LENGTHS
-from cpb.spec.modules import ModuleRef, check_module, find_module, known_modules, read_module
+from cpb.spec.modules import (
+    ModuleMemo,
+    ModuleRef,
+    check_module,
+    find_module,
+    known_modules,
+    read_module,
+)
 from cpb.spec.pods import PodSpec, build_pods
 from cpb.spec.schema import FILE_NAME_PATTERN, Validator
 from cpb.spec.yamlload import Located, Mark, load_yaml
@@ -123,6 +130,9 @@ class ProjectSpec:
     locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
     registry: RegistrySpec | None = None
     pods: Mapping[str, PodSpec] = field(default_factory=dict)  # sorted by name
+    # the module.yaml contents this load validated or trusted (spec.modules.ModuleMemo):
+    # a run that records its work saves it for the next one
+    memo: ModuleMemo | None = field(default=None, compare=False, repr=False)
 
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
@@ -130,7 +140,7 @@ class ProjectSpec:
 
 
 def load_spec(path: Path, *, builtin_modules: Path | None = None,
-              host_paths: HostPaths | None = None) -> ProjectSpec:
+              host_paths: HostPaths | None = None, memo: ModuleMemo | None = None) -> ProjectSpec:
     """Read, validate and normalise one cpb.yaml.
 
     `host_paths`: what the user allowed outside the project (default: from
@@ -144,15 +154,17 @@ def load_spec(path: Path, *, builtin_modules: Path | None = None,
     validator = Validator(display)
     validator.validate(data)
     return _Builder(path, validator, builtin_modules,
-                    host_paths if host_paths is not None else HostPaths.from_user()).build(data)
+                    host_paths if host_paths is not None else HostPaths.from_user(),
+                    memo).build(data)
 
 
 class _Builder:
     def __init__(self, path: Path, validator: Validator, builtin: Path | None,
-                 host_paths: HostPaths) -> None:
+                 host_paths: HostPaths, memo: ModuleMemo | None = None) -> None:
         self.path, self.root = path, path.parent
         self.validator, self.builtin = validator, builtin
         self.host_paths = host_paths
+        self.memo = memo
         self.display = path.name
         self.read_modules: dict[Path, ModuleRef] = {}
         self.real_folders: dict[str, str] = {}
@@ -179,7 +191,7 @@ class _Builder:
                            images=MappingProxyType(images),
                            locations=MappingProxyType(dict(self.validator.locations)),
                            registry=_registry(data.get("registry")),
-                           pods=MappingProxyType(pods))
+                           pods=MappingProxyType(pods), memo=self.memo)
 
     def image(self, name: str, raw: dict[str, Any], defaults: dict[str, Any],
               all_images: dict[str, Any]) -> ImageSpec:
@@ -268,7 +280,8 @@ class _Builder:
                                     f"{at}.modules")
             self.read_modules[found.path] = check_module(
                 module, self.host_paths,
-                lambda other: find_module(other, self.root, self.builtin) is not None)
+                lambda other: find_module(other, self.root, self.builtin) is not None,
+                self.memo)
         return self.read_modules[found.path]
 
     def inside_project(self, real: Path) -> bool:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from cpb.adapters.podman import Snapshot
 from cpb.naming import BUILD, DIGEST_LABEL, split_task, task_name
+from cpb.resolve.memo import save_memo
 from cpb.state import read_state_text
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ def record_found(project: Project) -> None:
     """Write the records of images found built that no record accounts for, and
     the hashes of the files read (so the next run need not hash them again)."""
     project.hashes.save()
+    save_memo(project.spec.root, project.spec.memo)
     for name in sorted(_unverified(project, project.store.snapshot())):
         if image_built(project, name):
             record_current(project, name)

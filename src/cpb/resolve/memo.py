@@ -1,0 +1,64 @@
+"""The module.yaml memo (cpb.spec.modules.ModuleMemo), kept in .cpb/modules.json.
+
+Read when a spec is loaded; saved by the runs that record their work (a
+build's record step, a plan that writes the no-op record), like the file
+hashes of .cpb/hashes.json. An entry is trusted only for the same file
+identity and the same module schema: a cpb whose schema changed validates
+every module.yaml again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from functools import cache
+from pathlib import Path
+
+from cpb.spec.containerfile import MODULE_SCHEMA
+from cpb.spec.modules import ModuleMemo
+from cpb.state import RACY_MARGIN_NS, STATE_DIR, read_state_text, write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+MEMO_FILE = "modules.json"
+
+
+@cache
+def schema_fingerprint() -> str:
+    return hashlib.sha256(json.dumps(MODULE_SCHEMA, sort_keys=True).encode()).hexdigest()
+
+
+def memo_path(project_root: Path) -> Path:
+    return project_root / STATE_DIR / MEMO_FILE
+
+
+def open_memo(project_root: Path) -> ModuleMemo:
+    """The memo the last recording run saved; empty if none, unreadable or of another schema."""
+    now = time.time_ns()
+    path = memo_path(project_root)
+    try:
+        data = json.loads(read_state_text(path))
+    except FileNotFoundError:
+        data = None
+    except (OSError, ValueError):
+        log.warning("%s was unreadable; module.yaml files are read afresh", path)
+        data = None
+    entries = {}
+    if isinstance(data, dict) and data.get("schema") == schema_fingerprint():
+        found = data.get("entries")
+        entries = found if isinstance(found, dict) else {}
+    return ModuleMemo(entries, now_ns=now, margin_ns=RACY_MARGIN_NS)
+
+
+def save_memo(project_root: Path, memo: ModuleMemo | None) -> None:
+    """Write the memo if this load added to it or stopped reading some of it."""
+    if memo is None or not (project_root / STATE_DIR).is_dir():
+        return
+    if not memo.dirty and memo.used == set(memo.entries):
+        return
+    data = {"schema": schema_fingerprint(), "entries": memo.kept()}
+    # compact: hundreds of entries, written and read by machines only
+    write_bytes_atomic(memo_path(project_root), json.dumps(data, separators=(",", ":")).encode())
+    memo.entries, memo.dirty = memo.kept(), False
