@@ -40,8 +40,13 @@ log = logging.getLogger("cpb_runtime.majordomo")
 
 _PUBLISH_CHUNK = 256  # tasks published (or deleted) concurrently
 _RESULTS_BATCH = 256
+# After a fetch that did not fill a batch, results gather this long before the next:
+# stored, acknowledged and fetched in batches, a result costs far fewer writes and
+# reads on the connection (each a TLS record and a syscall); the submitter hears of
+# results every _HOUSEKEEPING_S anyway.
+_INTAKE_WINDOW_S = 0.05
 _RESULTS_PAGE_BYTES = 512 * 1024
-_HOUSEKEEPING_S = 0.25  # also the longest a result waits to be sent to the submitter
+_HOUSEKEEPING_S = 0.25  # also the longest a stored result waits to be sent to the submitter
 _EVENT_BYTES = 256 * 1024  # results in one event, before it is sent early
 _KEEP_FINISHED_S = 600.0  # finished jobs stay in memory this long, then live in the bucket only
 _NO_SUCH_MESSAGE = (10037, 10057)  # JetStream: "no message found", "message delete failed"
@@ -517,6 +522,8 @@ class MajorDomo:
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     log.error("handling a message of %s", stream, exc_info=outcome)
+            if len(msgs) < _RESULTS_BATCH:
+                await asyncio.sleep(_INTAKE_WINDOW_S)
 
     async def _record(self, job: Job, result: p.TaskResult) -> bool:
         """Store a terminal result and queue it for the submitter; False if it is a

@@ -265,7 +265,8 @@ def _compare(runs: list[Run], tasks: int, variants: list[Variant]) -> list[str]:
     """Medians of each variant, then TLS against plain (and this tree against the
     baseline), as differences and ratios."""
     header = ("tasks/s", *COMPONENTS, "total", "msgs/task", "KiB/task")
-    lines = ["", f"medians of {len(runs) // len(variants)} run(s) per variant and worker count;"
+    per_case = len(runs) // len(variants) // len({r.workers for r in runs})
+    lines = ["", f"medians of {per_case} run(s) per variant and worker count;"
              " CPU in ms per task:",
              f"{'workers':>7} {'':>21} " + " ".join(f"{h:>11}" for h in header)]
     # (a, b): b against a. TLS against plain; this tree against the baseline.
