@@ -41,8 +41,8 @@ PODS = {  # pod -> (gcc replicas, slots per worker or None for the default, host
 }
 
 
-def spec_text() -> str:
-    text = (EXAMPLE / "cpb.yaml").read_text()
+def spec_text(example: Path = EXAMPLE) -> str:
+    text = (example / "cpb.yaml").read_text()
     head = text.split("\npods:\n")[0].replace("project: compile-farm", f"project: {PROJECT}")
     pods = ["pods:"]
     for name, (replicas, slots, port) in PODS.items():
@@ -55,9 +55,11 @@ def spec_text() -> str:
     return head + "\n" + "\n".join(pods) + "\n"
 
 
-def cpb(root: Path, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    env.setdefault("CONTAINERS_CONF", str(REPO / ".ci" / "containers.conf"))
+def cpb(root: Path, *argv: str, check: bool = True,
+        repo: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`cpb ARGV` of the cpb tree `repo` (tls_ab.py runs two)."""
+    env = {**os.environ, "PYTHONPATH": str(repo / "src")}
+    env.setdefault("CONTAINERS_CONF", str(repo / ".ci" / "containers.conf"))
     proc = subprocess.run([sys.executable, "-m", "cpb", "-f", str(root / "cpb.yaml"), *argv],
                           capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
@@ -71,9 +73,10 @@ def clean_objects(root: Path) -> None:
     obj.mkdir(parents=True)
 
 
-def time_submit(root: Path, pod: str, job: str) -> float:
+def time_submit(root: Path, pod: str, job: str, repo: Path = REPO) -> float:
     started = time.monotonic()
-    proc = cpb(root, "submit", pod, str(root / job), "--json", "--progress", "plain", check=False)
+    proc = cpb(root, "submit", pod, str(root / job), "--json", "--progress", "plain",
+               check=False, repo=repo)
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit(f"cpb submit {pod} {job}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
