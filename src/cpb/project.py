@@ -65,8 +65,8 @@ def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
                       host_paths: HostPaths | None = None) -> ProjectSpec:
     """The spec, with what cpb itself adds to it (the runtime's wheel, cpb.resolve.runtime).
 
-    module.yaml files validated by an earlier run are not parsed again
-    (cpb.resolve.memo); the spec carries the memo for the run to save.
+    A cpb.yaml or module.yaml validated by an earlier run is not parsed
+    again (cpb.resolve.memo); the spec carries the memo for the run to save.
     """
     memo = open_memo(spec_file.resolve().parent)
     return with_runtime(load_spec(spec_file, builtin_modules=builtin_modules,

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 from cpb.errors import GraphError, SpecError
 from cpb.spec.consent import HostPaths, inside, refusal
 from cpb.spec.containerfile import CHECKSUM_LENGTHS
+from cpb.spec.memo import SpecMemo, stat_or_none
 from cpb.spec.modules import (
-    ModuleMemo,
     ModuleRef,
     check_module,
     find_module,
@@ -130,9 +130,9 @@ class ProjectSpec:
     locations: Mapping[str, Mark] = field(default_factory=dict, compare=False)
     registry: RegistrySpec | None = None
     pods: Mapping[str, PodSpec] = field(default_factory=dict)  # sorted by name
-    # the module.yaml contents this load validated or trusted (spec.modules.ModuleMemo):
+    # the YAML this load validated or trusted (spec.memo.SpecMemo):
     # a run that records its work saves it for the next one
-    memo: ModuleMemo | None = field(default=None, compare=False, repr=False)
+    memo: SpecMemo | None = field(default=None, compare=False, repr=False)
 
     def where(self, path: str) -> tuple[str, int, int]:
         mark = self.locations.get(path)
@@ -140,7 +140,7 @@ class ProjectSpec:
 
 
 def load_spec(path: Path, *, builtin_modules: Path | None = None,
-              host_paths: HostPaths | None = None, memo: ModuleMemo | None = None) -> ProjectSpec:
+              host_paths: HostPaths | None = None, memo: SpecMemo | None = None) -> ProjectSpec:
     """Read, validate and normalise one cpb.yaml.
 
     `host_paths`: what the user allowed outside the project (default: from
@@ -148,11 +148,21 @@ def load_spec(path: Path, *, builtin_modules: Path | None = None,
     """
     path = path.resolve()
     display = path.name
-    data = load_yaml(path, display)
-    if data is None:
-        raise SpecError("file is empty; it needs at least 'project' and 'images'", file=display)
     validator = Validator(display)
-    validator.validate(data)
+    st = stat_or_none(path) if memo is not None else None
+    known = memo.get(path, st) if memo is not None and st is not None else None
+    if known is not None:  # [data, {field path: [line, column]}], as saved below
+        data = known[0]
+        validator.locations = {k: Mark(*v) for k, v in known[1].items()}
+    else:
+        data = load_yaml(path, display)
+        if data is None:
+            raise SpecError("file is empty; it needs at least 'project' and 'images'",
+                            file=display)
+        validator.validate(data)
+        if memo is not None and st is not None:
+            memo.put(path, st, [data, {k: [m.line, m.column]
+                                       for k, m in validator.locations.items()}])
     return _Builder(path, validator, builtin_modules,
                     host_paths if host_paths is not None else HostPaths.from_user(),
                     memo).build(data)
@@ -160,7 +170,7 @@ def load_spec(path: Path, *, builtin_modules: Path | None = None,
 
 class _Builder:
     def __init__(self, path: Path, validator: Validator, builtin: Path | None,
-                 host_paths: HostPaths, memo: ModuleMemo | None = None) -> None:
+                 host_paths: HostPaths, memo: SpecMemo | None = None) -> None:
         self.path, self.root = path, path.parent
         self.validator, self.builtin = validator, builtin
         self.host_paths = host_paths

@@ -8,7 +8,6 @@ feed the input digest of every image that installs it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import stat
@@ -26,6 +25,7 @@ from cpb.spec.containerfile import (
     SAFE_FILE_MESSAGE,
     SAFE_FILE_NAME,
 )
+from cpb.spec.memo import SpecMemo, stat_or_none
 from cpb.spec.schema import Validator
 from cpb.spec.yamlload import Mark, load_yaml
 
@@ -130,58 +130,8 @@ def module_files(module: ModuleRef, root: str | None = None,
 MODULE_FILE = "module.yaml"
 
 
-class ModuleMemo:
-    """module.yaml contents that passed the schema, by the file's identity.
-
-    Parsing and validating a module.yaml is most of what loading a spec
-    costs when it installs hundreds of modules; a file whose size, mtime,
-    ctime and inode are those it had when it was validated need not be
-    parsed again. The identity cannot be forged by a stranger's committed
-    `.cpb/` (a checkout gets new inodes and ctimes, and no call sets a
-    ctime), and an entry is only made for a file whose ctime is older than
-    the read by `margin_ns`, so a write within a coarse clock tick is not
-    mistaken for the content read. Everything after the schema (the name,
-    scripts, artifacts and the user's consent, modules installed) is
-    checked again on every load. Reading and saving the memo are the
-    caller's: this layer does no I/O of cpb's own state.
-    """
-
-    def __init__(self, entries: dict[str, Any] | None = None, *, now_ns: int = 0,
-                 margin_ns: int = 0) -> None:
-        self.entries: dict[str, Any] = dict(entries or {})
-        self.used: set[str] = set()  # a save keeps these: a module no longer read drops out
-        self.dirty = False
-        self._limit = now_ns - margin_ns
-
-    @staticmethod
-    def identity(st: os.stat_result) -> list[int]:
-        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
-    def get(self, path: Path, st: os.stat_result) -> Any | None:
-        hit = self.entries.get(str(path))
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == self.identity(st):
-            self.used.add(str(path))
-            return hit[1]
-        return None
-
-    def put(self, path: Path, st: os.stat_result, data: Any) -> None:
-        if st.st_ctime_ns >= self._limit:
-            return  # too recent to be sure the content read is the content now
-        try:
-            plain = json.loads(json.dumps(data))  # what a memo file can hold
-        except (TypeError, ValueError):
-            return  # a YAML date or the like: parsed every time
-        self.entries[str(path)] = [self.identity(st), plain]
-        self.used.add(str(path))
-        self.dirty = True
-
-    def kept(self) -> dict[str, Any]:
-        """The entries worth saving: those of the files this load read."""
-        return {path: self.entries[path] for path in sorted(self.used)}
-
-
 def check_module(module: ModuleRef, host_paths: HostPaths,
-                 exists: Callable[[str], bool], memo: ModuleMemo | None = None) -> ModuleRef:
+                 exists: Callable[[str], bool], memo: SpecMemo | None = None) -> ModuleRef:
     """Validate the module's module.yaml like cpb.yaml: schema, positions, one-line errors.
 
     cekit pastes its values into the Containerfile, reads its artifacts on
@@ -192,7 +142,7 @@ def check_module(module: ModuleRef, host_paths: HostPaths,
     """
     display = f"{module.label}/{MODULE_FILE}"
     file = module.path / MODULE_FILE
-    st = _stat_of(file, display) if memo is not None else None
+    st = stat_or_none(file) if memo is not None else None
     known = memo.get(file, st) if memo is not None and st is not None else None
     if known is not None:
         try:
@@ -209,13 +159,6 @@ def check_module(module: ModuleRef, host_paths: HostPaths,
     if memo is not None and st is not None:
         memo.put(file, st, data)
     return checked
-
-
-def _stat_of(file: Path, display: str) -> os.stat_result | None:
-    try:
-        return file.stat()
-    except OSError:
-        return None  # load_yaml says what is wrong with it
 
 
 def _checked(module: ModuleRef, data: Any, locations: Mapping[str, Mark],
