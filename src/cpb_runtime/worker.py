@@ -20,9 +20,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -66,6 +65,11 @@ class Worker:
         self.abandon = False
         self._slot_freed = asyncio.Event()
         self._runs: set[asyncio.Task[None]] = set()
+        # Acknowledgements of stored results, kept for the fetch loop's next pull
+        # request while it waits for a free slot: one write on the connection (with
+        # TLS, one record) for both, instead of two.
+        self._acks: list[Msg] = []
+        self._acks_wait = False
         self._progress_every = 3.0
 
     # --- lifecycle -------------------------------------------------------------
@@ -135,51 +139,64 @@ class Worker:
 
     async def _fetch_loop(self) -> None:
         sub = await self._bind()
-        while sub is not None and not self.stopping.is_set():
-            free = self.settings.slots - len(self._runs)  # _runs: counted at once
-            if free <= 0:
-                self._slot_freed.clear()
-                await self._wait_either(self._slot_freed.wait())
-                continue
-            fetch = asyncio.ensure_future(sub.fetch(free, timeout=_FETCH_WAIT_S))
-            await self._wait_either(asyncio.shield(fetch))
-            if not fetch.done():
-                fetch.cancel()
-            try:
-                msgs = await fetch
-            except (asyncio.CancelledError, asyncio.TimeoutError):
-                continue
-            except Exception as exc:  # disconnected, consumer deleted...
-                log.warning("fetch: %s: %s", type(exc).__name__, exc)
-                self.ready = False
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-                await self._sleep_unless_stopping(1.0)
-                sub = await self._bind()
-                continue
-            for msg in msgs:
-                run = asyncio.create_task(self._run_one(msg))
-                self._runs.add(run)
-                run.add_done_callback(self._run_done)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            while sub is not None and not self.stopping.is_set():
+                free = self.settings.slots - len(self._runs)  # _runs: counted at once
+                if free <= 0:
+                    self._slot_freed.clear()
+                    slot = asyncio.ensure_future(self._slot_freed.wait())
+                    self._acks_wait = True
+                    try:
+                        await asyncio.wait({slot, stop}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        self._acks_wait = False
+                        slot.cancel()
+                    continue
+                fetch = asyncio.ensure_future(sub.fetch(free, timeout=_FETCH_WAIT_S))
+                # Scheduled before the acks are published, so nats-py flushes the
+                # fetch's pull request with them.
+                await self._send_acks()
+                await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():
+                    fetch.cancel()
+                try:
+                    msgs = await fetch
+                except (asyncio.CancelledError, asyncio.TimeoutError):
+                    continue
+                except Exception as exc:  # disconnected, consumer deleted...
+                    log.warning("fetch: %s: %s", type(exc).__name__, exc)
+                    self.ready = False
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
+                    await self._sleep_unless_stopping(1.0)
+                    sub = await self._bind()
+                    continue
+                for msg in msgs:
+                    run = asyncio.create_task(self._run_one(msg))
+                    self._runs.add(run)
+                    run.add_done_callback(self._run_done)
+        finally:
+            stop.cancel()
+            self._acks_wait = False
+            await self._send_acks()
         if sub is not None:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _send_acks(self) -> None:
+        acks, self._acks = self._acks, []
+        for msg in acks:
+            try:
+                await msg.ack()
+            except Exception as exc:  # the task comes back after the ack wait: a duplicate
+                log.warning("acknowledging a task: %s: %s", type(exc).__name__, exc)
 
     def _run_done(self, run: asyncio.Task[None]) -> None:
         self._runs.discard(run)
         self._slot_freed.set()
         if not run.cancelled() and run.exception() is not None:
             log.error("task runner failed", exc_info=run.exception())
-
-    async def _wait_either(self, awaitable: Awaitable[Any]) -> None:
-        """Wait for ``awaitable`` or for a stop request, whichever comes first."""
-        first = asyncio.ensure_future(awaitable)
-        stop = asyncio.ensure_future(self.stopping.wait())
-        await asyncio.wait({first, stop}, return_when=asyncio.FIRST_COMPLETED)
-        for fut in (first, stop):
-            if not fut.done():
-                fut.cancel()
-        await asyncio.gather(first, stop, return_exceptions=True)
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
@@ -212,10 +229,12 @@ class Worker:
                 await msg.nak()  # handed back: another worker gets it now
                 return
             result = self._result(task, attempt, outcome)
-            if await self._report(result):
-                await msg.ack()
-            else:
+            if not await self._report(result):
                 await msg.nak()
+            elif self._acks_wait:  # this run's end frees the slot the fetch loop waits for
+                self._acks.append(msg)
+            else:
+                await msg.ack()
         finally:
             keep_alive.cancel()
             await asyncio.gather(keep_alive, return_exceptions=True)
