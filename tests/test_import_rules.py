@@ -190,3 +190,29 @@ def test_cpbs_doit_plugin_costs_a_plain_doit_nothing_of_the_pipeline(tmp_path: P
     heavy = {m for m in modules if m.partition(".")[0] in {"networkx", "jinja2", "yaml", "click"}
              or m.startswith(("cpb.graph", "cpb.spec", "cpb.resolve", "cpb.project"))}
     assert not heavy, sorted(heavy)
+
+
+_PLAN_PROBE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from fakes import podman_fake
+from cpb.project import open_project
+from cpb.tasks.plan import make_plan
+make_plan(open_project(Path(sys.argv[1]), runner=podman_fake()))
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_plan_without_certificates_to_read_imports_no_cryptography(tmp_path: Path) -> None:
+    """cryptography (~30-60 ms) is for making and reading certificates (`cpb up`, `cpb pki`)."""
+    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
+                                       "pods:\n  farm:\n    containers:\n      - {image: base}\n")
+    (tmp_path / "base.tar").write_text("tar")
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE, str(tmp_path / "cpb.yaml"),
+                           str(SRC.parent / "tests")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60, check=True)
+    loaded = {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
+    assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
+    assert "cryptography" not in loaded

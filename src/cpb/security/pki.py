@@ -26,13 +26,13 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from typing import TYPE_CHECKING
 
 from cpb.errors import CpbError
+
+if TYPE_CHECKING:  # imported where used: a plan of a project without pods never needs it
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 LEAF_DAYS = 90
 RENEW_DAYS = 30  # renew a leaf with fewer days left than this
@@ -141,6 +141,11 @@ class Pki:
     def issue(self, role: str, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate,
               now: dt.datetime, names: tuple[str, ...] = (), days: int = LEAF_DAYS,
               not_before: dt.datetime | None = None) -> RoleFiles:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
         key = ec.generate_private_key(ec.SECP256R1())
         start = not_before or now - dt.timedelta(minutes=5)
         builder = (x509.CertificateBuilder()
@@ -175,6 +180,9 @@ class Pki:
         return self._ca(now or dt.datetime.now(dt.timezone.utc))
 
     def _ca(self, now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         if self.ca_key.exists() and self.ca_cert.exists():
             check_key_mode(self.ca_key)
             key = serialization.load_pem_private_key(self.ca_key.read_bytes(), None)
@@ -185,6 +193,11 @@ class Pki:
         return self._new_ca(now)
 
     def _new_ca(self, now: dt.datetime) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
                                              f"cpb project CA {self.folder.name}")])
@@ -232,6 +245,8 @@ def check_key_mode(path: Path) -> None:
 
 def _good(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime,
           names: tuple[str, ...]) -> bool:
+    from cryptography import x509
+
     if cert.issuer != ca.subject:
         return False
     try:
@@ -253,6 +268,8 @@ def _good(cert: x509.Certificate, ca: x509.Certificate, now: dt.datetime,
 
 
 def _general_name(name: str) -> x509.GeneralName:
+    from cryptography import x509
+
     try:
         return x509.IPAddress(ipaddress.ip_address(name))
     except ValueError:
@@ -260,6 +277,8 @@ def _general_name(name: str) -> x509.GeneralName:
 
 
 def _load_cert(path: Path) -> x509.Certificate | None:
+    from cryptography import x509
+
     try:
         return x509.load_pem_x509_certificate(path.read_bytes())
     except (OSError, ValueError):
@@ -267,6 +286,8 @@ def _load_cert(path: Path) -> x509.Certificate | None:
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
