@@ -39,8 +39,11 @@ class HostPaths:
 
 
 def inside(path: Path, root: Path) -> bool:
-    """`path` (symlinks resolved) is `root` or below it."""
-    return path == root or path.is_relative_to(root)
+    """`path` (symlinks resolved) is `root` or below it (both absolute)."""
+    # as strings: Path.is_relative_to builds a new path each time, and a spec
+    # of hundreds of images asks this for every file it names
+    here, top = str(path), str(root)
+    return here == top or here.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def refusal(what: str, real: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -312,9 +313,13 @@ class _Builder:
         path = self.real_path(self.root / written)
         if not self.inside_project(path):
             raise self.fail(refusal("the file", path), at)
-        if path.is_dir():
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISDIR(mode):
             raise self.fail(f"{written} is a folder; give a file", at)
-        if not path.is_file():
+        if not stat.S_ISREG(mode):
             raise self.fail(f"file not found: {written}", at)
         return path
 

@@ -70,10 +70,10 @@ def _search_path(project_root: Path, builtin: Path | None) -> list[tuple[Path, s
 
 def find_module(name: str, project_root: Path, builtin: Path | None = None) -> ModuleRef | None:
     for folder, label in _search_path(project_root, builtin):
-        candidate = folder / name
-        if (candidate / "module.yaml").is_file():
+        candidate = os.path.join(folder, name)
+        if os.path.isfile(os.path.join(candidate, "module.yaml")):
             shown = f"{label}/{name}" if label == PROJECT_MODULES else f"{label}{name}"
-            return ModuleRef(name=name, path=candidate, label=shown)
+            return ModuleRef(name=name, path=Path(candidate), label=shown)
     return None
 
 
