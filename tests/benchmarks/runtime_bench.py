@@ -17,9 +17,9 @@ permissions), each component with its role's certificate, as in
 tests/runtime/test_runtime_mtls.py. ``--compare``: plain and TLS interleaved
 in one run (plain, tls, tls, plain, ... for --repeats), then the medians and
 the TLS/plain differences and ratios. ``--baseline SRC``: MajorDomo and the
-workers also run from another tree's src/ (say `git archive main src/cpb_runtime
-| tar -x -C /tmp/base`), interleaved with this tree's, compared the same way
-(the client is always this tree's).
+workers also run from another tree's src/ (say `mkdir -p /tmp/base && git
+archive main src/cpb_runtime | tar -x -C /tmp/base`), interleaved with this
+tree's, compared the same way (the client is always this tree's).
 
 CPU per task (from /proc) is the steady figure on a busy machine; tasks/s
 follows the load. Messages and bytes per task are nats-server's own counters
@@ -256,15 +256,16 @@ def _medians(runs: list[Run], tasks: int) -> dict[str, float]:
         "KiB/task": statistics.median(r.traffic["bytes"] / tasks / 1024 for r in runs)}
     for k in COMPONENTS:
         figures[k] = statistics.median(1000 * r.cpu[k] / tasks for r in runs)
-    figures["total"] = statistics.median(
-        1000 * sum(r.cpu[k] for k in COMPONENTS) / tasks for r in runs)
+    totals = [1000 * sum(r.cpu[k] for k in COMPONENTS) / tasks for r in runs]
+    figures["total"] = statistics.median(totals)
+    figures["min total"] = min(totals)  # the run least disturbed by the machine's load
     return figures
 
 
 def _compare(runs: list[Run], tasks: int, variants: list[Variant]) -> list[str]:
     """Medians of each variant, then TLS against plain (and this tree against the
     baseline), as differences and ratios."""
-    header = ("tasks/s", *COMPONENTS, "total", "msgs/task", "KiB/task")
+    header = ("tasks/s", *COMPONENTS, "total", "min total", "msgs/task", "KiB/task")
     per_case = len(runs) // len(variants) // len({r.workers for r in runs})
     lines = ["", f"medians of {per_case} run(s) per variant and worker count;"
              " CPU in ms per task:",
