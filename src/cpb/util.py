@@ -28,3 +28,9 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
 def environ_flag(name: str) -> bool:
     """An environment variable set to something other than empty, 0, false or no."""
     return os.environ.get(name, "") not in ("", "0", "false", "no")
+
+
+def file_identity(st: os.stat_result) -> list[int]:
+    """[size, mtime_ns, ctime_ns, inode]: a file whose identity is unchanged was not written
+    since (a write moves the ctime, no call sets it back, a checkout gives new inodes)."""
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]

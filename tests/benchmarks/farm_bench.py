@@ -67,6 +67,19 @@ def cpb(root: Path, *argv: str, check: bool = True,
     return proc
 
 
+def prepare_project(root: Path, units: int, true_tasks: int, repo: Path = REPO) -> None:
+    """A copy of `repo`'s compile-farm example in `root` with farm_bench's pods, a job
+    of `units` files and one of `true_tasks` tasks of `true` (true.yaml)."""
+    example = repo / "examples" / "compile-farm"
+    if not (root / "cpb.yaml").exists():
+        shutil.copytree(example, root, ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
+    (root / "cpb.yaml").write_text(spec_text(example))
+    subprocess.run([sys.executable, str(root / "make-job.py"), str(units), "--dir",
+                    str(root)], check=True, capture_output=True)
+    (root / "true.yaml").write_text("kind: gcc\ntasks:\n" + "".join(
+        "  - {argv: ['true']}\n" for _ in range(true_tasks)))
+
+
 def clean_objects(root: Path) -> None:
     obj = root / "work" / "obj"
     shutil.rmtree(obj, ignore_errors=True)
@@ -102,13 +115,7 @@ def main() -> int:
     parser.add_argument("--dir", type=Path, help="project folder to use (default: a temp one)")
     args = parser.parse_args()
     root = args.dir or Path(tempfile.mkdtemp(prefix="farm-bench-")) / "compile-farm"
-    if not (root / "cpb.yaml").exists():
-        shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
-    (root / "cpb.yaml").write_text(spec_text())
-    subprocess.run([sys.executable, str(root / "make-job.py"), str(args.units), "--dir",
-                    str(root)], check=True, capture_output=True)
-    (root / "true.yaml").write_text("kind: gcc\ntasks:\n" + "".join(
-        "  - {argv: ['true']}\n" for _ in range(args.true_tasks)))
+    prepare_project(root, args.units, args.true_tasks)
     print(f"project {root}; building (images already in storage are reused)...", flush=True)
     started = time.monotonic()
     cpb(root, "build", "-j", "2")

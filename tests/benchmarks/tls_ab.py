@@ -25,9 +25,7 @@ Prints every run, then per tree the medians, and after / before.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,21 +37,15 @@ from farm_bench import (  # noqa: E402
     REPO,
     clean_objects,
     cpb,
-    spec_text,
+    prepare_project,
     time_host,
     time_submit,
 )
 
 
 def prepare(repo: Path, root: Path, units: int, true_tasks: int) -> None:
-    example = repo / "examples" / "compile-farm"
-    if not (root / "cpb.yaml").exists():
-        shutil.copytree(example, root, ignore=shutil.ignore_patterns("work", "job.yaml", ".cpb"))
-    (root / "cpb.yaml").write_text(spec_text(example))
-    subprocess.run([sys.executable, str(root / "make-job.py"), str(units), "--dir", str(root)],
-                   check=True, capture_output=True)
+    prepare_project(root, units, true_tasks, repo=repo)
     (root / "warm.yaml").write_text("kind: gcc\ntasks:\n" + "  - {argv: ['true']}\n" * 20)
-    (root / "true.yaml").write_text("kind: gcc\ntasks:\n" + "  - {argv: ['true']}\n" * true_tasks)
     started = time.monotonic()
     cpb(root, "build", "-j", "2", repo=repo)
     print(f"{repo}: built in {time.monotonic() - started:.0f} s", flush=True)

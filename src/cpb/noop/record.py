@@ -33,6 +33,7 @@ from cpb import __version__
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.runner import Runner
 from cpb.state import STATE_DIR, read_state_text, write_error
+from cpb.util import file_identity
 
 RECORD = "noop.json"
 FORMAT = 1
@@ -51,7 +52,7 @@ def stat_of(path: str) -> list[int] | None:
         st = os.stat(path)
     except OSError:
         return None  # absence is recorded too: a file that appears is a change
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return file_identity(st)
 
 
 def record_path(project_root: Path) -> Path:

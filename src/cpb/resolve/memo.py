@@ -59,7 +59,8 @@ def save_memo(project_root: Path, memo: SpecMemo | None) -> None:
         return
     if not memo.dirty and memo.used == set(memo.entries):
         return
-    data = {"schema": schema_fingerprint(), "entries": memo.kept()}
+    entries = memo.kept()
+    data = {"schema": schema_fingerprint(), "entries": entries}
     # compact: hundreds of entries, written and read by machines only
     write_bytes_atomic(memo_path(project_root), json.dumps(data, separators=(",", ":")).encode())
-    memo.entries, memo.dirty = memo.kept(), False
+    memo.entries, memo.dirty = entries, False

@@ -20,6 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cpb.util import file_identity
+
 
 class SpecMemo:
     def __init__(self, entries: dict[str, Any] | None = None, *, now_ns: int = 0,
@@ -29,13 +31,9 @@ class SpecMemo:
         self.dirty = False
         self._limit = now_ns - margin_ns
 
-    @staticmethod
-    def identity(st: os.stat_result) -> list[int]:
-        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
-
     def get(self, path: Path, st: os.stat_result) -> Any | None:
         hit = self.entries.get(str(path))
-        if isinstance(hit, list) and len(hit) == 2 and hit[0] == self.identity(st):
+        if isinstance(hit, list) and len(hit) == 2 and hit[0] == file_identity(st):
             self.used.add(str(path))
             return hit[1]
         return None
@@ -47,7 +45,7 @@ class SpecMemo:
             plain = json.loads(json.dumps(value))  # what a memo file can hold
         except (TypeError, ValueError):
             return  # a YAML date or the like: parsed every time
-        self.entries[str(path)] = [self.identity(st), plain]
+        self.entries[str(path)] = [file_identity(st), plain]
         self.used.add(str(path))
         self.dirty = True
 

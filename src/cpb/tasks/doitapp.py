@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-
-
 def _run_action(project: Project, kind: TaskKind, subject: str) -> TaskFailed | None:
     task = task_name(kind.name, subject)
     if STOP.error is not None:
