@@ -36,13 +36,13 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
     return hash_file(path, "sha256")
 
 
-def hash_file(path: Path, algorithm: str) -> str:
+def hash_file(path: str | Path, algorithm: str) -> str:
     digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
@@ -63,9 +63,9 @@ class FileHasher:
         if cache_file is not None:
             self._cache = _read_cache(cache_file)
 
-    def hash(self, path: Path, st: os.stat_result | None = None) -> str:
+    def hash(self, path: str | Path, st: os.stat_result | None = None) -> str:
         """sha256 of the file; `st`, when given, is its stat taken just before."""
-        st = st or path.stat()
+        st = st or os.stat(path)
         key = str(path)
         self._read.add(key)
         # ctime too: an edit that keeps size and mtime (a tool restoring the

@@ -144,13 +144,13 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         base = {"ref": image.base_ref, "id": snapshot().image_id(image.base_ref)}
 
     artifact_sums = {a.name: _located_sum(spec, a, hasher) for a in image.artifacts}
-    paths: dict[str, Path] = {
+    paths: dict[str, str | Path] = {
         f"artifact:{a.name}": a.path if a.path is not None else artifact_path(a.key)
         for a in image.artifacts}
     paths[GENERATED_LABEL] = StateDir(spec.root).render_path(image.name).parent / GENERATED_DIR
     files: dict[str, str] = {}
     for module in image.modules:
-        paths[module.label] = module.real or module.path.resolve()
+        paths[module.label] = module.real or os.path.realpath(module.path)
         for file in module.files:
             files[file.shown] = hasher.hash(file.path, file.stat)
     text = render_descriptor(image, project=spec.project, repository=repository,

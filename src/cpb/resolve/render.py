@@ -115,7 +115,7 @@ def _checksum(artifact_sum: str) -> tuple[str, str]:
     return (algorithm or "sha256", value)
 
 
-def fill_placeholders(text: str, digest: str, paths: Mapping[str, Path],
+def fill_placeholders(text: str, digest: str, paths: Mapping[str, str | Path],
                       cekit_overrides: Mapping[str, Any]) -> str:
     """The descriptor cekit reads: real paths, the digest, the escape hatch merged."""
     text = fill_paths(text.replace(_quote(DIGEST_PLACEHOLDER), _quote(digest)), paths)
@@ -146,7 +146,7 @@ def _merge_by_name(base: list[dict[str, Any]], over: list[dict[str, Any]]) -> li
     return kept + [entry for entry in over if entry.get("name") not in ours]
 
 
-def fill_paths(text: str, paths: Mapping[str, Path]) -> str:
+def fill_paths(text: str, paths: Mapping[str, str | Path]) -> str:
     for label, path in paths.items():
         text = text.replace(_quote(path_placeholder(label)), _quote(str(path)))
     return text

@@ -38,7 +38,7 @@ class HostPaths:
                                        for p in given)))
 
 
-def inside(path: Path, root: Path) -> bool:
+def inside(path: str | Path, root: str | Path) -> bool:
     """`path` (symlinks resolved) is `root` or below it (both absolute)."""
     # as strings: Path.is_relative_to builds a new path each time, and a spec
     # of hundreds of images asks this for every file it names
@@ -46,7 +46,7 @@ def inside(path: Path, root: Path) -> bool:
     return here == top or here.startswith(top.rstrip(os.sep) + os.sep)
 
 
-def refusal(what: str, real: Path) -> str:
+def refusal(what: str, real: str | Path) -> str:
     """The message for a host path the user has not allowed; it says how to allow it."""
     return (f"{what} {real} is outside the project; a project cannot use host paths on its "
             f"own: if you trust it, allow it with `cpb --allow-host-path {real} ...` or "

@@ -31,14 +31,14 @@ class SpecMemo:
         self.dirty = False
         self._limit = now_ns - margin_ns
 
-    def get(self, path: Path, st: os.stat_result) -> Any | None:
+    def get(self, path: str | Path, st: os.stat_result) -> Any | None:
         hit = self.entries.get(str(path))
         if isinstance(hit, list) and len(hit) == 2 and hit[0] == file_identity(st):
             self.used.add(str(path))
             return hit[1]
         return None
 
-    def put(self, path: Path, st: os.stat_result, value: Any) -> None:
+    def put(self, path: str | Path, st: os.stat_result, value: Any) -> None:
         if st.st_ctime_ns >= self._limit:
             return  # too recent to be sure the content read is the content now
         try:
@@ -54,8 +54,8 @@ class SpecMemo:
         return {path: self.entries[path] for path in sorted(self.used)}
 
 
-def stat_or_none(file: Path) -> os.stat_result | None:
+def stat_or_none(file: str | Path) -> os.stat_result | None:
     try:
-        return file.stat()
+        return os.stat(file)
     except OSError:
         return None  # the loader says what is wrong with it

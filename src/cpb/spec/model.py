@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -149,44 +149,65 @@ def load_spec(path: Path, *, builtin_modules: Path | None = None,
     """
     path = path.resolve()
     display = path.name
-    validator = Validator(display)
     st = stat_or_none(path) if memo is not None else None
     known = memo.get(path, st) if memo is not None and st is not None else None
+    locations: Mapping[str, Mark]
     if known is not None:  # [data, {field path: [line, column]}], as saved below
         data = known[0]
-        validator.locations = {k: Mark(*v) for k, v in known[1].items()}
+        locations = _SavedMarks(known[1])
     else:
         data = load_yaml(path, display)
         if data is None:
             raise SpecError("file is empty; it needs at least 'project' and 'images'",
                             file=display)
+        validator = Validator(display)
         validator.validate(data)
+        locations = dict(validator.locations)
         if memo is not None and st is not None:
-            memo.put(path, st, [data, {k: [m.line, m.column]
-                                       for k, m in validator.locations.items()}])
-    return _Builder(path, validator, builtin_modules,
+            memo.put(path, st, [data, {k: [m.line, m.column] for k, m in locations.items()}])
+    return _Builder(path, locations, builtin_modules,
                     host_paths if host_paths is not None else HostPaths.from_user(),
                     memo).build(data)
 
 
+class _SavedMarks(Mapping[str, Mark]):
+    """Field positions as the memo keeps them ([line, column]), a Mark made when one is
+    asked for: a load asks for few or none of a big spec's thousands."""
+
+    def __init__(self, saved: Mapping[str, list[int]]) -> None:
+        self._saved = saved
+
+    def __getitem__(self, key: str) -> Mark:
+        return Mark(*self._saved[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._saved)
+
+    def __len__(self) -> int:
+        return len(self._saved)
+
+
 class _Builder:
-    def __init__(self, path: Path, validator: Validator, builtin: Path | None,
+    def __init__(self, path: Path, locations: Mapping[str, Mark], builtin: Path | None,
                  host_paths: HostPaths, memo: SpecMemo | None = None) -> None:
         self.path, self.root = path, path.parent
-        self.validator, self.builtin = validator, builtin
+        self.locations, self.builtin = locations, builtin
         self.host_paths = host_paths
         self.memo = memo
         self.display = path.name
-        self.read_modules: dict[Path, ModuleRef] = {}
+        self.top = str(self.root)
+        self.found_modules: dict[str, ModuleRef | None] = {}  # by name
+        self.read_modules: dict[str, ModuleRef] = {}  # by name
         self.real_folders: dict[str, str] = {}
+        self.folder_paths: dict[str, Path] = {}  # a Path made in each folder (path_object)
 
     def fail(self, message: str, field_path: str, cls: type[SpecError] = SpecError) -> SpecError:
-        mark = self.validator.locations.get(field_path)
+        mark = self.locations.get(field_path)
         parent = field_path
         while mark is None and "." in parent:
             # inside a free-form mapping (cekit:) only the mapping has a position
             parent = parent.rsplit(".", 1)[0]
-            mark = self.validator.locations.get(parent)
+            mark = self.locations.get(parent)
         return cls(message, file=self.display, line=mark.line if mark else 0,
                    column=mark.column if mark else 0, field=field_path)
 
@@ -200,7 +221,7 @@ class _Builder:
         self.check_volumes(pods)
         return ProjectSpec(project=data["project"], root=self.root, file=self.path,
                            images=MappingProxyType(images),
-                           locations=MappingProxyType(dict(self.validator.locations)),
+                           locations=MappingProxyType(self.locations),
                            registry=_registry(data.get("registry")),
                            pods=MappingProxyType(pods), memo=self.memo)
 
@@ -272,32 +293,39 @@ class _Builder:
                     found.append(self.module(name, at))
         return tuple(found)
 
+    def find_module(self, name: str) -> ModuleRef | None:
+        """Where module `name` is; looked for once per load, however many images name it."""
+        if name not in self.found_modules:
+            self.found_modules[name] = find_module(name, self.root, self.builtin)
+        return self.found_modules[name]
+
     def module(self, name: str, at: str) -> ModuleRef:
-        found = find_module(name, self.root, self.builtin)
+        done = self.read_modules.get(name)
+        if done is not None:
+            return done
+        found = self.find_module(name)
         if found is None:
             hint = did_you_mean(name, known_modules(self.root, self.builtin))
             raise self.fail(f"module '{name}' not found in modules/ or cpb's built-in "
                             f"modules{hint}", f"{at}.modules")
-        if found.path not in self.read_modules:
-            try:
-                # symlinks leaving the module, FIFOs: refused with a line
-                module = read_module(found)
-            except SpecError as exc:
-                raise self.fail(exc.reason, f"{at}.modules") from None
-            if found.label.startswith("modules/"):
-                assert module.real is not None
-                if not self.inside_project(module.real):
-                    raise self.fail(refusal(f"module '{name}' is a link to", module.real),
-                                    f"{at}.modules")
-            self.read_modules[found.path] = check_module(
-                module, self.host_paths,
-                lambda other: find_module(other, self.root, self.builtin) is not None,
-                self.memo)
-        return self.read_modules[found.path]
+        try:
+            # symlinks leaving the module, FIFOs: refused with a line
+            module = read_module(found, self.real_path(found.path)[0])
+        except SpecError as exc:
+            raise self.fail(exc.reason, f"{at}.modules") from None
+        if found.label.startswith("modules/"):
+            assert module.real is not None
+            if not self.inside_project(module.real):
+                raise self.fail(refusal(f"module '{name}' is a link to", module.real),
+                                f"{at}.modules")
+        done = self.read_modules[name] = check_module(
+            module, self.host_paths, lambda other: self.find_module(other) is not None,
+            self.memo)
+        return done
 
-    def inside_project(self, real: Path) -> bool:
+    def inside_project(self, real: str | Path) -> bool:
         """`real` (symlinks resolved) is in the project, or the user allowed it."""
-        return inside(real, self.root) or self.host_paths.allows(real)
+        return inside(real, self.top) or self.host_paths.allows(Path(real))
 
     def check_volumes(self, pods: Mapping[str, PodSpec]) -> None:
         for name, pod in pods.items():
@@ -310,29 +338,50 @@ class _Builder:
                             f"pods.{name}.containers[{index}].volumes[{number}].host")
 
     def local_file(self, written: str, at: str) -> Path:
-        path = self.real_path(self.root / written)
+        path, mode = self.real_path(os.path.join(self.top, written))
         if not self.inside_project(path):
             raise self.fail(refusal("the file", path), at)
-        try:
-            mode = os.stat(path).st_mode
-        except OSError:
-            mode = 0
+        if mode is None:
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                mode = 0
         if stat.S_ISDIR(mode):
             raise self.fail(f"{written} is a folder; give a file", at)
         if not stat.S_ISREG(mode):
             raise self.fail(f"file not found: {written}", at)
-        return path
+        return self.path_object(path)
 
-    def real_path(self, path: Path) -> Path:
-        """`path.resolve()`, with each folder resolved once: hundreds of artifacts
-        share a few folders, and resolving walks every component of the path."""
-        folder = str(path.parent)
+    def path_object(self, real: str) -> Path:
+        """`Path(real)`, made from a sibling's Path when there is one: pathlib parses the
+        whole string otherwise, and hundreds of artifacts share a folder."""
+        folder, _, name = real.rpartition(os.sep)
+        if not folder or name in ("", ".", ".."):
+            return Path(real)
+        sibling = self.folder_paths.get(folder)
+        if sibling is None:
+            made = self.folder_paths[folder] = Path(real)
+            return made
+        return sibling.with_name(name)
+
+    def real_path(self, path: str) -> tuple[str, int | None]:
+        """`os.path.realpath(path)`, with each folder resolved once: hundreds of
+        artifacts share a few folders, all modules share modules/, and resolving
+        walks every component of the path. Also the file's mode (stat's
+        st_mode) when the one lstat that shows it is no symlink told it."""
+        folder, _, name = path.rpartition(os.sep)
+        if not folder or name in ("", ".", ".."):
+            return os.path.realpath(path), None
+        try:
+            mode: int | None = os.lstat(path).st_mode
+        except OSError:
+            mode = None  # the caller asks stat, and says what is wrong
+        if mode is not None and stat.S_ISLNK(mode):
+            return os.path.realpath(path), None
         real = self.real_folders.get(folder)
         if real is None:
             real = self.real_folders[folder] = os.path.realpath(folder)
-        if os.path.islink(path):
-            return path.resolve()
-        return Path(real, path.name) if path.name not in ("", ".", "..") else path.resolve()
+        return (f"{real}{os.sep}{name}" if real != os.sep else f"{os.sep}{name}"), mode
 
     def artifacts(self, defaults: dict[str, Any], raw: dict[str, Any],
                   at: str) -> tuple[ArtifactSpec, ...]:
@@ -363,7 +412,7 @@ class _Builder:
                                 "bring); a local file is hashed as it is", f"{where}.size")
             path = self.local_file(entry["path"], f"{where}.path")
             name = entry.get("name", path.name)
-            if not re.search(FILE_NAME_PATTERN, name):
+            if not _FILE_NAME.search(name):
                 # cekit writes it into a COPY line unquoted
                 raise self.fail(f"cannot use {name!r} as the artifact's file name; add "
                                 "'name: ...'", where)
@@ -380,7 +429,7 @@ class _Builder:
             raise self.fail("a url artifact needs its checksum: add 'sha256: ...' "
                             "(`cpb artifact add URL` prints it)", where)
         name = entry.get("name") or url_file_name(url)
-        if not re.search(FILE_NAME_PATTERN, name):
+        if not _FILE_NAME.search(name):
             raise self.fail(f"cannot take a file name from {url!r}; add 'name: ...'", where)
         return ArtifactSpec(path=None, rel=url, name=name, url=url, target=target, dest=dest,
                             checksums=checksums, size=entry.get("size"), at=where)
@@ -400,6 +449,9 @@ class _Builder:
                                 + " -> ".join(cycle), f"images.{cycle[0]}.from", GraphError)
             for done in path:
                 state[done] = 2
+
+
+_FILE_NAME = re.compile(FILE_NAME_PATTERN)
 
 
 def url_file_name(url: str) -> str:

@@ -13,6 +13,7 @@ import re
 import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -30,37 +31,40 @@ from cpb.spec.schema import Validator
 from cpb.spec.yamlload import Mark, load_yaml
 
 PROJECT_MODULES = "modules"
+MODULE_FILE = "module.yaml"
 
 
 @dataclass(frozen=True)
 class ModuleFile:
     shown: str  # "modules/NAME/rel/path": how messages and digests name it
-    path: Path
+    # absolute; a string, not a Path: a big spec lists thousands of module files
+    path: str
     stat: os.stat_result = field(compare=False, repr=False)  # taken when the module was read
 
 
 @dataclass(frozen=True)
 class ModuleRef:
     name: str
-    path: Path  # the module's folder
+    path: str  # the module's folder (strings, not Paths: a big spec has thousands of these)
     label: str  # how messages and digests name it: "modules/NAME" or "builtin:NAME"
     # Filled in when the spec is loaded (read_module), so each module
     # folder is walked once per run however many images install it.
     files: tuple[ModuleFile, ...] = field(default=(), compare=False, repr=False)
-    real: Path | None = field(default=None, compare=False, repr=False)  # symlinks resolved
+    real: str | None = field(default=None, compare=False, repr=False)  # symlinks resolved
     folders: tuple[str, ...] = field(default=(), compare=False, repr=False)  # below path
     requires: tuple[str, ...] = field(default=(), compare=False, repr=False)  # it installs
 
 
-def read_module(module: ModuleRef) -> ModuleRef:
+def read_module(module: ModuleRef, real: str | None = None) -> ModuleRef:
     """The module with its files and folders listed and its real path.
 
+    `real`: `os.path.realpath(module.path)`, when the caller knows it.
     SpecError if a file is unfit (see module_files).
     """
-    real = os.path.realpath(module.path)
+    real = real or os.path.realpath(module.path)
     folders: list[str] = []
     files = module_files(module, real, folders)
-    return dataclasses.replace(module, files=files, real=Path(real), folders=tuple(folders))
+    return dataclasses.replace(module, files=files, real=real, folders=tuple(folders))
 
 
 def _search_path(project_root: Path, builtin: Path | None) -> list[tuple[Path, str]]:
@@ -69,11 +73,13 @@ def _search_path(project_root: Path, builtin: Path | None) -> list[tuple[Path, s
 
 
 def find_module(name: str, project_root: Path, builtin: Path | None = None) -> ModuleRef | None:
-    for folder, label in _search_path(project_root, builtin):
+    # strings, not Paths: a spec of hundreds of images asks this for every module it names
+    for folder, label in ((os.path.join(project_root, PROJECT_MODULES), PROJECT_MODULES),
+                          (builtin or builtin_modules_dir(), "builtin:")):
         candidate = os.path.join(folder, name)
-        if os.path.isfile(os.path.join(candidate, "module.yaml")):
+        if os.path.isfile(f"{candidate}/{MODULE_FILE}"):
             shown = f"{label}/{name}" if label == PROJECT_MODULES else f"{label}{name}"
-            return ModuleRef(name=name, path=Path(candidate), label=shown)
+            return ModuleRef(name=name, path=candidate, label=shown)
     return None
 
 
@@ -83,6 +89,9 @@ def known_modules(project_root: Path, builtin: Path | None = None) -> list[str]:
         if folder.is_dir():
             names.update(p.parent.name for p in folder.glob("*/module.yaml"))
     return sorted(names)
+
+
+_by_name = attrgetter("name")  # DirEntry's, to list a folder in a stable order
 
 
 def module_files(module: ModuleRef, root: str | None = None,
@@ -99,7 +108,7 @@ def module_files(module: ModuleRef, root: str | None = None,
 
     def walk(folder: str, rel: str) -> None:
         with os.scandir(folder) as listing:
-            entries = sorted(listing, key=lambda e: e.name)
+            entries = sorted(listing, key=_by_name)
         for entry in entries:
             link = rel + entry.name
             if entry.is_symlink():
@@ -121,13 +130,10 @@ def module_files(module: ModuleRef, root: str | None = None,
                 # a FIFO or device would block or never end when it is hashed
                 raise SpecError(f"{module.label}/{link} is not a regular file; a module "
                                 "holds only files and folders")
-            files.append(ModuleFile(f"{module.label}/{link}", Path(entry.path), info))
+            files.append(ModuleFile(f"{module.label}/{link}", entry.path, info))
 
-    walk(str(module.path), "")
+    walk(module.path, "")
     return tuple(files)
-
-
-MODULE_FILE = "module.yaml"
 
 
 def check_module(module: ModuleRef, host_paths: HostPaths,
@@ -141,15 +147,15 @@ def check_module(module: ModuleRef, host_paths: HostPaths,
     its files, so that they are part of the input digest.
     """
     display = f"{module.label}/{MODULE_FILE}"
-    file = module.path / MODULE_FILE
-    st = stat_or_none(file) if memo is not None else None
+    file = f"{module.path}/{MODULE_FILE}"
+    st = _listed_stat(module, display, file) if memo is not None else None
     known = memo.get(file, st) if memo is not None and st is not None else None
     if known is not None:
         try:
             return _checked(module, known, {}, host_paths, exists)
         except SpecError:
             pass  # parsed again below, so that the message has its line and column
-    data = load_yaml(file, display)
+    data = load_yaml(Path(file), display)
     if data is None:
         raise SpecError("file is empty; a module needs at least 'name' and 'version'",
                         file=display)
@@ -159,6 +165,14 @@ def check_module(module: ModuleRef, host_paths: HostPaths,
     if memo is not None and st is not None:
         memo.put(file, st, data)
     return checked
+
+
+def _listed_stat(module: ModuleRef, shown: str, file: str) -> os.stat_result | None:
+    """module.yaml's stat as read_module took it (one stat a module fewer), else a fresh one."""
+    for listed in module.files:
+        if listed.shown == shown:
+            return listed.stat
+    return stat_or_none(file)
 
 
 def _checked(module: ModuleRef, data: Any, locations: Mapping[str, Mark],
@@ -177,10 +191,11 @@ def _checked(module: ModuleRef, data: Any, locations: Mapping[str, Mark],
                    "name")
     top = len(module.label) + 1
     rels = {f.shown[top:] for f in module.files}
-    for rel in sorted(rels):
-        if rel.rsplit("/", 1)[-1] == MODULE_FILE and rel != MODULE_FILE:
-            raise SpecError(f"{module.label}/{rel}: a module holds one {MODULE_FILE}; cekit "
-                            "would load this one as another module", file=display)
+    below = f"/{MODULE_FILE}"
+    nested = [rel for rel in rels if rel.endswith(below)]
+    if nested:
+        raise SpecError(f"{module.label}/{min(nested)}: a module holds one {MODULE_FILE}; "
+                        "cekit would load this one as another module", file=display)
     for index, step in enumerate(data.get("execute", [])):
         if step["script"] not in rels:
             raise fail(f"script not found in the module: {step['script']}",
@@ -199,6 +214,8 @@ def _checked(module: ModuleRef, data: Any, locations: Mapping[str, Mark],
             raise fail(f"module '{entry['name']}' not found in modules/ or cpb's built-in "
                        "modules", f"modules.install[{index}].name")
         requires.append(entry["name"])
+    if not extra and tuple(requires) == module.requires:
+        return module  # nothing to add (most modules): the same value, not a copy
     return dataclasses.replace(module, files=module.files + tuple(extra),
                                requires=tuple(requires))
 
@@ -233,4 +250,4 @@ def _module_artifact(module: ModuleRef, entry: dict[str, str], rels: set[str],
         raise fail(refusal("the artifact", real), ".path")
     if not real.is_file():
         raise fail(f"file not found: {path}", ".path")
-    return ModuleFile(f"{module.label}/artifact:{name}", real, real.stat())
+    return ModuleFile(f"{module.label}/artifact:{name}", str(real), real.stat())
