@@ -96,6 +96,67 @@ def test_consented_module_artifact_is_part_of_the_digest(tmp_path: Path) -> None
         load_spec(spec, host_paths=HostPaths.from_user([tmp_path / "other"], env={}))
 
 
+def module_tree(name: str) -> dict[str, str]:
+    return {f"{name}/module.yaml": module_yaml(name), f"{name}/install.sh": "#!/bin/sh\n"}
+
+
+def test_a_module_folder_linked_out_of_the_project_needs_consent(tmp_path: Path) -> None:
+    # modules/ is listed once per load to see which modules are links (model._Builder)
+    build_file_tree(tmp_path / "elsewhere", module_tree("tool"))
+    spec = project(tmp_path / "proj", "other")
+    spec.write_text(SPEC.format(name="tool", module="tool, other"))
+    (tmp_path / "proj" / "modules" / "tool").symlink_to(tmp_path / "elsewhere" / "tool")
+    real = (tmp_path / "elsewhere" / "tool").resolve()
+    with pytest.raises(SpecError, match=rf"cpb.yaml:8:14: images.worker.modules: module "
+                                        rf"'tool' is a link to {real} is outside the project"):
+        load_spec(spec, host_paths=HostPaths.from_user([], env={}))
+    tool, other = load_spec(spec, host_paths=HostPaths.from_user(
+        [tmp_path / "elsewhere"], env={})).images["worker"].modules
+    assert (tool.real, tool.path) == (str(real), str(tmp_path / "proj" / "modules" / "tool"))
+    assert [f.shown for f in tool.files] == ["modules/tool/install.sh", "modules/tool/module.yaml"]
+    assert other.real == str((tmp_path / "proj" / "modules" / "other").resolve())
+
+
+def test_a_module_folder_linked_inside_the_project(tmp_path: Path) -> None:
+    spec = project(tmp_path / "proj", "other", **{
+        f"shared/{rel}": text for rel, text in module_tree("tool").items()})
+    spec.write_text(SPEC.format(name="tool", module="tool, other"))
+    (tmp_path / "proj" / "modules" / "tool").symlink_to("../shared/tool")
+    tool, other = load_spec(spec, host_paths=HostPaths.from_user([], env={})
+                            ).images["worker"].modules
+    assert tool.real == str((tmp_path / "proj" / "shared" / "tool").resolve())
+    assert other.real == str((tmp_path / "proj" / "modules" / "other").resolve())
+
+
+@pytest.mark.parametrize(("written", "refused", "outcome"), [
+    ("files/inside.bin", False, "files/data.bin"), ("files/data.bin", False, "files/data.bin"),
+    ("files/outside.bin", True, "the file .*victim.bin is outside the project"),
+    ("files/fifo", True, "file not found: files/fifo"),
+    ("files/folder", True, "files/folder is a folder")])
+def test_a_local_artifact_is_what_its_links_lead_to(tmp_path: Path, written: str,
+                                                    refused: bool, outcome: str) -> None:
+    # each folder is resolved once, and a file is known by one lstat unless it is a link
+    build_file_tree(tmp_path, {"victim.bin": "secret", "proj/files/data.bin": "data",
+                               "proj/files/folder/x": "x"})
+    spec = project(tmp_path / "proj", "tool")
+    spec.write_text(SPEC.format(name="tool", module="tool") + "    artifacts:\n"
+                    "      - {path: files/data.bin, name: first.bin}\n"
+                    f"      - {{path: {written}}}\n")
+    files = tmp_path / "proj" / "files"
+    (files / "inside.bin").symlink_to("data.bin")
+    (files / "outside.bin").symlink_to(tmp_path / "victim.bin")
+    os.mkfifo(files / "fifo")
+    if refused:
+        with pytest.raises(SpecError, match=rf"cpb.yaml:11:16: images.worker.artifacts\[1\]"
+                                            rf".path: {outcome}"):
+            load_spec(spec, host_paths=HostPaths.from_user([], env={}))
+        return
+    first, second = load_spec(spec, host_paths=HostPaths.from_user([], env={})
+                              ).images["worker"].artifacts
+    assert first.path == second.path == (tmp_path / "proj" / outcome).resolve()
+    assert second.name == "data.bin"
+
+
 def test_consent_from_the_environment(tmp_path: Path) -> None:
     victim = tmp_path / "data"
     victim.mkdir()

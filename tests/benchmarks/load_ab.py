@@ -1,17 +1,18 @@
 """Loading a spec in-process (`cpb.project.load_project_spec`), this tree's cpb
-against other checkouts', one load each in turn.
+against other checkouts', in turns.
 
     python tests/benchmarks/load_ab.py --cwd /tmp/p500 --baseline main=/work/main/src
 
-One worker process per version (its `src/` on PYTHONPATH) loads the spec
-once to warm up, then once per round when told to; the rounds alternate
-which version goes first, so that machine load hits every version alike.
-Prints the median wall and CPU time of one load for each, and the ratio of
-the baseline's median to this tree's. The project's `.cpb/validated.json`
-should hold every file's entry (a full `cpb plan` that finds nothing to do
-writes it): a load that parses a cpb.yaml or module.yaml stops the run,
-since it would measure the YAML parser, not the load. Every version's
-bytecode is compiled first, as an install has it.
+Each round starts one process per version (its `src/` on PYTHONPATH, the
+versions in alternating order, so that machine load hits every version
+alike); a process loads the spec once to warm up, then `--loads` times, and
+reports the median. Prints, for each version, the median over the rounds
+of those medians (wall and CPU), and the ratio of each to this tree's. The
+project's `.cpb/validated.json` should hold every file's entry (a full
+`cpb plan` that finds nothing to do writes it): a load that parses a
+cpb.yaml or module.yaml stops the run, since it would measure the YAML
+parser, not the load. Every version's bytecode is compiled first, as an
+install has it.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from typing import Any
 HERE_SRC = Path(__file__).resolve().parents[2] / "src"
 
 
-def worker() -> int:
-    """Load the spec of the current folder once per line read; print wall, CPU, parses."""
+def worker(loads: int) -> int:
+    """Load the spec of the current folder; print the median wall and CPU time of `loads`."""
     import cpb.spec.model
     import cpb.spec.modules
     from cpb.project import load_project_spec
@@ -43,12 +44,14 @@ def worker() -> int:
             return _load(*args, **kwargs)
         module.load_yaml = counted  # type: ignore[attr-defined]
     load_project_spec(Path("cpb.yaml"))
-    print("ready", flush=True)
-    for _ in sys.stdin:
-        parsed.clear()
+    parsed.clear()
+    times = []
+    for _ in range(loads):
         wall, cpu = time.perf_counter(), time.process_time()
         load_project_spec(Path("cpb.yaml"))
-        print(time.perf_counter() - wall, time.process_time() - cpu, len(parsed), flush=True)
+        times.append((time.perf_counter() - wall, time.process_time() - cpu))
+    print(statistics.median(w for w, _ in times), statistics.median(c for _, c in times),
+          len(parsed))
     return 0
 
 
@@ -58,44 +61,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--baseline", action="append", default=[], metavar="NAME=SRC",
                         help="another checkout's src/ (repeatable)")
     parser.add_argument("--cwd", type=Path, default=Path.cwd(), help="the project's folder")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--loads", type=int, default=7, help="loads per process")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.worker:
-        return worker()
+        return worker(options.loads)
     versions = [("this tree", HERE_SRC)]
     versions += [(name, Path(src)) for name, _, src in
                  (spec.partition("=") for spec in options.baseline)]
-    workers = {}
-    for name, src in versions:
+    for _, src in versions:
         compileall.compile_dir(str(src), quiet=1)
-        proc = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=options.cwd,
-            env={**os.environ, "PYTHONPATH": str(src)}, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, text=True)
-        assert proc.stdin is not None and proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise SystemExit(f"{name}: the first load failed")
-        workers[name] = proc
     times: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in versions}
-    for round_ in range(options.repeats):
-        order = versions if round_ % 2 == 0 else versions[::-1]
-        for name, _ in order:
-            proc = workers[name]
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-            wall, cpu, parsed = proc.stdout.readline().split()
+    for round_ in range(options.rounds):
+        for name, src in versions if round_ % 2 == 0 else versions[::-1]:
+            proc = subprocess.run(
+                [sys.executable, str(Path(__file__).resolve()), "--worker",
+                 "--loads", str(options.loads)], cwd=options.cwd,
+                env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+                check=False)
+            if proc.returncode != 0:
+                raise SystemExit(f"{name}: the load failed:\n{proc.stderr[-2000:]}")
+            wall, cpu, parsed = proc.stdout.split()
             if parsed != "0":
                 raise SystemExit(f"{name}: the load parsed {parsed} YAML files; write the "
                                  "memo first (a full `cpb plan` that finds nothing to do)")
             times[name].append((float(wall), float(cpu)))
-    for proc in workers.values():
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait()
     mine = statistics.median(w for w, _ in times["this tree"])
-    print(f"load_project_spec in {options.cwd}, medians of {options.repeats}, interleaved")
+    print(f"load_project_spec in {options.cwd}: medians of {options.rounds} rounds of "
+          f"{options.loads} loads (one process per version and round), in turns")
     for name, rows in times.items():
         wall = statistics.median(w for w, _ in rows)
         cpu = statistics.median(c for _, c in rows)

@@ -199,6 +199,7 @@ class _Builder:
         self.found_modules: dict[str, ModuleRef | None] = {}  # by name
         self.read_modules: dict[str, ModuleRef] = {}  # by name
         self.real_folders: dict[str, str] = {}
+        self.links: dict[str, dict[str, bool]] = {}  # folder → {entry: is a symlink}
         self.folder_paths: dict[str, Path] = {}  # a Path made in each folder (path_object)
 
     def fail(self, message: str, field_path: str, cls: type[SpecError] = SpecError) -> SpecError:
@@ -310,7 +311,7 @@ class _Builder:
                             f"modules{hint}", f"{at}.modules")
         try:
             # symlinks leaving the module, FIFOs: refused with a line
-            module = read_module(found, self.real_path(found.path)[0])
+            module = read_module(found, self.real_module_path(found.path))
         except SpecError as exc:
             raise self.fail(exc.reason, f"{at}.modules") from None
         if found.label.startswith("modules/"):
@@ -378,10 +379,32 @@ class _Builder:
             mode = None  # the caller asks stat, and says what is wrong
         if mode is not None and stat.S_ISLNK(mode):
             return os.path.realpath(path), None
+        return self.in_real_folder(folder, name), mode
+
+    def in_real_folder(self, folder: str, name: str) -> str:
+        """`os.path.realpath(folder)/name`, the folder resolved once."""
         real = self.real_folders.get(folder)
         if real is None:
             real = self.real_folders[folder] = os.path.realpath(folder)
-        return (f"{real}{os.sep}{name}" if real != os.sep else f"{os.sep}{name}"), mode
+        return f"{real}{os.sep}{name}" if real != os.sep else f"{os.sep}{name}"
+
+    def real_module_path(self, path: str) -> str:
+        """`os.path.realpath` of a module's folder. Its folder (modules/, cpb's
+        built-in modules) is listed once, and its entries say which are symlinks
+        without a system call each (DirEntry.is_symlink)."""
+        folder, _, name = path.rpartition(os.sep)
+        links = self.links.get(folder)
+        if links is None:
+            try:
+                with os.scandir(folder) as listing:
+                    links = {entry.name: entry.is_symlink() for entry in listing}
+            except OSError:
+                links = {}  # each module is asked on its own
+            self.links[folder] = links
+        link = links.get(name)
+        if link is None:  # not listed (or no longer there): ask its own lstat
+            return self.real_path(path)[0]
+        return os.path.realpath(path) if link else self.in_real_folder(folder, name)
 
     def artifacts(self, defaults: dict[str, Any], raw: dict[str, Any],
                   at: str) -> tuple[ArtifactSpec, ...]:
