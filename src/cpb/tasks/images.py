@@ -47,7 +47,11 @@ _image_locks: dict[str, threading.Lock] = {}
 # -- up-to-date checks: cheap, read-only, no process started ----------------
 
 def render_uptodate(project: Project, image: str) -> bool:
-    # Strings and DirEntry objects, not pathlib: a plan runs this for every image.
+    # Reading the files back is the check that they are what cpb wrote. An identity
+    # (size, mtime, ctime, inode) recorded by the render would be taken within a clock
+    # tick of the write, so an edit of the same size right after it could keep all of
+    # it: such a record could never be trusted (see RACY_MARGIN_NS). Strings and
+    # DirEntry objects, not pathlib: a plan runs this for every image.
     folder = project.state.render_dir(image)
     build = project.images[image]
     try:
