@@ -49,3 +49,24 @@ def test_closure_is_the_target_and_what_it_needs(tmp_path: Path) -> None:
     graph = expand_graph(spec(tmp_path), TASK_KINDS)
     assert closure(graph, ["tag:mid"]) == {"tag:mid", "build:mid", "render:mid",
                                            "build:base", "render:base", "rootfs:base"}
+
+
+def test_order_and_closure_are_networkx_own(tmp_path: Path) -> None:
+    # cpb walks the graph itself (nx's views cost more than the plan's checks);
+    # its answers must be those of nx.lexicographical_topological_sort and nx.ancestors
+    names = [f"i{(n * 7) % 23:02d}" for n in range(23)]  # added out of name order
+    lines = ["project: p", "images:", "  i00: {rootfs: {tar: base.tar}}"]
+    lines += [f"  {name}: {{from: {names[n // 2]}}}" if n % 3 else
+              f"  {name}: {{from: \"debian:bookworm\"}}"
+              for n, name in enumerate(names) if name != "i00"]
+    build_file_tree(tmp_path, {"cpb.yaml": "\n".join(lines) + "\n", "base.tar": "x"})
+    graph = expand_graph(load_spec(tmp_path / "cpb.yaml"), TASK_KINDS)
+
+    def key(task: str) -> tuple[str, int, str]:
+        kind, _, subject = task.partition(":")
+        return (subject, graph.nodes[task]["rank"], kind)
+
+    assert ordered(graph) == list(nx.lexicographical_topological_sort(graph, key=key))
+    for targets in (["tag:i05"], ["tag:i05", "tag:i12", "build:i00"], list(graph)):
+        assert closure(graph, targets) == set(targets).union(
+            *(nx.ancestors(graph, target) for target in targets))

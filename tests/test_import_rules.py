@@ -216,3 +216,43 @@ def test_a_plan_without_certificates_to_read_imports_no_cryptography(tmp_path: P
     loaded = {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
     assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
     assert "cryptography" not in loaded
+
+
+_KNOWN_SPEC_PROBE = """
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from fakes import podman_fake
+import cpb.resolve.memo
+from cpb.project import open_project
+from cpb.tasks.plan import make_plan
+cpb.resolve.memo.RACY_MARGIN_NS = -10**12  # the files were just written: trust them anyway
+project = open_project(Path(sys.argv[1]), runner=podman_fake())
+if sys.argv[3] == "save":
+    cpb.resolve.memo.save_memo(project.spec.root, project.spec.memo)
+make_plan(project)
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_a_plan_of_specs_known_valid_imports_no_yaml_parser(tmp_path: Path) -> None:
+    """PyYAML is for parsing; cpb.yaml and module.yaml files unchanged since they
+    passed their schema are not parsed again (cpb.spec.memo)."""
+    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
+                                       "    modules: [m]\n")
+    (tmp_path / "base.tar").write_text("tar")
+    (tmp_path / "modules" / "m").mkdir(parents=True)
+    (tmp_path / "modules" / "m" / "module.yaml").write_text("name: m\nversion: '1'\n")
+    (tmp_path / ".cpb").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(tmp_path / "state")}
+
+    def plan(step: str) -> set[str]:
+        proc = subprocess.run([sys.executable, "-c", _KNOWN_SPEC_PROBE, str(tmp_path / "cpb.yaml"),
+                               str(SRC.parent / "tests"), step], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60, check=True)
+        return {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
+
+    assert "yaml" in plan("save")  # parsed, then remembered
+    loaded = plan("plan")
+    assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
+    assert "yaml" not in loaded

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from cpb.project import open_project
 from cpb.tasks.images import do_render
@@ -195,3 +198,22 @@ def test_a_shipped_module_beside_the_generated_ones_is_removed_not_loaded(tmp_pa
     assert sorted(p.name for p in generated.iterdir()) == ["packages"]
     assert (victim / "module.yaml").is_file()  # the link was removed, not followed
     assert "render:leaf" not in pending(root, runner)
+
+
+@pytest.mark.parametrize("rel", ["image.yaml", "modules/packages/module.yaml"])
+def test_a_rendered_file_edited_by_hand_is_rendered_again(tmp_path: Path, rel: str) -> None:
+    # Same size, its mtime set back: only its content says it is not what cpb wrote.
+    files = {**FILES, "cpb.yaml": FILES["cpb.yaml"].replace(
+        "leaf: {from: mid}", "leaf: {from: mid, packages: [gcc]}")}
+    root = build_file_tree(tmp_path, files)
+    runner = pretend_built(root)
+    rendered = root / ".cpb/render/leaf" / rel
+    text, before = rendered.read_bytes(), rendered.stat()
+    rendered.write_bytes(text.replace(b"name", b"nbme", 1))
+    os.utime(rendered, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = rendered.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert pending(root, runner) == {"render:leaf": ["rendered descriptor is out of date"]}
+    do_render(open_project(root / "cpb.yaml", runner=runner), "leaf")
+    assert rendered.read_bytes() == text
+    assert pending(root, runner) == {}

@@ -9,9 +9,14 @@ an inspect has read the labels.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
+import pytest
+
 from cpb.adapters.podman import ImageStore
+from cpb.errors import EnvironmentProblem
 from fakes import FakeRunner
 
 BUILDAH = json.dumps([{"id": "sha256:aaa", "names": ["localhost/p/a:cpb-1"]},
@@ -100,3 +105,44 @@ def test_an_image_whose_labels_cannot_be_read_is_not_trusted_by_its_tag() -> Non
     runner.on("podman", "image", "inspect", fails=(125, "image not known"))
     assert store.labels_of(["ccc"]) == {"ccc": {}}
     assert not snap.holds("p/c:cpb-3", "io.cpb.digest", "d3")
+
+
+def test_a_listing_started_in_the_background_runs_while_the_caller_works() -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def slow_listing(argv: list[str]) -> str:
+        started.set()
+        assert release.wait(10)
+        return BUILDAH
+
+    runner = FakeRunner().on("buildah", "images", does=slow_listing)
+    store = ImageStore(runner, lister="buildah")
+    store.list_in_background()
+    assert started.wait(10)  # listing, and this thread not waiting for it
+    release.set()
+    assert store.snapshot().image_id("p/a:cpb-1") == "aaa"
+    assert store.snapshot().image_id("p/c:cpb-3") == "ccc"
+    assert runner.started == {"buildah": 1}
+
+
+def test_a_background_listing_that_failed_is_made_again_where_its_error_is_told() -> None:
+    runner = FakeRunner().on("buildah", "images", fails=(125, "permission denied"))
+    store = ImageStore(runner, lister="buildah")
+    store.list_in_background()
+    for _ in range(100):  # until the thread has tried
+        if runner.started["buildah"]:
+            break
+        time.sleep(0.05)
+    with pytest.raises(EnvironmentProblem, match="permission denied"):
+        store.snapshot()
+    assert runner.started == {"buildah": 2}
+
+
+def test_a_background_listing_after_the_callers_own_lists_nothing() -> None:
+    runner = FakeRunner().on("buildah", "images", returns=BUILDAH)
+    store = ImageStore(runner, lister="buildah")
+    store.snapshot()
+    store.invalidate()  # a change since: the next snapshot() lists, not a late thread
+    store.list_in_background()
+    time.sleep(0.2)
+    assert runner.started == {"buildah": 1}

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import cpb.state
 from cpb.cli.app import main
 from cpb.cli.doctor import buildah_check
 from cpb.errors import SpecError, UnsafeState
@@ -339,3 +340,15 @@ def test_state_files_are_read_without_following_links(tmp_path: Path, target: st
     os.mkfifo(fifo)
     with pytest.raises(OSError, match="not a regular file"):
         read_state_text(fifo)
+
+
+def test_state_files_over_the_size_limit_are_refused(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpb.state, "MAX_STATE_FILE", 8)
+    record = tmp_path / "record.json"
+    for content in (b"", b"12345678"):
+        record.write_bytes(content)
+        assert read_state_text(record) == content.decode()
+    record.write_bytes(b"123456789")
+    with pytest.raises(OSError, match="too large"):
+        read_state_text(record)

@@ -55,10 +55,12 @@ class Project:
 def open_project(spec_file: Path, *, runner: Runner,
                  builtin_modules: Path | None = None,
                  cache: ArtifactCache | None = None, registry_cache: bool = True,
-                 host_paths: HostPaths | None = None) -> Project:
-    """`host_paths`: host paths outside the project the user allowed (consent.py)."""
+                 host_paths: HostPaths | None = None, list_early: bool = False) -> Project:
+    """`host_paths`: host paths outside the project the user allowed (consent.py);
+    `list_early`: see resolve_project."""
     spec = load_project_spec(spec_file, builtin_modules=builtin_modules, host_paths=host_paths)
-    return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache)
+    return resolve_project(spec, runner=runner, cache=cache, registry_cache=registry_cache,
+                           list_early=list_early)
 
 
 def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
@@ -74,15 +76,23 @@ def load_project_spec(spec_file: Path, *, builtin_modules: Path | None = None,
 
 
 def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache | None = None,
-                    registry_cache: bool = True) -> Project:
-    """The project of a loaded spec: its graph, digests, pods and stores."""
+                    registry_cache: bool = True, list_early: bool = False) -> Project:
+    """The project of a loaded spec: its graph, digests, pods and stores.
+
+    `list_early`: the caller will look at local storage (a plan, a build), so
+    its one listing starts now and runs while the graph and the digests are
+    computed.
+    """
     cache = cache or ArtifactCache()
+    store = ImageStore(runner)
+    cekit = cekit_version(runner)
+    if list_early:
+        store.list_in_background()
     graph = expand_graph(spec, TASK_KINDS)
     state = StateDir(spec.root)
-    store = ImageStore(runner)
     hasher = FileHasher(state.hash_cache)
     images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path,
-                            cekit=cekit_version(runner))
+                            cekit=cekit)
     registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, pods=resolve_pods(spec, images),
                    downloads=collect_downloads(spec), state=state, runner=runner, store=store,

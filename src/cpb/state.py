@@ -39,6 +39,7 @@ STATE_DIR = ".cpb"
 # read it, within one tick of a coarse file-system clock: no cache vouches for it.
 RACY_MARGIN_NS = 2_000_000_000
 SPEC_FILE = "cpb.yaml"
+DESCRIPTOR = "image.yaml"  # an image's rendered descriptor, in StateDir.render_dir
 
 
 def find_spec_file(start: Path) -> Path:
@@ -161,21 +162,36 @@ def open_log(path: Path) -> int:
 MAX_STATE_FILE = 256 * 1024 * 1024  # far above any record; /dev/zero is not one
 
 
-def read_state_text(path: Path) -> str:
+def read_state_text(path: Path | str) -> str:
     """A file of .cpb/ as text; `OSError` when it is a link, not a regular file or huge.
 
     Reads happen without the lock (`cpb plan`), so a shipped
     `.cpb/state/build/x.json -> /dev/zero` must be refused here, not hang.
     """
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as handle:
+    try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        data = handle.read(MAX_STATE_FILE + 1)
-    if len(data) > MAX_STATE_FILE:
+        if info.st_size > MAX_STATE_FILE:
+            raise OSError(errno.EFBIG, "too large", str(path))
+        # Asked for its size (+1, to see EOF), not for the limit: a read of
+        # MAX_STATE_FILE bytes allocates that much first, 5x the cost of a small
+        # file's whole read. A file that grows meanwhile is read on to the limit.
+        chunks: list[bytes] = []
+        size, want = 0, min(info.st_size, MAX_STATE_FILE) + 1
+        while size <= MAX_STATE_FILE:
+            chunk = os.read(fd, min(want, MAX_STATE_FILE + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            want = 1 << 20
+    finally:
+        os.close(fd)
+    if size > MAX_STATE_FILE:
         raise OSError(errno.EFBIG, "too large", str(path))
-    return data.decode()
+    return (chunks[0] if len(chunks) == 1 else b"".join(chunks)).decode()
 
 
 def _refuse_links(folder: str, depth: int) -> None:
@@ -239,12 +255,16 @@ class StateDir:
     def __init__(self, project_root: Path) -> None:
         self.root = project_root / STATE_DIR
 
-    def stamp_path(self, task: str) -> Path:
+    def _stamp_file(self, task: str) -> str:
+        """stamp_path as a string: a plan reads the build record of every image."""
         kind, _, name = task.partition(":")
-        return self.root / "state" / kind / f"{name}.json"
+        return f"{self.root}/state/{kind}/{name}.json"
+
+    def stamp_path(self, task: str) -> Path:
+        return Path(self._stamp_file(task))
 
     def read_stamp(self, task: str) -> dict[str, Any] | None:
-        path = self.stamp_path(task)
+        path = self._stamp_file(task)
         try:
             data = json.loads(read_state_text(path))
         except FileNotFoundError:
@@ -257,8 +277,13 @@ class StateDir:
     def write_stamp(self, task: str, value: dict[str, Any]) -> None:
         write_json_atomic(self.stamp_path(task), value)
 
+    def render_dir(self, image: str) -> str:
+        """The folder of `image`'s descriptor and generated modules, as a string:
+        every plan checks the files below it, and pathlib would be most of that cost."""
+        return f"{self.root}/render/{image}"
+
     def render_path(self, image: str) -> Path:
-        return self.root / "render" / image / "image.yaml"
+        return Path(self.render_dir(image), DESCRIPTOR)
 
     def build_dir(self, image: str) -> Path:
         return self.root / "build" / image

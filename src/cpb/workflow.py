@@ -54,7 +54,8 @@ def prepared(opening: Opening, *, on_wait: Callable[[str], None] | None = None,
     with StateDir(spec.root).lock(on_wait=on_wait, on_ended=on_ended) as held:
         # Resolved under the lock: what another run changed while we waited is seen.
         project = resolve_project(spec, runner=opening.runner(held),
-                                  cache=opening.cache, registry_cache=opening.registry_cache)
+                                  cache=opening.cache, registry_cache=opening.registry_cache,
+                                  list_early=True)
         repair_records(project)
         record_found(project)
         prepare_dep_file(project.spec.root)  # doit's, even when doit has nothing to run

@@ -144,6 +144,9 @@ def medians(commands: dict[str, Callable[[], float]], repeats: int) -> dict[str,
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+FULL_PATH_IMPORTS = "import cpb.cli.app, cpb.project, cpb.tasks.plan, cpb.noop.write"
+
+
 def cpb(*argv: str) -> list[str]:
     return [PY, "-m", "cpb", *argv]
 
@@ -289,6 +292,10 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
         "plan_full": lambda: timed(cpb("-f", spec, "plan"), root, env=full),
         "build_full": lambda: timed(cpb("-f", spec, "build"), root, env=full),
         "listing": lambda: timed(["buildah", "images", "--json", "--no-trunc"], root),
+        # the floor of the full path: starting Python and importing what a full
+        # plan imports, doing nothing with it; and the graph library alone
+        "imports": lambda: timed([PY, "-c", FULL_PATH_IMPORTS], root),
+        "networkx": lambda: timed([PY, "-c", "import networkx"], root),
         "podman": lambda: retried(lambda: timed(["podman", "images", "--format", "json"], root)),
     }, bench.repeats)
     bench.add("noop", f"bare doit, {ntasks} tasks, {nfiles} file_dep", fmt_s(m["doit"]))
@@ -313,6 +320,11 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
                       f"<= {NOOP_RATIO}x", ratio <= NOOP_RATIO)
         else:  # reported: a no-op build is the fast path unless something changed
             bench.add("noop", f"{label}, full path / bare doit", f"{ratio:.2f}x")
+    bench.add("noop", "start-up of the full path alone: Python + the modules a full plan "
+              "imports, no work", f"{fmt_s(m['imports'])} = {m['imports'] / m['doit']:.2f}x "
+              "bare doit")
+    bench.add("noop", "of which `python -c 'import networkx'` (the design card's graph)",
+              f"{fmt_s(m['networkx'])} = {m['networkx'] / m['doit']:.2f}x bare doit")
     plan_big, build_big = count_noop(root)
     fast_big = count_fast(root)
     small_root, _ = synthetic_project(bench, small, f"noop{small}")

@@ -118,14 +118,34 @@ class ImageStore:
         # buildah when installed (see the module's docstring), else podman.
         self.lister = lister or (BUILDAH if shutil.which(BUILDAH) else PODMAN)
         self._snapshot: Snapshot | None = None
+        self._listed = False  # a listing was made or started (list_in_background)
         self._lock = threading.Lock()
         self._import_lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
         with self._lock:
             if self._snapshot is None:
+                self._listed = True
                 self._snapshot = self._query()
             return self._snapshot
+
+    def list_in_background(self) -> None:
+        """Start the listing now, in a thread, so that it runs while the caller
+        computes (the listing is a process: it waits on its own core).
+        `snapshot()` waits for it; a listing that failed is made again there,
+        where its error is raised."""
+        threading.Thread(target=self._list_quietly, name="cpb-storage-listing",
+                         daemon=True).start()
+
+    def _list_quietly(self) -> None:
+        with self._lock:
+            if self._listed:  # the caller was first (and may have invalidated it since)
+                return
+            self._listed = True
+            try:
+                self._snapshot = self._query()
+            except Exception:  # noqa: BLE001 - snapshot() lists again and raises it
+                log.debug("background listing of local storage failed", exc_info=True)
 
     def invalidate(self) -> None:
         with self._lock:

@@ -130,7 +130,7 @@ def plan(opts: Options, images: Sequence[str], as_json: bool, show_all: bool,
     from cpb.noop.write import write as write_noop
     from cpb.tasks.plan import make_plan
 
-    project = opts.project(registry_cache=not no_registry_cache)
+    project = opts.project(registry_cache=not no_registry_cache, list_early=True)
     planned = make_plan(project, _plan_targets(project, images, push))
     pending = [p for p in planned if p.pending]
     if not pending and not images and not push and not project.spec.pods:
@@ -185,7 +185,7 @@ def graph(opts: Options, images: Sequence[str], fmt: str | None, output: Path | 
     fmt = graphview.format_for(output, fmt)
     if fmt in ("svg", "png"):
         graphview.check_dot(fmt)  # before reading the spec and asking local storage
-    project = opts.project(registry_cache=not no_registry_cache)
+    project = opts.project(registry_cache=not no_registry_cache, list_early=True)
     if images:
         targets = _targets(project, images)
         if project.registry is not None:

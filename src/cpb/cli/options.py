@@ -64,13 +64,15 @@ class Options:
                        registry_cache=registry_cache, host_paths=self.host_paths,
                        runner=_runner_under)
 
-    def project(self, *, registry_cache: bool = True) -> Project:
-        """The project, opened without the lock (plan, status, kube...)."""
+    def project(self, *, registry_cache: bool = True, list_early: bool = False) -> Project:
+        """The project, opened without the lock (plan, status, kube...);
+        `list_early`: see cpb.project.resolve_project."""
         from cpb.project import open_project
 
         return open_project(self.spec_file or find_spec_file(Path.cwd()),
                             runner=make_runner(), cache=self.cache(),
-                            registry_cache=registry_cache, host_paths=self.host_paths)
+                            registry_cache=registry_cache, host_paths=self.host_paths,
+                            list_early=list_early)
 
 
 def _apply(*decorators: Callable[[F], F]) -> Callable[[F], F]:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from pathlib import Path
+import os
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from cpb import __version__
@@ -14,7 +14,7 @@ from cpb.resolve.memo import save_memo
 from cpb.resolve.render import GENERATED_DIR, MODULE_TEMPLATE, TEMPLATE
 from cpb.resources import builtin_modules_dir, templates_dir
 from cpb.spec.modules import PROJECT_MODULES
-from cpb.state import RACY_MARGIN_NS, StateDir, write_bytes_atomic
+from cpb.state import DESCRIPTOR, RACY_MARGIN_NS, StateDir, write_bytes_atomic
 
 if TYPE_CHECKING:
     from cpb.project import Project
@@ -51,17 +51,20 @@ def write(project: Project, started_ns: int, tasks: int) -> bool:
             "environment": environment(), "lister": project.store.lister,
             "pods": bool(project.spec.pods), "tasks": tasks, "files": files, "images": images}
     # compact: thousands of entries, written and read by machines only
-    write_bytes_atomic(path, json.dumps(data, separators=(",", ":")).encode())
+    write_bytes_atomic(path, json.dumps(data, separators=(",", ":"),
+                                        check_circular=False).encode())
     save_memo(project.spec.root, project.spec.memo)  # for the next full run
     return True
 
 
 def _inputs(project: Project) -> Iterable[str]:
     """Every file and folder whose stat stands for what the run read (cekit's
-    metadata folder aside: `write` adds it).
+    metadata folder aside: `write` adds it), in no order: `write` sorts them.
 
     The files resolve hashed (module files, local artifacts, root file system
     tars) come from the hasher that read them, not from a second list here.
+    Paths are strings, joined by hand: there are thousands (several per image),
+    and pathlib would cost more than their stats.
     """
     spec = project.spec
     yield str(spec.file)
@@ -71,7 +74,7 @@ def _inputs(project: Project) -> Iterable[str]:
     yield str(templates_dir() / MODULE_TEMPLATE)
     # cpb's own code decides digests too (an editable install changes without
     # a new version number)
-    yield from (str(p) for p in sorted(Path(__file__).parents[1].rglob("*.py")))
+    yield from _python_files(os.path.dirname(os.path.dirname(__file__)))
     # and the runtime's code goes into images as a wheel (cpb.resolve.runtime)
     if any(a.made_by for image in spec.images.values() for a in image.artifacts):
         from cpb.resolve.runtime import runtime_folder, runtime_sources
@@ -81,19 +84,39 @@ def _inputs(project: Project) -> Iterable[str]:
     yield from project.hashes.files_read()
     yield from (str(project.cache.path(key)) for key in project.downloads)
     for name, image in spec.images.items():
-        render = project.state.render_path(name)
-        yield str(render)
+        render = project.state.render_dir(name)
+        yield f"{render}/{DESCRIPTOR}"
         # the generated modules, and their folder: an entry added there is a change
-        generated = project.images[name].generated
-        yield from (str(render.parent / rel) for rel in generated)
-        yield from (str(render.parent / rel.rsplit("/", 1)[0]) for rel in generated)
-        yield str(render.parent / GENERATED_DIR)
+        for rel in project.images[name].generated:
+            yield f"{render}/{rel}"
+            yield f"{render}/{rel.rsplit('/', 1)[0]}"
+        yield f"{render}/{GENERATED_DIR}"
         for module in image.modules:  # a file added to a module's folder is a change
             yield str(module.path)
             yield from module.folders
-    state_dir = project.state.root / "state"
-    yield str(state_dir)
-    if state_dir.is_dir():
-        for kind in sorted(state_dir.iterdir()):
-            yield str(kind)
-            yield from (str(p) for p in sorted(kind.glob("*.json")))
+    yield from _records(str(project.state.root / "state"))
+
+
+def _python_files(top: str) -> Iterator[str]:
+    """What `Path(top).rglob("*.py")` finds (links to folders not entered), as strings."""
+    for folder, folders, files in os.walk(top):
+        yield from (f"{folder}/{name}" for name in (*folders, *files) if name.endswith(".py"))
+
+
+def _records(state_dir: str) -> Iterator[str]:
+    """The folder of the task records, each entry in it and the *.json files in those
+    that are folders (a record added or removed is a change)."""
+    yield state_dir
+    try:
+        with os.scandir(state_dir) as listing:
+            kinds = list(listing)
+    except (FileNotFoundError, NotADirectoryError):
+        return  # no records yet: their absence is recorded
+    for kind in kinds:
+        yield kind.path
+        if kind.is_dir():
+            try:
+                with os.scandir(kind.path) as records:
+                    yield from (r.path for r in records if r.name.endswith(".json"))
+            except PermissionError:
+                pass  # as pathlib's glob

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 
 from cpb.naming import DIGEST_LABEL, IMAGE_LABEL, PROJECT_LABEL
 from cpb.resources import templates_dir
@@ -121,6 +120,8 @@ def fill_placeholders(text: str, digest: str, paths: Mapping[str, str | Path],
     text = fill_paths(text.replace(_quote(DIGEST_PLACEHOLDER), _quote(digest)), paths)
     if not cekit_overrides:
         return text
+    import yaml  # only for a spec's `cekit:` overrides
+
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     base = yaml.safe_load(text)
     merged = deep_merge(base, cekit_overrides)

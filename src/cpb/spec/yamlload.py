@@ -1,111 +1,23 @@
-"""A SafeLoader that keeps positions and refuses what PyYAML would accept silently.
+"""Reading YAML with positions, refusing what PyYAML would accept silently.
 
 Mappings come back as `Located` dicts that remember where each key and value
 starts, so validation can say `cpb.yaml:12:5`. Duplicate keys are an error
 (PyYAML keeps the last one), and aliases are limited so that a "billion
-laughs" document cannot exhaust memory.
+laughs" document cannot exhaust memory. The loader itself is
+cpb.spec.yamlparse, imported only when a file is parsed: a run whose specs
+are all known (cpb.spec.memo) does not import PyYAML.
 """
 
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cpb.errors import SpecError
+from cpb.spec.located import MAX_BYTES, Located, LocatedList, Mark
 
-try:  # libyaml's scanner is several times faster; fall back to pure Python
-    _Base: type = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - depends on the PyYAML build
-    _Base = yaml.SafeLoader
-
-MAX_NODES = 200_000  # after alias expansion; real specs have a few thousand
-MAX_BYTES = 5 * 1024 * 1024
-# Scalar text after alias expansion: one 1 MiB string aliased 1,000 times is a
-# few nodes but a gigabyte once every later step (schema, digest, render)
-# copies it.
-MAX_EXPANDED_BYTES = 4 * MAX_BYTES
-
-
-@dataclass(frozen=True)
-class Mark:
-    line: int  # 1-based
-    column: int  # 1-based
-
-
-class Located(dict):  # type: ignore[type-arg]
-    """A mapping that knows where it and each of its keys and values start."""
-
-    mark: Mark
-    key_marks: dict[str, Mark]
-    value_marks: dict[str, Mark]
-
-
-class LocatedList(list):  # type: ignore[type-arg]
-    mark: Mark
-    item_marks: list[Mark]
-
-
-def _mark(node: yaml.Node) -> Mark:
-    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
-
-
-class _Loader(_Base):  # type: ignore[misc]
-    pass
-
-
-def _expanded_size(node: yaml.Node, memo: dict[int, tuple[int, int]]) -> tuple[int, int]:
-    """(nodes, bytes of scalar text) once every alias is expanded (memoised per node)."""
-    key = id(node)
-    if key not in memo:
-        memo[key] = (1, 0)  # guards against recursive aliases while we descend
-        if isinstance(node, yaml.ScalarNode):
-            memo[key] = (1, len(node.value))
-            return memo[key]
-        children: list[yaml.Node] = []
-        if isinstance(node, yaml.SequenceNode):
-            children = list(node.value)
-        elif isinstance(node, yaml.MappingNode):
-            children = [n for pair in node.value for n in pair]
-        sizes = [_expanded_size(c, memo) for c in children]
-        memo[key] = (1 + sum(n for n, _ in sizes), sum(b for _, b in sizes))
-    return memo[key]
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Located:
-    loader.flatten_mapping(node)
-    result = Located()
-    result.mark = _mark(node)
-    result.key_marks, result.value_marks = {}, {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            raise yaml.MarkedYAMLError(
-                problem=f"keys must be strings, not {type(key).__name__} {key!r}",
-                problem_mark=key_node.start_mark)
-        if key in result:
-            first = result.key_marks[key]
-            raise yaml.MarkedYAMLError(
-                problem=f"duplicate key '{key}' (first at line {first.line})",
-                problem_mark=key_node.start_mark)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_marks[key] = _mark(key_node)
-        result.value_marks[key] = _mark(value_node)
-    return result
-
-
-def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LocatedList:
-    result = LocatedList(loader.construct_object(child, deep=True) for child in node.value)
-    result.mark = _mark(node)
-    result.item_marks = [_mark(child) for child in node.value]
-    return result
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
+__all__ = ["Located", "LocatedList", "Mark", "load_yaml", "parse_yaml"]
 
 
 def load_yaml(path: Path, display: str | None = None) -> Any:
@@ -133,54 +45,7 @@ def load_yaml(path: Path, display: str | None = None) -> Any:
 
 
 def parse_yaml(text: str, name: str) -> Any:
-    loader = _Loader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        # Only aliases can make a document bigger than its text: no '*', no alias.
-        if "*" in text:
-            nodes, size = _expanded_size(node, {})
-            if nodes > MAX_NODES:
-                raise SpecError(f"document expands to more than {MAX_NODES} nodes "
-                                "through aliases (a YAML bomb?)", file=name)
-            if size > MAX_EXPANDED_BYTES:
-                raise SpecError(f"document expands to {size} bytes of text through aliases, "
-                                f"over the limit of {MAX_EXPANDED_BYTES} (a YAML bomb?)",
-                                file=name)
-        return loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or "invalid YAML"
-        if exc.context and exc.context not in problem:
-            problem = f"{exc.context}: {problem}"
-        if mark is None:
-            raise SpecError(problem, file=name) from None
-        if _char_at(text, mark.line, mark.column) == "\t":
-            problem = "a tab character; YAML indentation must use spaces"
-        raise SpecError(problem, file=name, line=mark.line + 1,
-                        column=mark.column + 1) from None
-    except yaml.reader.ReaderError as exc:
-        line, column = _line_column(text, exc.position)
-        char = exc.character
-        shown = f"U+{char:04X}" if isinstance(char, int) else repr(char)
-        raise SpecError(f"{exc.reason} ({shown}); cpb.yaml must be plain text",
-                        file=name, line=line, column=column) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(str(exc).splitlines()[0], file=name) from None
-    except RecursionError:
-        raise SpecError("document nested too deeply", file=name) from None
-    finally:
-        loader.dispose()
+    """Parse one YAML document (`name`: how errors name it)."""
+    from cpb.spec.yamlparse import parse  # PyYAML: only when something is parsed
 
-
-def _line_column(text: str, position: int) -> tuple[int, int]:
-    before = text[:position]
-    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
-
-
-def _char_at(text: str, line: int, column: int) -> str:
-    lines = text.splitlines()
-    if line < len(lines) and column < len(lines[line]):
-        return lines[line][column]
-    return ""
+    return parse(text, name)

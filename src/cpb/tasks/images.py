@@ -23,6 +23,7 @@ from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, FETCH, RENDER, ROOTFS, TAG, WHEEL, task_name
 from cpb.resolve.render import GENERATED_DIR
 from cpb.state import (
+    DESCRIPTOR,
     fresh_folder,
     read_state_text,
     remove_entry,
@@ -46,24 +47,29 @@ _image_locks: dict[str, threading.Lock] = {}
 # -- up-to-date checks: cheap, read-only, no process started ----------------
 
 def render_uptodate(project: Project, image: str) -> bool:
-    path = project.state.render_path(image)
+    # Reading the files back is the check that they are what cpb wrote. An identity
+    # (size, mtime, ctime, inode) recorded by the render would be taken within a clock
+    # tick of the write, so an edit of the same size right after it could keep all of
+    # it: such a record could never be trusted (see RACY_MARGIN_NS). Strings and
+    # DirEntry objects, not pathlib: a plan runs this for every image.
+    folder = project.state.render_dir(image)
     build = project.images[image]
     try:
-        return (read_state_text(path) == build.descriptor
-                and _generated_folders(path.parent / GENERATED_DIR) == {
+        return (read_state_text(f"{folder}/{DESCRIPTOR}") == build.descriptor
+                and _generated_folders(f"{folder}/{GENERATED_DIR}") == {
                     rel.split("/")[1] for rel in build.generated}
-                and all(read_state_text(path.parent / rel) == text
+                and all(read_state_text(f"{folder}/{rel}") == text
                         for rel, text in build.generated.items()))
     except OSError:
         return False
 
 
-def _generated_folders(folder: Path) -> set[str] | None:
+def _generated_folders(folder: str) -> set[str] | None:
     """The module folders cekit would find below `folder`, or None when anything else is
     there: cekit loads every module.yaml below it, and a project may ship a .cpb/."""
     try:
         with os.scandir(folder) as listing:
-            entries = [Path(entry.path) for entry in listing]
+            entries = list(listing)
     except FileNotFoundError:
         return set()
     if not all(_only_module_yaml(entry) for entry in entries):
@@ -97,20 +103,22 @@ def do_render(project: Project, image: str) -> None:
     # an earlier spec, or anything a shipped .cpb/ holds, is removed, links not followed).
     folder = state_folder(path.parent / GENERATED_DIR)
     wanted = {rel.split("/")[1] for rel in build.generated}
-    for entry in sorted(os.listdir(folder)):
-        if entry not in wanted or not _only_module_yaml(folder / entry):
-            remove_entry(folder / entry)
+    with os.scandir(folder) as listing:
+        entries = sorted(listing, key=lambda entry: entry.name)
+    for entry in entries:
+        if entry.name not in wanted or not _only_module_yaml(entry):
+            remove_entry(folder / entry.name)
     for rel, text in build.generated.items():
         write_bytes_atomic(path.parent / rel, text.encode())
     write_bytes_atomic(path, build.descriptor.encode())
     project.state.write_stamp(task_name(RENDER, image), {"digest": build.digest})
 
 
-def _only_module_yaml(folder: Path) -> bool:
+def _only_module_yaml(folder: os.DirEntry[str]) -> bool:
     """A real folder holding one real file, module.yaml (nothing a link or another module)."""
-    if folder.is_symlink() or not folder.is_dir():
+    if not folder.is_dir(follow_symlinks=False):
         return False
-    with os.scandir(folder) as listing:
+    with os.scandir(folder.path) as listing:
         return [(e.name, e.is_file(follow_symlinks=False)) for e in listing] == [
             ("module.yaml", True)]
 
