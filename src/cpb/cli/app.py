@@ -34,7 +34,7 @@ from cpb.cli.options import (
 )
 from cpb.cli.pki import pki
 from cpb.cli.pods import down, kube, pod_targets, status, up
-from cpb.cli.process import exit_with
+from cpb.cli.process import exit_with, tune_collector
 from cpb.cli.session import interruption, signals_interrupt
 from cpb.cli.submit import submit
 from cpb.errors import (
@@ -629,4 +629,5 @@ def _advice(exc: CpbError, argv: Sequence[str]) -> str:
 
 def entry() -> None:
     """The full CLI without the no-op fast path (the console script is cpb.cli.fastpath's)."""
+    tune_collector()
     exit_with(main())

@@ -23,7 +23,7 @@ import click
 from cpb.adapters.runner import Runner
 from cpb.cli.complete import COMPLETE_VAR
 from cpb.cli.options import build_options, global_options, plan_options
-from cpb.cli.process import exit_with
+from cpb.cli.process import exit_with, tune_collector
 from cpb.cli.session import interruption, signals_interrupt
 from cpb.errors import CpbError
 from cpb.noop.record import DISABLE_ENV, RECORD, unchanged
@@ -134,4 +134,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The console script `cpb` and `python -m cpb`."""
+    tune_collector()
     exit_with(main())
