@@ -91,7 +91,10 @@ def parse(text: str, name: str) -> Any:
                 raise SpecError(f"document expands to {size} bytes of text through aliases, "
                                 f"over the limit of {MAX_EXPANDED_BYTES} (a YAML bomb?)",
                                 file=name)
-        return loader.construct_document(node)
+        data = loader.construct_document(node)
+        if "\\" in text:  # a NUL can only come from an escape: "\0", "\x00", "\u0000"
+            _refuse_nul(data, name)
+        return data
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or "invalid YAML"
@@ -127,3 +130,30 @@ def _char_at(text: str, line: int, column: int) -> str:
     if line < len(lines) and column < len(lines[line]):
         return lines[line][column]
     return ""
+
+
+def _refuse_nul(data: Any, name: str) -> None:
+    """A NUL in any key or value is refused where it is: no file name, argument or
+    environment value can hold one (the operating system would stop at it, or
+    Python refuse it with a traceback)."""
+    stack = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, Located):
+            for key, item in value.items():
+                if "\0" in key:
+                    raise _nul(name, value.key_marks[key], "a key")
+                if isinstance(item, str) and "\0" in item:
+                    raise _nul(name, value.value_marks[key], f"the value of '{key}'")
+                stack.append(item)
+        elif isinstance(value, LocatedList):
+            for mark, item in zip(value.item_marks, value, strict=True):
+                if isinstance(item, str) and "\0" in item:
+                    raise _nul(name, mark, "a list item")
+                stack.append(item)
+
+
+def _nul(name: str, mark: Mark, what: str) -> SpecError:
+    return SpecError(f"a NUL character (\\0) in {what}; no name, path or text here may hold one",
+                     file=name, line=mark.line, column=mark.column)
+
