@@ -200,11 +200,30 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
 from fakes import podman_fake
+import cpb.resolve.memo
 from cpb.project import open_project
 from cpb.tasks.plan import make_plan
-make_plan(open_project(Path(sys.argv[1]), runner=podman_fake()))
+save = sys.argv[3] == "save"
+if save:  # the files were just written: trust them anyway
+    cpb.resolve.memo.RACY_MARGIN_NS = -10**12
+project = open_project(Path(sys.argv[1]), runner=podman_fake())
+if save:
+    cpb.resolve.memo.save_memo(project.spec.root, project.spec.memo)
+make_plan(project)
 print(json.dumps(sorted(sys.modules)))
 """
+
+
+def plan_imports(root: Path, *, save: bool = False) -> set[str]:
+    """The top-level packages a plan of `root`'s cpb.yaml imported, in a fresh
+    interpreter; `save`: then save the spec memo, as a build would."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(root / "state")}
+    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE, str(root / "cpb.yaml"),
+                           str(SRC.parent / "tests"), "save" if save else "plan"], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=60, check=True)
+    loaded = {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
+    assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
+    return loaded
 
 
 def test_a_plan_without_certificates_to_read_imports_no_cryptography(tmp_path: Path) -> None:
@@ -212,30 +231,7 @@ def test_a_plan_without_certificates_to_read_imports_no_cryptography(tmp_path: P
     (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
                                        "pods:\n  farm:\n    containers:\n      - {image: base}\n")
     (tmp_path / "base.tar").write_text("tar")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(tmp_path / "state")}
-    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE, str(tmp_path / "cpb.yaml"),
-                           str(SRC.parent / "tests")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=60, check=True)
-    loaded = {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
-    assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
-    assert "cryptography" not in loaded
-
-
-_KNOWN_SPEC_PROBE = """
-import json, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[2])
-from fakes import podman_fake
-import cpb.resolve.memo
-from cpb.project import open_project
-from cpb.tasks.plan import make_plan
-cpb.resolve.memo.RACY_MARGIN_NS = -10**12  # the files were just written: trust them anyway
-project = open_project(Path(sys.argv[1]), runner=podman_fake())
-if sys.argv[3] == "save":
-    cpb.resolve.memo.save_memo(project.spec.root, project.spec.memo)
-make_plan(project)
-print(json.dumps(sorted(sys.modules)))
-"""
+    assert "cryptography" not in plan_imports(tmp_path)
 
 
 def test_a_plan_of_specs_known_valid_imports_no_yaml_parser(tmp_path: Path) -> None:
@@ -247,15 +243,5 @@ def test_a_plan_of_specs_known_valid_imports_no_yaml_parser(tmp_path: Path) -> N
     (tmp_path / "modules" / "m").mkdir(parents=True)
     (tmp_path / "modules" / "m" / "module.yaml").write_text("name: m\nversion: '1'\n")
     (tmp_path / ".cpb").mkdir()
-    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(tmp_path / "state")}
-
-    def plan(step: str) -> set[str]:
-        proc = subprocess.run([sys.executable, "-c", _KNOWN_SPEC_PROBE, str(tmp_path / "cpb.yaml"),
-                               str(SRC.parent / "tests"), step], cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=60, check=True)
-        return {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
-
-    assert "yaml" in plan("save")  # parsed, then remembered
-    loaded = plan("plan")
-    assert {"networkx", "jinja2"} <= loaded  # the probe saw a whole plan
-    assert "yaml" not in loaded
+    assert "yaml" in plan_imports(tmp_path, save=True)  # parsed, then remembered
+    assert "yaml" not in plan_imports(tmp_path)
