@@ -28,6 +28,7 @@ from cpb.resolve.downloads import collect_downloads
 from cpb.resolve.images import ImageBuild, resolve_images
 from cpb.resolve.memo import open_memo
 from cpb.resolve.pods import PodBuild, resolve_pods
+from cpb.resolve.rendermemo import RenderMemo
 from cpb.resolve.runtime import with_runtime
 from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
@@ -50,6 +51,7 @@ class Project:
     registry: Registry | None  # None: no `registry:` in the spec, never asked
     registry_cache: bool  # pull a build's result from the registry when it has it
     hashes: FileHasher  # file hashes by stat; a build saves them for the next run
+    renders: RenderMemo  # what the templates rendered; saved with the hashes
 
 
 def open_project(spec_file: Path, *, runner: Runner,
@@ -91,10 +93,12 @@ def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache |
     graph = expand_graph(spec, TASK_KINDS)
     state = StateDir(spec.root)
     hasher = FileHasher(state.hash_cache)
+    renders = RenderMemo.open(spec.root)
     images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path,
-                            cekit=cekit)
+                            cekit=cekit, renders=renders)
     registry = Registry(spec.registry) if spec.registry is not None else None
     return Project(spec=spec, graph=graph, images=images, pods=resolve_pods(spec, images),
                    downloads=collect_downloads(spec), state=state, runner=runner, store=store,
                    pod_store=PodStore(runner, PROJECT_LABEL, spec.project), cache=cache,
-                   registry=registry, registry_cache=registry_cache, hashes=hasher)
+                   registry=registry, registry_cache=registry_cache, hashes=hasher,
+                   renders=renders)

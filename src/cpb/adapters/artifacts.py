@@ -138,15 +138,20 @@ class FetchResult:
     seconds: float
 
 
-def default_cache_dir() -> Path:
-    """$CPB_CACHE_DIR, else the platform's user cache folder + cpb/artifacts."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+def user_cache_dir() -> Path:
+    """cpb's folder in the platform's user cache folder (~/.cache/cpb)."""
     if sys.platform == "darwin":
         base = Path.home() / "Library" / "Caches"
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "cpb" / "artifacts"
+    return base / "cpb"
+
+
+def default_cache_dir() -> Path:
+    """$CPB_CACHE_DIR, else cpb's user cache folder + artifacts."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return user_cache_dir() / "artifacts"
 
 
 def key_path(key: str) -> Path:

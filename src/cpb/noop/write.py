@@ -36,7 +36,11 @@ def write(project: Project, started_ns: int, tasks: int) -> bool:
         # cekit's version came from `cekit --version`: no file tells of an upgrade
         path.unlink(missing_ok=True)
         return False
-    files = {p: stat_of(p) for p in sorted({cekit, *_inputs(project)})}
+    # A file hashed by this run is recorded with the stat its hash stands for
+    # (taken before it was read: a change since is a change to the next run).
+    hashed = project.hashes.files_read()
+    files = {p: hashed[p] if p in hashed else stat_of(p)
+             for p in sorted({cekit, *hashed, *_inputs(project)})}
     limit = started_ns - RACY_MARGIN_NS
     if any(st is not None and st[2] >= limit for st in files.values()):
         path.unlink(missing_ok=True)
@@ -54,6 +58,7 @@ def write(project: Project, started_ns: int, tasks: int) -> bool:
     write_bytes_atomic(path, json.dumps(data, separators=(",", ":"),
                                         check_circular=False).encode())
     save_memo(project.spec.root, project.spec.memo)  # for the next full run
+    project.renders.save()
     return True
 
 
@@ -62,7 +67,7 @@ def _inputs(project: Project) -> Iterable[str]:
     metadata folder aside: `write` adds it), in no order: `write` sorts them.
 
     The files resolve hashed (module files, local artifacts, root file system
-    tars) come from the hasher that read them, not from a second list here.
+    tars) come from the hasher that read them (`write`), not from a list here.
     Paths are strings, joined by hand: there are thousands (several per image),
     and pathlib would cost more than their stats.
     """
@@ -81,7 +86,6 @@ def _inputs(project: Project) -> Iterable[str]:
 
         yield str(runtime_folder())  # a file added or removed
         yield from (str(p) for p in runtime_sources())
-    yield from project.hashes.files_read()
     yield from (str(project.cache.path(key)) for key in project.downloads)
     for name, image in spec.images.items():
         render = project.state.render_dir(name)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cpb.state import read_state_text, write_json_atomic
+from cpb.util import file_identity
 
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -59,7 +60,7 @@ class FileHasher:
         self.cache_file = cache_file
         self._cache: dict[str, list[Any]] = {}
         self._dirty = False
-        self._read: set[str] = set()
+        self._read: dict[str, list[int]] = {}  # path: file_identity of the stat it was read by
         if cache_file is not None:
             self._cache = _read_cache(cache_file)
 
@@ -67,25 +68,27 @@ class FileHasher:
         """sha256 of the file; `st`, when given, is its stat taken just before."""
         st = st or os.stat(path)
         key = str(path)
-        self._read.add(key)
+        self._read[key] = file_identity(st)
         # ctime too: an edit that keeps size and mtime (a tool restoring the
         # mtime, a write within the clock's tick) still moves the ctime
         stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = self._cache.get(key)
-        if hit is not None and hit[:4] == stamp:
+        if hit is not None and _cache_entry_ok(hit, stamp):
             return str(hit[4])
         value = sha256_file(path)
         self._cache[key] = [*stamp, value]
         self._dirty = True
         return value
 
-    def files_read(self) -> list[str]:
-        """Every file hashed so far: what the digests of this run depend on."""
-        return sorted(self._read)
+    def files_read(self) -> dict[str, list[int]]:
+        """Every file hashed so far (what the digests of this run depend on), with
+        the identity (cpb.util.file_identity) of the stat its hash stands for."""
+        return dict(self._read)
 
     def save(self) -> None:
         if self.cache_file is not None and self._dirty:
-            write_json_atomic(self.cache_file, self._cache)
+            write_json_atomic(self.cache_file,
+                              {k: v for k, v in self._cache.items() if _cache_entry_ok(v)})
             self._dirty = False
 
 
@@ -97,13 +100,16 @@ def _read_cache(path: Path) -> dict[str, list[Any]]:
     except (OSError, ValueError):
         log.warning("%s was unreadable; hashing files afresh", path)
         return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if _cache_entry_ok(v)}
+    # Entries are checked when looked up (`FileHasher.hash`) or saved: a bad
+    # one is only ever a miss, and checking the thousands of a big project
+    # here cost more than comparing them with a stat.
+    return data if isinstance(data, dict) else {}
 
 
-def _cache_entry_ok(entry: Any) -> bool:
-    """[size, mtime_ns, inode, ctime_ns, sha256 hex]: anything else is ignored, not trusted."""
+def _cache_entry_ok(entry: Any, stamp: list[int] | None = None) -> bool:
+    """[size, mtime_ns, inode, ctime_ns, sha256 hex] (with `stamp` as its first
+    four): anything else is ignored, not trusted."""
     return (isinstance(entry, list) and len(entry) == 5
-            and all(isinstance(n, int) for n in entry[:4])
+            and (entry[:4] == stamp if stamp is not None
+                 else all(type(n) is int for n in entry[:4]))
             and isinstance(entry[4], str) and len(entry[4]) == 64)

@@ -28,10 +28,10 @@ from cpb.resolve.render import (
     GENERATED_LABEL,
     fill_paths,
     fill_placeholders,
-    generated_modules,
-    render_descriptor,
+    render_image,
     template_source,
 )
+from cpb.resolve.rendermemo import RenderMemo
 from cpb.spec.model import ArtifactSpec, ImageSpec, ProjectSpec
 from cpb.state import StateDir
 
@@ -68,19 +68,21 @@ class ImageBuild:
 
 def resolve_images(spec: ProjectSpec, order: list[str], snapshot: Callable[[], Snapshot],
                    hasher: FileHasher, artifact_path: Callable[[str], Path] | None = None,
-                   *, cekit: str) -> dict[str, ImageBuild]:
+                   *, cekit: str, renders: RenderMemo | None = None) -> dict[str, ImageBuild]:
     """ImageBuild for every image, parents before children (`order`).
 
     `cekit` is cekit's version (it stamps every image). `artifact_path(key)`
     is where a url artifact is in the artifact cache; it only fills the
     descriptor's paths, never the digest (the declared checksum is what
-    identifies a url artifact, so no download is needed to plan).
+    identifies a url artifact, so no download is needed to plan). `renders`:
+    what earlier runs rendered (cpb.resolve.rendermemo); none, render all.
     """
     template_hash = sha256_text(template_source())[:16]
+    renders = renders if renders is not None else RenderMemo()
     resolved: dict[str, ImageBuild] = {}
     for name in order:
         resolved[name] = _resolve(spec, spec.images[name], resolved, snapshot, hasher,
-                                  template_hash, cekit, artifact_path or _no_cache)
+                                  template_hash, cekit, artifact_path or _no_cache, renders)
     return resolved
 
 
@@ -126,7 +128,8 @@ def _located_sum(spec: ProjectSpec, artifact: ArtifactSpec, hasher: FileHasher) 
 
 def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
              snapshot: Callable[[], Snapshot], hasher: FileHasher, template_hash: str,
-             cekit: str, artifact_path: Callable[[str], Path]) -> ImageBuild:
+             cekit: str, artifact_path: Callable[[str], Path],
+             renders: RenderMemo) -> ImageBuild:
     repository = f"{spec.project}/{image.name}"
     rootfs_ref = rootfs_digest = None
     base: dict[str, Any]
@@ -153,9 +156,10 @@ def _resolve(spec: ProjectSpec, image: ImageSpec, done: dict[str, ImageBuild],
         paths[module.label] = module.real or os.path.realpath(module.path)
         for file in module.files:
             files[file.shown] = hasher.hash(file.path, file.stat)
-    text = render_descriptor(image, project=spec.project, repository=repository,
-                             from_ref=from_ref, spec_file=spec.file.name)
-    generated = generated_modules(image, spec_file=spec.file.name, artifact_sums=artifact_sums)
+    text, generated = render_image(image, renders, templates=template_hash,
+                                   project=spec.project, repository=repository,
+                                   from_ref=from_ref, spec_file=spec.file.name,
+                                   artifact_sums=artifact_sums)
     components = {
         "spec": {f: digest_of(_field_value(image, f))[:16] for f in SPEC_FIELDS},
         "template": template_hash,

@@ -20,15 +20,16 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import sha256_text
 from cpb.resolve.runtime import KIND_ENV, NAME_ENV, TLS_DIR
 from cpb.resources import templates_dir
 from cpb.spec.pods import ContainerSpec, PodSpec, PublishedPort, k8s_name, replica_names
+
+if TYPE_CHECKING:
+    import jinja2
 
 POD_TEMPLATE = "pod.yaml.j2"
 CLUSTER_TEMPLATE = "cluster.yaml.j2"
@@ -46,6 +47,8 @@ def _quote(value: Any) -> str:
 
 @cache
 def _environment(folder: Path) -> jinja2.Environment:
+    import jinja2  # only for a spec with pods: a plan of images alone does not load it
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
         autoescape=False,  # noqa: S701 (YAML, not HTML: values are quoted by `q`)

@@ -1,14 +1,14 @@
 """Rendering cekit image descriptors from templates/image.yaml.j2.
 
-`render_descriptor` returns the descriptor text with placeholders in place
-of host paths and of the digest label; `fill_placeholders` turns it into the
+`render_image` returns the descriptor text with placeholders in place of
+host paths and of the digest label; `fill_placeholders` turns it into the
 file cekit reads. The digest is taken between the two, so moving the project
 (or cpb's site-packages) does not change any image's identity.
 
 cekit processes an image's own packages and artifacts after all of its
 modules, so a module could not use the image's artifacts, and every module
 change would install the packages again. cpb therefore puts them in modules
-of their own (`generated_modules`, templates/image-module.yaml.j2), written
+of their own (`module_args`, templates/image-module.yaml.j2), written
 beside the descriptor and installed before the image's modules: packages,
 then artifacts, then the modules in order, each its own layer, so podman's
 cache keeps the package and artifact layers when a module changes.
@@ -20,14 +20,17 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from cpb.naming import DIGEST_LABEL, IMAGE_LABEL, PROJECT_LABEL
 from cpb.resources import templates_dir
 from cpb.spec.model import ImageSpec
 from cpb.util import deep_merge
+
+if TYPE_CHECKING:
+    import jinja2
+
+    from cpb.resolve.rendermemo import Rendered, RenderMemo
 
 TEMPLATE = "image.yaml.j2"
 MODULE_TEMPLATE = "image-module.yaml.j2"
@@ -49,6 +52,8 @@ def _quote(value: Any) -> str:
 
 @cache
 def environment(folder: Path | None = None) -> jinja2.Environment:
+    import jinja2  # only when something is rendered: see cpb.resolve.rendermemo
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(folder or templates_dir())),
         # Not HTML: every value is quoted by the `q` filter instead.
@@ -73,12 +78,13 @@ def _generated(image: ImageSpec) -> list[tuple[str, str]]:
         [ARTIFACTS_MODULE] if image.artifacts else [])
 
 
-def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_ref: str,
-                      spec_file: str) -> str:
+def descriptor_args(image: ImageSpec, *, project: str, repository: str, from_ref: str,
+                    spec_file: str) -> dict[str, Any]:
+    """What templates/image.yaml.j2 is given for `image`."""
     labels = dict(image.labels)
     labels.update({PROJECT_LABEL: project, IMAGE_LABEL: image.name,
                    DIGEST_LABEL: DIGEST_PLACEHOLDER})
-    return environment().get_template(TEMPLATE).render(
+    return dict(
         spec_file=spec_file, image=image.name, repository=repository,
         version=image.version, from_ref=from_ref, description=image.description,
         labels=sorted(labels.items()), env=image.env, ports=image.ports,
@@ -92,20 +98,39 @@ def render_descriptor(image: ImageSpec, *, project: str, repository: str, from_r
         entrypoint=list(image.entrypoint))
 
 
-def generated_modules(image: ImageSpec, *, spec_file: str,
-                      artifact_sums: Mapping[str, str]) -> dict[str, str]:
-    """{path below the image's render folder: module.yaml text, with placeholders}."""
-    template = environment().get_template(MODULE_TEMPLATE)
-    texts: dict[str, str] = {}
+def module_args(image: ImageSpec, *, spec_file: str,
+                artifact_sums: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """{path below the image's render folder: what templates/image-module.yaml.j2 is given}."""
+    args: dict[str, dict[str, Any]] = {}
     for folder, name in _generated(image):
         artifacts = [{"name": a.name, "path": path_placeholder(f"artifact:{a.name}"),
                       "checksum": _checksum(artifact_sums[a.name]),
                       "target": a.target, "dest": a.dest}
                      for a in image.artifacts] if folder == "artifacts" else []
-        texts[f"{GENERATED_DIR}/{folder}/module.yaml"] = template.render(
+        args[f"{GENERATED_DIR}/{folder}/module.yaml"] = dict(
             spec_file=spec_file, image=image.name, what=folder, name=name,
             packages=image.packages if folder == "packages" else (), artifacts=artifacts)
-    return texts
+    return args
+
+
+def render_image(image: ImageSpec, memo: RenderMemo, *, templates: str, project: str,
+                 repository: str, from_ref: str, spec_file: str,
+                 artifact_sums: Mapping[str, str]) -> Rendered:
+    """The descriptor of `image` and its generated modules, with placeholders
+    (see `fill_placeholders`): from `memo` when it has them for the same
+    values and templates (`templates`: their hash), else rendered."""
+    described = descriptor_args(image, project=project, repository=repository,
+                                from_ref=from_ref, spec_file=spec_file)
+    generated = module_args(image, spec_file=spec_file, artifact_sums=artifact_sums)
+    key = memo.key(templates, described, generated)
+    hit = memo.get(key)
+    if hit is not None:
+        return hit
+    module_template = environment().get_template(MODULE_TEMPLATE)
+    rendered = (environment().get_template(TEMPLATE).render(described),
+                {rel: module_template.render(args) for rel, args in generated.items()})
+    memo.put(key, rendered)
+    return rendered
 
 
 def _checksum(artifact_sum: str) -> tuple[str, str]:

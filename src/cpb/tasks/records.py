@@ -89,6 +89,7 @@ def record_found(project: Project) -> None:
     """Write the records of images found built that no record accounts for, and
     the hashes of the files read (so the next run need not hash them again)."""
     project.hashes.save()
+    project.renders.save()
     save_memo(project.spec.root, project.spec.memo)
     for name in sorted(_unverified(project, project.store.snapshot())):
         if image_built(project, name):
