@@ -54,13 +54,19 @@ def test_closure_is_the_target_and_what_it_needs(tmp_path: Path) -> None:
 def test_order_and_closure_are_networkx_own(tmp_path: Path) -> None:
     # cpb walks the graph itself (nx's views cost more than the plan's checks);
     # its answers must be those of nx.lexicographical_topological_sort and nx.ancestors
+    # (image_order: of the images and their parents)
     names = [f"i{(n * 7) % 23:02d}" for n in range(23)]  # added out of name order
     lines = ["project: p", "images:", "  i00: {rootfs: {tar: base.tar}}"]
     lines += [f"  {name}: {{from: {names[n // 2]}}}" if n % 3 else
               f"  {name}: {{from: \"debian:bookworm\"}}"
               for n, name in enumerate(names) if name != "i00"]
     build_file_tree(tmp_path, {"cpb.yaml": "\n".join(lines) + "\n", "base.tar": "x"})
-    graph = expand_graph(load_spec(tmp_path / "cpb.yaml"), TASK_KINDS)
+    loaded = load_spec(tmp_path / "cpb.yaml")
+    graph = expand_graph(loaded, TASK_KINDS)
+    parents = nx.DiGraph()
+    parents.add_nodes_from(loaded.images)
+    parents.add_edges_from((i.parent, i.name) for i in loaded.images.values() if i.parent)
+    assert image_order(loaded) == list(nx.lexicographical_topological_sort(parents))
 
     def key(task: str) -> tuple[str, int, str]:
         kind, _, subject = task.partition(":")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -171,6 +172,20 @@ def test_hash_cache_is_used_when_nothing_changed(tmp_path: Path) -> None:
     project.hashes.save()  # a build's record step
     assert (root / ".cpb/hashes.json").is_file()
     assert digests(root) == first
+
+
+def test_the_hash_cache_keeps_only_the_files_the_last_run_read(tmp_path: Path) -> None:
+    """A project moved (or a module removed) leaves no entries behind to be read by every run."""
+    old = build_file_tree(tmp_path / "old", FILES)
+    open_project(old / "cpb.yaml", runner=FakeRunner()).hashes.save()
+    new = tmp_path / "new"
+    shutil.copytree(old, new)
+    shutil.rmtree(new / "modules/m1")
+    (new / "cpb.yaml").write_text(SPEC.replace("modules: [m1]", "modules: [m2]"))
+    open_project(new / "cpb.yaml", runner=FakeRunner()).hashes.save()
+    kept = json.loads((new / ".cpb/hashes.json").read_text())
+    assert kept and all(path.startswith(f"{new}/") for path in kept)
+    assert not any("/m1/" in path for path in kept)
 
 
 def test_escape_hatch_labels_and_envs_add_to_the_images_own(tmp_path: Path) -> None:

@@ -88,11 +88,27 @@ def ordered(graph: nx.DiGraph) -> list[str]:
 
 
 def image_order(spec: ProjectSpec) -> list[str]:
-    """Images, each after the image it is built from."""
-    images = nx.DiGraph()
-    images.add_nodes_from(spec.images)
-    images.add_edges_from((i.parent, i.name) for i in spec.images.values() if i.parent)
-    return list(nx.lexicographical_topological_sort(images))
+    """Images, each after the image it is built from; among those free to go, by name.
+
+    nx.lexicographical_topological_sort of the images and their parents, without
+    building that second graph: an image has one parent at most, and the spec's
+    load has refused cycles.
+    """
+    children: dict[str, list[str]] = {}
+    free: list[str] = []
+    for image in spec.images.values():
+        if image.parent:
+            children.setdefault(image.parent, []).append(image.name)
+        else:
+            free.append(image.name)
+    heapq.heapify(free)
+    order: list[str] = []
+    while free:
+        name = heapq.heappop(free)
+        order.append(name)
+        for child in children.get(name, ()):
+            heapq.heappush(free, child)
+    return order
 
 
 def closure(graph: nx.DiGraph, targets: Iterable[str]) -> set[str]:

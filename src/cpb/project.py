@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 
@@ -19,7 +20,6 @@ from cpb.adapters.artifacts import ArtifactCache, Download
 from cpb.adapters.cekit import cekit_version
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.pods import PodStore
-from cpb.adapters.registry import Registry
 from cpb.adapters.runner import Runner
 from cpb.graph import expand_graph, image_order
 from cpb.naming import PROJECT_LABEL
@@ -34,6 +34,9 @@ from cpb.spec.consent import HostPaths
 from cpb.spec.model import ProjectSpec, load_spec
 from cpb.state import StateDir
 from cpb.tasks.table import TASK_KINDS
+
+if TYPE_CHECKING:
+    from cpb.adapters.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,11 @@ def resolve_project(spec: ProjectSpec, *, runner: Runner, cache: ArtifactCache |
     renders = RenderMemo.open(spec.root)
     images = resolve_images(spec, image_order(spec), store.snapshot, hasher, cache.path,
                             cekit=cekit, renders=renders)
-    registry = Registry(spec.registry) if spec.registry is not None else None
+    registry = None
+    if spec.registry is not None:
+        from cpb.adapters.registry import Registry  # ssl and urllib: only for a registry
+
+        registry = Registry(spec.registry)
     return Project(spec=spec, graph=graph, images=images, pods=resolve_pods(spec, images),
                    downloads=collect_downloads(spec), state=state, runner=runner, store=store,
                    pod_store=PodStore(runner, PROJECT_LABEL, spec.project), cache=cache,

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import socket
-import ssl
 import sys
 import tempfile
 import threading
@@ -301,6 +300,7 @@ class ArtifactCache:
     def _download_once(self, url: str, download: Download, handle: IO[bytes],
                        progress: Progress | None) -> tuple[int, dict[str, str]]:
         import http.client  # imported when fetching: a no-op run need not pay for them
+        import ssl
         import urllib.request
 
         from cpb.adapters import redirects

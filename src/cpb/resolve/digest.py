@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from cpb.state import read_state_text, write_json_atomic
+from cpb.state import read_state_text, write_bytes_atomic
 from cpb.util import file_identity
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,14 @@ class FileHasher:
         return dict(self._read)
 
     def save(self) -> None:
-        if self.cache_file is not None and self._dirty:
-            write_json_atomic(self.cache_file,
-                              {k: v for k, v in self._cache.items() if _cache_entry_ok(v)})
-            self._dirty = False
+        """Write the hashes of the files this run read (a run resolves every image,
+        so the others are of files gone or of the project's old folder)."""
+        if self.cache_file is None or not (self._dirty or self._cache.keys() != self._read.keys()):
+            return
+        kept = {k: v for k, v in self._cache.items() if k in self._read and _cache_entry_ok(v)}
+        # compact: thousands of entries, written and read by machines only
+        write_bytes_atomic(self.cache_file, json.dumps(kept, separators=(",", ":")).encode())
+        self._cache, self._dirty = kept, False
 
 
 def _read_cache(path: Path) -> dict[str, list[Any]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from cpb.adapters.transfer import push_from_storage
 from cpb.naming import PUSH, TAG, digest_tag, task_name
 from cpb.tasks.common import fresh_log
 from cpb.tasks.kind import Node, TaskKind
@@ -49,6 +48,8 @@ def do_push(project: Project, image: str) -> None:
     manifest = registry.manifest_digest(image, tag)
     pushed = manifest is None
     if manifest is None:
+        from cpb.adapters.transfer import push_from_storage  # with ssl: only to push
+
         manifest = push_from_storage(
             project.runner, registry, build.digest_ref, registry.config.ref(image, tag),
             project.state.build_dir(image) / "pushed.digest", fresh_log(project.state, task))

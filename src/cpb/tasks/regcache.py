@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from cpb.adapters.registry import Registry
-from cpb.adapters.transfer import pull_into_storage
 from cpb.errors import BuildError
 from cpb.naming import BUILD, DIGEST_LABEL, PUSH, digest_tag, task_name
 from cpb.tasks.common import fresh_log
 from cpb.tasks.records import image_built, record_build
 
 if TYPE_CHECKING:
+    from cpb.adapters.registry import Registry
     from cpb.project import Project
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,8 @@ def pull_instead_of_build(project: Project, image: str) -> bool:
     log_file = fresh_log(project.state, task)
     registry, build = project_registry(project), project.images[image]
     source = f"{registry.config.url}/{image}@{manifest}"
+    from cpb.adapters.transfer import pull_into_storage  # with ssl: only with a registry
+
     try:
         pull_into_storage(project.runner, registry, source, build.digest_ref, log_file)
     finally:
