@@ -220,7 +220,7 @@ def test_plan_without_a_registry_asks_no_registry(tmp_path: Path,
         raise AssertionError("a registry was asked")
 
     monkeypatch.setattr("urllib.request.urlopen", no_network)
-    monkeypatch.setattr(project_module, "Registry", no_network)
+    monkeypatch.setattr("cpb.adapters.registry.Registry", no_network)
     # empty local storage; nothing else may run
     runner = FakeRunner().on("podman", "images", returns="[]").on("buildah", "images", returns="[]")
     proj = project_module.open_project(spec_file(tmp_path), runner=runner)
