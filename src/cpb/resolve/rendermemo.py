@@ -11,7 +11,10 @@ The memo lives in cpb's user cache folder (`~/.cache/cpb/render/`), one
 file per project folder, never in the project: a project's own files, a
 committed `.cpb/` included, are a stranger's, and a text taken from the memo
 is a descriptor cekit obeys (its artifact paths are host files). Only cpb
-writes there, and only what it rendered for the values in the key.
+writes there, and only what it rendered for the values in the key. It is
+saved by the runs that save the file hashes and the validated-YAML memo (a
+build's record step, a plan that finds nothing to do), keeping the entries
+that run used.
 """
 
 from __future__ import annotations
