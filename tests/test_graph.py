@@ -32,7 +32,12 @@ def test_nodes_and_edges(tmp_path: Path) -> None:
     assert set(graph.predecessors("build:base")) == {"render:base", "rootfs:base"}
     assert set(graph.predecessors("build:ext")) == {"render:ext"}
     assert list(graph.successors("build:leaf")) == ["tag:leaf"]
-    assert nx.is_directed_acyclic_graph(graph)
+    as_networkx = graph.to_networkx()  # what doit is given: the same nodes and edges
+    assert nx.is_directed_acyclic_graph(as_networkx)
+    assert list(as_networkx.nodes(data=True)) == list(graph.nodes.items())
+    assert list(as_networkx.edges) == graph.edges
+    assert as_networkx.pred == graph.pred and as_networkx.succ == graph.succ
+    assert all(list(as_networkx.predecessors(t)) == list(graph.predecessors(t)) for t in graph)
 
 
 def test_order_is_deterministic_and_respects_edges(tmp_path: Path) -> None:
@@ -72,7 +77,9 @@ def test_order_and_closure_are_networkx_own(tmp_path: Path) -> None:
         kind, _, subject = task.partition(":")
         return (subject, graph.nodes[task]["rank"], kind)
 
-    assert ordered(graph) == list(nx.lexicographical_topological_sort(graph, key=key))
+    as_networkx = graph.to_networkx()
+    assert ordered(graph) == ordered(as_networkx) == list(
+        nx.lexicographical_topological_sort(as_networkx, key=key))
     for targets in (["tag:i05"], ["tag:i05", "tag:i12", "build:i00"], list(graph)):
         assert closure(graph, targets) == set(targets).union(
-            *(nx.ancestors(graph, target) for target in targets))
+            *(nx.ancestors(as_networkx, target) for target in targets))

@@ -1,4 +1,4 @@
-"""The spec as a networkx graph of file-level tasks.
+"""The spec as a graph of file-level tasks, and the networkx graph doit runs.
 
 Nodes are task names, `KIND:SUBJECT`; an edge A → B means B needs A's
 output. Each kind of task says which tasks of its kind a spec has and what
@@ -6,19 +6,28 @@ each needs (`TaskKind.nodes`, see cpb.tasks.table); this module only puts
 them together. The graph is built from the spec alone, before anything
 runs, and its order is deterministic (lexicographic among tasks that are
 free to go).
+
+`expand_graph` returns a `TaskGraph`: networkx's own layout (`nodes`, `pred`
+and `succ` dicts) and the part of `networkx.DiGraph`'s interface cpb walks,
+without importing networkx, which costs more than a plan of hundreds of
+images does (~0.2 s: it registers every algorithm it has). A plan only walks
+the graph; a run gives doit the `networkx.DiGraph` of the same nodes and
+edges (`TaskGraph.to_networkx`, cpb.tasks.doitapp), and networkx finds the
+cycle a graph that has one is refused for.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
-
-import networkx as nx
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cpb.errors import GraphError
 from cpb.naming import split_task, task_name
 from cpb.spec.model import ProjectSpec
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 class NodeLike(Protocol):
@@ -37,9 +46,65 @@ class KindLike(Protocol):
     def nodes(self) -> Callable[[ProjectSpec], Iterable[NodeLike]]: ...
 
 
-def expand_graph(spec: ProjectSpec, kinds: Sequence[KindLike]) -> nx.DiGraph:
+class TaskGraph:
+    """Tasks and what each needs, as networkx.DiGraph holds them (dicts in the
+    order nodes and edges were added), with the methods cpb uses."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, dict[str, Any]] = {}  # task: its attributes (kind, subject, rank)
+        self.pred: dict[str, dict[str, dict[str, Any]]] = {}  # task: {what it needs: {}}
+        self.succ: dict[str, dict[str, dict[str, Any]]] = {}  # task: {what needs it: {}}
+        self._added: list[tuple[str, str]] = []  # the edges as added, for to_networkx
+
+    def add_node(self, task: str, **attributes: Any) -> None:
+        if task not in self.nodes:
+            self.nodes[task], self.pred[task], self.succ[task] = {}, {}, {}
+        self.nodes[task].update(attributes)
+
+    def add_edge(self, need: str, task: str) -> None:
+        self.add_node(need)
+        self.add_node(task)
+        if task not in self.succ[need]:
+            self._added.append((need, task))
+        self.succ[need][task] = {}
+        self.pred[task][need] = {}
+
+    def __contains__(self, task: object) -> bool:
+        return task in self.nodes
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def predecessors(self, task: str) -> Iterator[str]:
+        return iter(self.pred[task])
+
+    def successors(self, task: str) -> Iterator[str]:
+        return iter(self.succ[task])
+
+    def out_degree(self, task: str) -> int:
+        return len(self.succ[task])
+
+    @property
+    def edges(self) -> list[tuple[str, str]]:
+        """(need, task) for every edge, in networkx's order (by need, as added)."""
+        return [(need, task) for need, tasks in self.succ.items() for task in tasks]
+
+    def to_networkx(self) -> nx.DiGraph:
+        """The networkx.DiGraph of the same nodes (with their attributes) and edges."""
+        import networkx as nx  # only for a run (doit) and a graph with a cycle
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.nodes.items())
+        graph.add_edges_from(self._added)  # in the same order: its pred and succ are ours
+        return graph
+
+
+def expand_graph(spec: ProjectSpec, kinds: Sequence[KindLike]) -> TaskGraph:
     """The task graph of `spec`; `kinds` in the order one subject's tasks happen."""
-    graph = nx.DiGraph()
+    graph = TaskGraph()
     edges: list[tuple[str, str]] = []
     for rank, kind in enumerate(kinds):
         for node in kind.nodes(spec):
@@ -50,13 +115,17 @@ def expand_graph(spec: ProjectSpec, kinds: Sequence[KindLike]) -> nx.DiGraph:
         if need not in graph:
             raise GraphError(f"task {name} needs {need}, which the spec does not have")
         graph.add_edge(need, name)
-    if not nx.is_directed_acyclic_graph(graph):
-        cycle = [edge[0] for edge in nx.find_cycle(graph)]
-        raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]]))
+    try:
+        ordered(graph)
+    except GraphError:
+        import networkx as nx  # to say which tasks form the cycle
+
+        cycle = [edge[0] for edge in nx.find_cycle(graph.to_networkx())]
+        raise GraphError("task graph has a cycle: " + " -> ".join([*cycle, cycle[0]])) from None
     return graph
 
 
-def ordered(graph: nx.DiGraph) -> list[str]:
+def ordered(graph: TaskGraph | nx.DiGraph) -> list[str]:
     """Every task, dependencies first; among tasks free to go, one subject's
     tasks together (by subject, then in the order their kinds happen).
 
@@ -83,7 +152,7 @@ def ordered(graph: nx.DiGraph) -> list[str]:
             if waiting[child] == 0:
                 heapq.heappush(free, entry(child))
     if len(order) != len(waiting):
-        raise nx.NetworkXUnfeasible("Graph contains a cycle or graph changed during iteration")
+        raise GraphError("task graph has a cycle")
     return order
 
 
@@ -111,12 +180,12 @@ def image_order(spec: ProjectSpec) -> list[str]:
     return order
 
 
-def closure(graph: nx.DiGraph, targets: Iterable[str]) -> set[str]:
+def closure(graph: TaskGraph | nx.DiGraph, targets: Iterable[str]) -> set[str]:
     """The targets and everything they need."""
     needed: set[str] = set()
     for target in targets:
-        if target not in graph:  # as nx.ancestors would
-            raise nx.NetworkXError(f"The node {target} is not in the digraph.")
+        if target not in graph:
+            raise GraphError(f"task {target} is not in the task graph")
         needed.add(target)
     # one walk for all targets (nx.ancestors walks again for each)
     needs, todo = graph.pred, list(needed)

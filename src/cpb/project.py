@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from cpb.adapters.artifacts import ArtifactCache, Download
 from cpb.adapters.cekit import cekit_version
 from cpb.adapters.podman import ImageStore
 from cpb.adapters.pods import PodStore
 from cpb.adapters.runner import Runner
-from cpb.graph import expand_graph, image_order
+from cpb.graph import TaskGraph, expand_graph, image_order
 from cpb.naming import PROJECT_LABEL
 from cpb.resolve.digest import FileHasher
 from cpb.resolve.downloads import collect_downloads
@@ -42,7 +40,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Project:
     spec: ProjectSpec
-    graph: nx.DiGraph
+    graph: TaskGraph  # to_networkx(): the networkx.DiGraph a run gives doit
     images: Mapping[str, ImageBuild]
     pods: Mapping[str, PodBuild]
     downloads: Mapping[str, Download]  # by `fetch:` subject (the artifact's cache key)

@@ -293,7 +293,7 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
         "build_full": lambda: timed(cpb("-f", spec, "build"), root, env=full),
         "listing": lambda: timed(["buildah", "images", "--json", "--no-trunc"], root),
         # the floor of the full path: starting Python and importing what a full
-        # plan imports, doing nothing with it; and the graph library alone
+        # plan imports, doing nothing with it; and the graph library doit is given
         "imports": lambda: timed([PY, "-c", FULL_PATH_IMPORTS], root),
         "networkx": lambda: timed([PY, "-c", "import networkx"], root),
         "podman": lambda: retried(lambda: timed(["podman", "images", "--format", "json"], root)),
@@ -323,7 +323,8 @@ def case_noop(bench: Bench, images: int, small: int, profile: bool) -> Path:
     bench.add("noop", "start-up of the full path alone: Python + the modules a full plan "
               "imports, no work", f"{fmt_s(m['imports'])} = {m['imports'] / m['doit']:.2f}x "
               "bare doit")
-    bench.add("noop", "of which `python -c 'import networkx'` (the design card's graph)",
+    bench.add("noop", "`python -c 'import networkx'` (the graph a run gives doit; a plan "
+              "does not import it)",
               f"{fmt_s(m['networkx'])} = {m['networkx'] / m['doit']:.2f}x bare doit")
     plan_big, build_big = count_noop(root)
     fast_big = count_fast(root)

@@ -2,7 +2,7 @@
 
 A second no-op `cpb plan` / `cpb build` is answered from .cpb/noop.json
 without importing the pipeline (checked with `python -X importtime`: no
-networkx, no doit). Every kind of change must send the next run down the full
+cpb.graph, no doit). Every kind of change must send the next run down the full
 path, which then says what is pending. cekit's build step is the benchmark's
 stub (a one-line `podman build`); podman, buildah and cpb are real.
 """
@@ -40,7 +40,7 @@ def cpb(root: Path, *args: str, env: dict[str, str] | None = None
     imports = [line for line in proc.stderr.splitlines() if line.startswith("import time:")]
     err = "\n".join(line for line in proc.stderr.splitlines()
                     if not line.startswith("import time:"))
-    full = any(line.rstrip().endswith((" networkx", " doit")) for line in imports)
+    full = any(line.rstrip().endswith((" cpb.graph", " doit")) for line in imports)
     return proc.returncode, proc.stdout, err, full
 
 

@@ -97,8 +97,10 @@ def _uptodate(project: Project, kind: TaskKind, subject: str) -> bool:
 
 
 def task_dicts(project: Project) -> list[dict[str, Any]]:
+    """doit's tasks: the networkx graph of the project's tasks, in cpb's order."""
+    graph = project.graph.to_networkx()
     result = []
-    for task in ordered(project.graph):
+    for task in ordered(graph):
         kind, subject = kind_of(task)
         result.append({
             "name": task,
@@ -107,7 +109,7 @@ def task_dicts(project: Project) -> list[dict[str, Any]]:
             # (callable, args, kwargs): doit inspects a partial's signature at
             # every check, a plain function's cheaply
             "uptodate": [(_uptodate, [project, kind, subject], {})],
-            "task_dep": sorted(project.graph.predecessors(task)),
+            "task_dep": sorted(graph.predecessors(task)),
             # 2: doit must not capture output. Capturing swaps sys.stdout per
             # action, and with threads (-j) the swaps race and can leave a dead
             # capture stream as sys.stdout. cpb's actions print nothing anyway.
