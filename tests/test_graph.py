@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 from cpb.graph import closure, expand_graph, image_order, ordered
 from cpb.spec.model import load_spec
@@ -83,3 +84,24 @@ def test_order_and_closure_are_networkx_own(tmp_path: Path) -> None:
     for targets in (["tag:i05"], ["tag:i05", "tag:i12", "build:i00"], list(graph)):
         assert closure(graph, targets) == set(targets).union(
             *(nx.ancestors(as_networkx, target) for target in targets))
+
+
+def test_a_graph_with_a_cycle_is_refused_with_the_cycle() -> None:
+    from dataclasses import dataclass
+
+    from cpb.errors import GraphError
+
+    @dataclass(frozen=True)
+    class Node:
+        subject: str
+        needs: tuple[str, ...]
+
+    @dataclass(frozen=True)
+    class Kind:
+        name: str
+        nodes: object
+
+    kinds = [Kind("a", lambda spec: [Node("x", ("b:x",))]),
+             Kind("b", lambda spec: [Node("x", ("a:x",))])]
+    with pytest.raises(GraphError, match="task graph has a cycle: a:x -> b:x -> a:x$"):
+        expand_graph(None, kinds)  # type: ignore[arg-type]
