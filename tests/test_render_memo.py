@@ -7,6 +7,7 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,12 +96,17 @@ def test_a_new_artifact_checksum_is_a_new_render(tmp_path: Path, cache_home: Pat
     assert after.renders.dirty
 
 
-def test_a_memo_of_another_jinja2_or_format_is_not_used(tmp_path: Path, cache_home: Path) -> None:
+def saved(tmp_path: Path) -> tuple[Path, Project, Path, dict[str, Any]]:
+    """A project opened once and its memo saved: (root, project, memo file, its JSON)."""
     root = build_file_tree(tmp_path / "project", FILES)
     first = opened(root)
     first.renders.save()
     file = memo_file(root)
-    data = json.loads(file.read_text())
+    return root, first, file, json.loads(file.read_text())
+
+
+def test_a_memo_of_another_jinja2_or_format_is_not_used(tmp_path: Path, cache_home: Path) -> None:
+    root, first, file, data = saved(tmp_path)
     for key, value in (("engine", [1, 2, 3, 4]), ("format", 99)):
         file.write_text(json.dumps({**data, key: value}))
         again = opened(root)
@@ -120,11 +126,7 @@ def test_a_damaged_memo_is_ignored_with_a_warning_at_most(
 
 
 def test_entries_of_the_wrong_shape_are_left_out(tmp_path: Path, cache_home: Path) -> None:
-    root = build_file_tree(tmp_path / "project", FILES)
-    first = opened(root)
-    first.renders.save()
-    file = memo_file(root)
-    data = json.loads(file.read_text())
+    root, first, file, data = saved(tmp_path)
     bad = {key: [text, {"modules/x/module.yaml": 5}] for key, (text, _) in data["entries"].items()}
     file.write_text(json.dumps({**data, "entries": bad}))
     again = opened(root)
