@@ -261,7 +261,7 @@ def test_a_plan_of_images_rendered_before_imports_no_jinja2(tmp_path: Path) -> N
     assert "jinja2" in plan_imports(tmp_path)  # a new value is rendered
 
 
-def test_a_plan_walks_the_task_graph_without_networkx_and_doit_is_given_networkx_s(
+def test_a_plan_walks_the_task_graph_without_networkx_and_doit_gets_a_digraph(
         tmp_path: Path) -> None:
     """networkx (~0.2 s to import) is the graph doit runs (cpb.graph.TaskGraph.to_networkx);
     a plan only walks the same nodes and edges."""
