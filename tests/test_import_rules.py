@@ -215,32 +215,40 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
+def rootfs_project(root: Path, rest: str = "") -> None:
+    """cpb.yaml with image `base` from base.tar, then `rest` (more of base, other images, pods)."""
+    (root / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
+                                   + rest)
+    (root / "base.tar").write_text("tar")
+
+
+def probe(root: Path, code: str, *args: str) -> str:
+    """What `code` prints in a fresh interpreter in `root` (argv: cpb.yaml, tests/, `args`)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(root / "state")}
+    return subprocess.run([sys.executable, "-c", code, str(root / "cpb.yaml"),
+                           str(SRC.parent / "tests"), *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+
+
 def plan_imports(root: Path, *, save: bool = False) -> set[str]:
     """The top-level packages a plan of `root`'s cpb.yaml imported, in a fresh
     interpreter; `save`: then save the spec and render memos, as a build would."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(root / "state")}
-    proc = subprocess.run([sys.executable, "-c", _PLAN_PROBE, str(root / "cpb.yaml"),
-                           str(SRC.parent / "tests"), "save" if save else "plan"], cwd=root,
-                          env=env, capture_output=True, text=True, timeout=60, check=True)
-    loaded = {m.partition(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
+    out = probe(root, _PLAN_PROBE, "save" if save else "plan")
+    loaded = {m.partition(".")[0] for m in json.loads(out.splitlines()[-1])}
     assert "cpb" in loaded  # the probe saw a whole plan (it prints after make_plan)
     return loaded
 
 
 def test_a_plan_without_certificates_to_read_imports_no_cryptography(tmp_path: Path) -> None:
     """cryptography (~30-60 ms) is for making and reading certificates (`cpb up`, `cpb pki`)."""
-    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
-                                       "pods:\n  farm:\n    containers:\n      - {image: base}\n")
-    (tmp_path / "base.tar").write_text("tar")
+    rootfs_project(tmp_path, "pods:\n  farm:\n    containers:\n      - {image: base}\n")
     assert "cryptography" not in plan_imports(tmp_path)
 
 
 def test_a_plan_of_specs_known_valid_imports_no_yaml_parser(tmp_path: Path) -> None:
     """PyYAML is for parsing; cpb.yaml and module.yaml files unchanged since they
     passed their schema are not parsed again (cpb.spec.memo)."""
-    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
-                                       "    modules: [m]\n")
-    (tmp_path / "base.tar").write_text("tar")
+    rootfs_project(tmp_path, "    modules: [m]\n")
     (tmp_path / "modules" / "m").mkdir(parents=True)
     (tmp_path / "modules" / "m" / "module.yaml").write_text("name: m\nversion: '1'\n")
     (tmp_path / ".cpb").mkdir()
@@ -251,13 +259,10 @@ def test_a_plan_of_specs_known_valid_imports_no_yaml_parser(tmp_path: Path) -> N
 def test_a_plan_of_images_rendered_before_imports_no_jinja2(tmp_path: Path) -> None:
     """Jinja2 (~40 ms with its templates) is for rendering; the descriptors of values
     rendered before come from the render memo (cpb.resolve.rendermemo)."""
-    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
-                                       "    packages: [gcc]\n")
-    (tmp_path / "base.tar").write_text("tar")
+    rootfs_project(tmp_path, "    packages: [gcc]\n")
     assert "jinja2" in plan_imports(tmp_path, save=True)  # rendered, then remembered
     assert "jinja2" not in plan_imports(tmp_path)
-    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
-                                       "    packages: [make]\n")
+    rootfs_project(tmp_path, "    packages: [make]\n")
     assert "jinja2" in plan_imports(tmp_path)  # a new value is rendered
 
 
@@ -265,17 +270,11 @@ def test_a_plan_walks_the_task_graph_without_networkx_and_doit_gets_a_digraph(
         tmp_path: Path) -> None:
     """networkx (~0.2 s to import) is the graph doit runs (cpb.graph.TaskGraph.to_networkx);
     a plan only walks the same nodes and edges."""
-    (tmp_path / "cpb.yaml").write_text("project: p\nimages:\n  base:\n    rootfs: {tar: base.tar}\n"
-                                       "  leaf: {from: base}\n")
-    (tmp_path / "base.tar").write_text("tar")
+    rootfs_project(tmp_path, "  leaf: {from: base}\n")
     assert "networkx" not in plan_imports(tmp_path)
-    probe = ("import sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
-             "from fakes import podman_fake; from cpb.project import open_project; "
-             "from cpb.tasks.doitapp import task_dicts; "
-             "tasks = task_dicts(open_project(Path(sys.argv[1]), runner=podman_fake())); "
-             "print(len(tasks), 'networkx' in sys.modules)")
-    env = {**os.environ, "PYTHONPATH": str(SRC), "XDG_STATE_HOME": str(tmp_path / "state")}
-    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "cpb.yaml"),
-                          str(SRC.parent / "tests")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=60, check=True).stdout.split()
+    out = probe(tmp_path, "import sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path; "
+                "from fakes import podman_fake; from cpb.project import open_project; "
+                "from cpb.tasks.doitapp import task_dicts; "
+                "tasks = task_dicts(open_project(Path(sys.argv[1]), runner=podman_fake())); "
+                "print(len(tasks), 'networkx' in sys.modules)").split()
     assert out == ["7", "True"]  # rootfs, render, build and tag of base; the three of leaf
